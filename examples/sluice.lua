@@ -1,0 +1,37 @@
+-- sluice configuration: a Lua script that returns one table.
+-- Check it with `sluice -t -c examples/sluice.lua`; unknown keys are errors.
+-- Durations are in seconds (fractions allowed), sizes in bytes.
+return {
+  listeners = {
+    { address = "127.0.0.1:8080", pool = "web" },
+    { address = "[::1]:8080", pool = "web" },
+  },
+
+  pools = {
+    web = {
+      servers = { "127.0.0.1:9001", "127.0.0.1:9002" },
+      keepalive = 64,          -- idle connections kept open per server
+      keepalive_timeout = 60,  -- an idle backend connection is closed after this
+      connect_backoff = 2,     -- a server whose connect failed is skipped this long
+    },
+  },
+
+  timeouts = {
+    client_header = 10,     -- the whole request head must arrive within this (slowloris)
+    client_keepalive = 75,  -- an idle keep-alive client connection is closed after this
+    backend_connect = 5,
+    backend_response = 60,  -- from request sent to the response head
+    idle = 60,              -- no byte moved either way while a body is in flight
+    shutdown = 10,          -- SIGTERM: in-flight requests get this long to finish
+  },
+
+  limits = {
+    max_request_line = 8192,   -- longer request line: 414
+    max_header_size = 16384,   -- request line + headers; larger: 431
+    buffer_size = 16384,       -- per direction and connection; bounds memory
+    max_connections = 10000,   -- concurrent client connections
+  },
+
+  access_log = "stderr",       -- a file path, "stderr", or false
+  log_level = "info",          -- error log on stderr: "debug", "info", "warn", "error"
+}

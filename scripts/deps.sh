@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench`.
+set -eu
+build="gcc libc6-dev make libluajit-5.1-dev libssl-dev node-llhttp"
+test="python3 curl openssl procps"
+bench="haproxy nginx wrk util-linux"
+case "${1:-build}" in
+build) want="$build" ;;
+test) want="$build $test" ;;
+bench) want="$build $test $bench" ;;
+*) echo "usage: deps.sh build|test|bench" >&2; exit 2 ;;
+esac
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing missing Debian packages:$missing"
+if [ "$(id -u)" != 0 ]; then
+	echo "not root: run as root, or install them yourself: apt-get install$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,759 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+
+const char config_default_source[] =
+	"-- sluice's embedded default config: a proxy on 127.0.0.1:8080 in front of\n"
+	"-- the two demo backends that `make run` starts on ports 9001 and 9002.\n"
+	"return {\n"
+	"  listeners = {\n"
+	"    { address = \"127.0.0.1:8080\", pool = \"demo\" },\n"
+	"  },\n"
+	"  pools = {\n"
+	"    demo = { servers = { \"127.0.0.1:9001\", \"127.0.0.1:9002\" } },\n"
+	"  },\n"
+	"  access_log = \"stderr\",\n"
+	"}\n";
+
+/* --- locating a mistake in the source --- */
+
+/*
+ * Lua tables do not remember where their fields were written, so a mistake
+ * found after the script ran is located by searching the source for the path
+ * that leads to it (e.g. pools, api, servers, "10.0.0.1:99999"), each token
+ * after the previous one, in a copy with comments blanked out. Values computed
+ * by the script are not in the text; the line of the nearest enclosing key
+ * that is found is given instead.
+ */
+static char *blank_comments(const char *src, size_t len)
+{
+	char *out = malloc(len + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, src, len);
+	out[len] = 0;
+	for (size_t i = 0; i < len;) {
+		char ch = out[i];
+		if (ch == '"' || ch == '\'') {
+			for (i++; i < len && out[i] != ch && out[i] != '\n'; i++)
+				if (out[i] == '\\')
+					i++;
+			i++;
+		} else if (ch == '-' && i + 1 < len && out[i + 1] == '-') {
+			size_t end;
+			bool long_comment = i + 3 < len && out[i + 2] == '[' && out[i + 3] == '[';
+			if (long_comment) {
+				char *close = strstr(out + i + 4, "]]");
+				end = close ? (size_t)(close - out) + 2 : len;
+			} else {
+				char *nl = memchr(out + i, '\n', len - i);
+				end = nl ? (size_t)(nl - out) : len;
+			}
+			for (; i < end; i++)
+				if (out[i] != '\n')
+					out[i] = ' ';
+		} else {
+			i++;
+		}
+	}
+	return out;
+}
+
+static bool is_ident_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_';
+}
+
+/* Finds token (an identifier, or a quoted string when quoted) at or after from. */
+static const char *find_token(const char *text, const char *from, const char *token, bool quoted)
+{
+	size_t n = strlen(token);
+	for (const char *p = from; (p = strstr(p, token)); p++) {
+		char before = p > text ? p[-1] : ' ';
+		char after = p[n];
+		if (quoted) {
+			if ((before == '"' || before == '\'') && after == before)
+				return p;
+		} else if (!is_ident_char(before) && !is_ident_char(after)) {
+			return p;
+		}
+	}
+	return NULL;
+}
+
+struct cfg_path {
+	const char *tokens[6];
+	bool quoted[6];
+	int n;
+};
+
+static void path_push(struct cfg_path *p, const char *token, bool quoted)
+{
+	if (p->n < (int)ARRAY_LEN(p->tokens)) {
+		p->tokens[p->n] = token;
+		p->quoted[p->n] = quoted;
+		p->n++;
+	}
+}
+
+static int path_line(const char *text, const struct cfg_path *path)
+{
+	if (!text)
+		return 0;
+	const char *pos = text, *found = NULL;
+	for (int i = 0; i < path->n; i++) {
+		const char *hit = find_token(text, pos, path->tokens[i], path->quoted[i]);
+		if (!hit)
+			break;
+		found = hit;
+		pos = hit + strlen(path->tokens[i]);
+	}
+	if (!found)
+		return 0;
+	int line = 1;
+	for (const char *p = text; p < found; p++)
+		line += *p == '\n';
+	return line;
+}
+
+/* --- validation context --- */
+
+struct vctx {
+	lua_State *L;
+	const char *name; /* file name for messages */
+	char *text;	  /* source with comments blanked */
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+/* Records the first error only: later ones are usually its consequences. */
+static void fail(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void fail(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
+{
+	if (v->failed)
+		return;
+	v->failed = true;
+	int line = path ? path_line(v->text, path) : 0;
+	int n = line ? snprintf(v->err, v->errlen, "%s:%d: ", v->name, line)
+		     : snprintf(v->err, v->errlen, "%s: ", v->name);
+	if (n < 0 || (size_t)n >= v->errlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(v->err + n, v->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+/* Describes the Lua value at idx for a message: "abc" in quotes, numbers as is, else its type. */
+static const char *describe(lua_State *L, int idx, char *out, size_t len)
+{
+	switch (lua_type(L, idx)) {
+	case LUA_TSTRING:
+		snprintf(out, len, "\"%s\"", lua_tostring(L, idx));
+		break;
+	case LUA_TNUMBER:
+		snprintf(out, len, "%.14g", lua_tonumber(L, idx));
+		break;
+	case LUA_TBOOLEAN:
+		snprintf(out, len, "%s", lua_toboolean(L, idx) ? "true" : "false");
+		break;
+	default:
+		snprintf(out, len, "a %s", lua_typename(L, lua_type(L, idx)));
+	}
+	return out;
+}
+
+/* The prefix of messages about a section: `pool "api": ` or `timeouts: `. */
+struct section {
+	const char *label; /* e.g. "pool \"api\"" or "timeouts"; "" at top level */
+	struct cfg_path path;
+};
+
+/* Fails on any key of the table at idx that is not in allowed (NULL-terminated). */
+static void check_keys(struct vctx *v, int idx, const struct section *s, const char *const *allowed)
+{
+	lua_State *L = v->L;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING) {
+			char d[64];
+			fail(v, &s->path, "%s%sunexpected entry %s (fields are name = value)", s->label,
+			     *s->label ? ": " : "", describe(L, -1, d, sizeof(d)));
+			continue;
+		}
+		const char *key = lua_tostring(L, -1);
+		bool ok = false;
+		for (const char *const *a = allowed; *a; a++)
+			ok |= !strcmp(*a, key);
+		if (!ok) {
+			struct cfg_path p = s->path;
+			path_push(&p, key, false);
+			fail(v, &p, "%s%sunknown key \"%s\"", s->label, *s->label ? ": " : "", key);
+		}
+	}
+}
+
+/*
+ * Reads number field key of the table at idx into *out, scaled by scale and
+ * rounded; absent keeps *out. Fails unless min <= value <= max.
+ */
+static void get_number(struct vctx *v, int idx, const struct section *s, const char *key,
+		       double scale, double min, double max, const char *what, uint32_t *out)
+{
+	lua_State *L = v->L;
+	lua_getfield(L, idx, key);
+	if (!lua_isnil(L, -1)) {
+		struct cfg_path p = s->path;
+		path_push(&p, key, false);
+		double x = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+		if (lua_type(L, -1) != LUA_TNUMBER || !(x >= min && x <= max)) {
+			char d[64];
+			fail(v, &p, "%s%s%s must be %s, got %s", s->label, *s->label ? ": " : "", key, what,
+			     describe(L, -1, d, sizeof(d)));
+		} else {
+			*out = (uint32_t)(x * scale + 0.5);
+		}
+	}
+	lua_pop(L, 1);
+}
+
+static void get_seconds(struct vctx *v, int idx, const struct section *s, const char *key,
+			uint32_t *ms)
+{
+	get_number(v, idx, s, key, 1000.0, 0.001, 86400.0 * 7,
+		   "a positive number of seconds (at most a week)", ms);
+}
+
+static void get_size(struct vctx *v, int idx, const struct section *s, const char *key,
+		     double min, double max, uint32_t *out)
+{
+	char what[96];
+	snprintf(what, sizeof(what), "an integer from %.0f to %.0f", min, max);
+	lua_getfield(v->L, idx, key);
+	bool fractional = lua_type(v->L, -1) == LUA_TNUMBER &&
+			  lua_tonumber(v->L, -1) != (double)(int64_t)lua_tonumber(v->L, -1);
+	lua_pop(v->L, 1);
+	if (fractional) {
+		struct cfg_path p = s->path;
+		path_push(&p, key, false);
+		fail(v, &p, "%s%s%s must be %s", s->label, *s->label ? ": " : "", key, what);
+		return;
+	}
+	get_number(v, idx, s, key, 1.0, min, max, what, out);
+}
+
+/* Pushes field key of the table at idx if it is a table; fails and returns false otherwise. */
+static bool get_table(struct vctx *v, int idx, const struct section *s, const char *key, bool required)
+{
+	lua_getfield(v->L, idx, key);
+	if (lua_istable(v->L, -1))
+		return true;
+	if (!lua_isnil(v->L, -1) || required) {
+		struct cfg_path p = s->path;
+		path_push(&p, key, false);
+		char d[64];
+		fail(v, &p, "%s%s%s must be a table, got %s", s->label, *s->label ? ": " : "", key,
+		     lua_isnil(v->L, -1) ? "nothing" : describe(v->L, -1, d, sizeof(d)));
+	}
+	lua_pop(v->L, 1);
+	return false;
+}
+
+/* --- addresses --- */
+
+int config_parse_addr(const char *text, struct cfg_addr *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->text, sizeof(out->text), "%s", text);
+	char host[256];
+	const char *port_str;
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (!close || close[1] != ':') {
+			snprintf(err, errlen, "expected [ipv6]:port");
+			return -1;
+		}
+		size_t n = (size_t)(close - text - 1);
+		if (n >= sizeof(host)) {
+			snprintf(err, errlen, "host too long");
+			return -1;
+		}
+		memcpy(host, text + 1, n);
+		host[n] = 0;
+		port_str = close + 2;
+	} else {
+		const char *colon = strrchr(text, ':');
+		if (!colon) {
+			snprintf(err, errlen, "expected host:port");
+			return -1;
+		}
+		size_t n = (size_t)(colon - text);
+		if (n >= sizeof(host)) {
+			snprintf(err, errlen, "host too long");
+			return -1;
+		}
+		memcpy(host, text, n);
+		host[n] = 0;
+		if (strchr(host, ':')) {
+			snprintf(err, errlen, "an IPv6 address must be written in brackets, as [::1]:80");
+			return -1;
+		}
+		port_str = colon + 1;
+	}
+	if (!*port_str || strspn(port_str, "0123456789") != strlen(port_str)) {
+		snprintf(err, errlen, "port must be a number");
+		return -1;
+	}
+	long port = strlen(port_str) > 6 ? 100000 : strtol(port_str, NULL, 10);
+	if (port < 1 || port > 65535) {
+		snprintf(err, errlen, "port out of range");
+		return -1;
+	}
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&out->sa;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->sa;
+	if (!strcmp(host, "*") || !*host) {
+		in4->sin_family = AF_INET;
+		in4->sin_addr.s_addr = htonl(INADDR_ANY);
+		in4->sin_port = htons((uint16_t)port);
+		out->len = sizeof(*in4);
+	} else if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		out->len = sizeof(*in4);
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		out->len = sizeof(*in6);
+	} else {
+		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+		struct addrinfo *res;
+		int rc = getaddrinfo(host, NULL, &hints, &res);
+		if (rc) {
+			snprintf(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(rc));
+			return -1;
+		}
+		memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+		out->len = res->ai_addrlen;
+		freeaddrinfo(res);
+		if (out->sa.ss_family == AF_INET)
+			in4->sin_port = htons((uint16_t)port);
+		else
+			in6->sin6_port = htons((uint16_t)port);
+	}
+	return 0;
+}
+
+/* --- sections --- */
+
+static void load_pool(struct vctx *v, struct config *cfg, struct cfg_pool *pool, const char *name)
+{
+	static const char *const keys[] = {"servers", "keepalive", "keepalive_timeout",
+					   "connect_backoff", NULL};
+	lua_State *L = v->L;
+	int idx = lua_gettop(L);
+	char label[160];
+	snprintf(label, sizeof(label), "pool \"%s\"", name);
+	struct section s = {.label = label};
+	path_push(&s.path, "pools", false);
+	path_push(&s.path, name, false);
+	(void)cfg;
+
+	pool->name = strdup(name);
+	pool->keepalive = 64;
+	pool->keepalive_timeout_ms = 60000;
+	pool->connect_backoff_ms = 2000;
+	check_keys(v, idx, &s, keys);
+	get_size(v, idx, &s, "keepalive", 0, 100000, &pool->keepalive);
+	get_seconds(v, idx, &s, "keepalive_timeout", &pool->keepalive_timeout_ms);
+	get_seconds(v, idx, &s, "connect_backoff", &pool->connect_backoff_ms);
+	if (!get_table(v, idx, &s, "servers", true))
+		return;
+	size_t n = lua_objlen(L, -1);
+	if (n == 0) {
+		struct cfg_path p = s.path;
+		path_push(&p, "servers", false);
+		fail(v, &p, "%s: servers must list at least one \"host:port\"", label);
+	}
+	pool->servers = calloc(n ? n : 1, sizeof(*pool->servers));
+	for (size_t i = 1; i <= n && pool->servers; i++) {
+		lua_rawgeti(L, -1, (int)i);
+		struct cfg_path p = s.path;
+		path_push(&p, "servers", false);
+		if (lua_type(L, -1) != LUA_TSTRING) {
+			char d[64];
+			fail(v, &p, "%s: server %zu must be a \"host:port\" string, got %s", label, i,
+			     describe(L, -1, d, sizeof(d)));
+		} else {
+			const char *text = lua_tostring(L, -1);
+			char why[160];
+			path_push(&p, text, true);
+			if (config_parse_addr(text, &pool->servers[i - 1].addr, why, sizeof(why)) < 0)
+				fail(v, &p, "%s: server \"%s\": %s", label, text, why);
+			pool->nservers++;
+		}
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+static void load_pools(struct vctx *v, struct config *cfg)
+{
+	lua_State *L = v->L;
+	struct section top = {.label = ""};
+	if (!get_table(v, 1, &top, "pools", true))
+		return;
+	int idx = lua_gettop(L);
+	size_t n = 0;
+	for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+		n++;
+	cfg->pools = calloc(n ? n : 1, sizeof(*cfg->pools));
+	if (!cfg->pools) {
+		fail(v, NULL, "out of memory");
+		lua_pop(L, 1);
+		return;
+	}
+	for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+		struct cfg_path p = {0};
+		path_push(&p, "pools", false);
+		if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1)) {
+			fail(v, &p, "pools: each entry must be name = { servers = {...} }");
+			continue;
+		}
+		const char *name = lua_tostring(L, -2);
+		load_pool(v, cfg, &cfg->pools[cfg->npools++], name);
+	}
+	if (n == 0)
+		fail(v, &top.path, "pools: define at least one pool");
+	lua_pop(L, 1);
+}
+
+static void load_listeners(struct vctx *v, struct config *cfg)
+{
+	static const char *const keys[] = {"address", "pool", NULL};
+	lua_State *L = v->L;
+	struct section top = {.label = ""};
+	if (!get_table(v, 1, &top, "listeners", true))
+		return;
+	size_t n = lua_objlen(L, -1);
+	cfg->listeners = calloc(n ? n : 1, sizeof(*cfg->listeners));
+	struct cfg_path lp = {0};
+	path_push(&lp, "listeners", false);
+	if (n == 0)
+		fail(v, &lp, "listeners: define at least one { address = \"host:port\", pool = \"name\" }");
+	for (size_t i = 1; i <= n && cfg->listeners; i++) {
+		lua_rawgeti(L, -1, (int)i);
+		if (!lua_istable(L, -1)) {
+			fail(v, &lp, "listeners: entry %zu must be a table { address = ..., pool = ... }", i);
+			lua_pop(L, 1);
+			continue;
+		}
+		int idx = lua_gettop(L);
+		lua_getfield(L, idx, "address");
+		const char *addr = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		char label[128];
+		snprintf(label, sizeof(label), "listener \"%s\"", addr ? addr : "?");
+		struct section s = {.label = label, .path = lp};
+		if (addr)
+			path_push(&s.path, addr, true);
+		check_keys(v, idx, &s, keys);
+		struct cfg_listener *l = &cfg->listeners[cfg->nlisteners++];
+		char why[160];
+		if (!addr)
+			fail(v, &s.path, "listeners: entry %zu needs address = \"host:port\"", i);
+		else if (config_parse_addr(addr, &l->addr, why, sizeof(why)) < 0)
+			fail(v, &s.path, "%s: %s", label, why);
+		lua_pop(L, 1);
+		lua_getfield(L, idx, "pool");
+		const char *pool = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		struct cfg_path pp = s.path;
+		path_push(&pp, "pool", false);
+		if (!pool) {
+			fail(v, &pp, "%s: pool must name a pool", label);
+		} else {
+			size_t k = 0;
+			while (k < cfg->npools && strcmp(cfg->pools[k].name, pool))
+				k++;
+			if (k == cfg->npools) {
+				path_push(&pp, pool, true);
+				fail(v, &pp, "%s: unknown pool \"%s\"", label, pool);
+			}
+			l->pool = k;
+		}
+		lua_pop(L, 2);
+	}
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		for (size_t j = 0; j < i; j++)
+			if (cfg->listeners[i].addr.len &&
+			    cfg->listeners[i].addr.len == cfg->listeners[j].addr.len &&
+			    !memcmp(&cfg->listeners[i].addr.sa, &cfg->listeners[j].addr.sa,
+				    cfg->listeners[i].addr.len)) {
+				struct cfg_path p = lp;
+				path_push(&p, cfg->listeners[i].addr.text, true);
+				path_push(&p, cfg->listeners[i].addr.text, true);
+				fail(v, &p, "listener \"%s\": address used twice",
+				     cfg->listeners[i].addr.text);
+			}
+	lua_pop(L, 1);
+}
+
+static void load_timeouts(struct vctx *v, struct config *cfg)
+{
+	static const char *const keys[] = {"client_header",    "client_keepalive", "backend_connect",
+					   "backend_response", "idle",		   "shutdown",
+					   NULL};
+	struct cfg_timeouts *t = &cfg->timeouts;
+	struct section top = {.label = ""};
+	if (!get_table(v, 1, &top, "timeouts", false))
+		return;
+	int idx = lua_gettop(v->L);
+	struct section s = {.label = "timeouts"};
+	path_push(&s.path, "timeouts", false);
+	check_keys(v, idx, &s, keys);
+	get_seconds(v, idx, &s, "client_header", &t->client_header_ms);
+	get_seconds(v, idx, &s, "client_keepalive", &t->client_keepalive_ms);
+	get_seconds(v, idx, &s, "backend_connect", &t->backend_connect_ms);
+	get_seconds(v, idx, &s, "backend_response", &t->backend_response_ms);
+	get_seconds(v, idx, &s, "idle", &t->idle_ms);
+	get_seconds(v, idx, &s, "shutdown", &t->shutdown_ms);
+	lua_pop(v->L, 1);
+}
+
+static void load_limits(struct vctx *v, struct config *cfg)
+{
+	static const char *const keys[] = {"max_request_line", "max_header_size", "buffer_size",
+					   "max_connections", NULL};
+	struct cfg_limits *l = &cfg->limits;
+	struct section top = {.label = ""};
+	if (!get_table(v, 1, &top, "limits", false))
+		return;
+	int idx = lua_gettop(v->L);
+	struct section s = {.label = "limits"};
+	path_push(&s.path, "limits", false);
+	check_keys(v, idx, &s, keys);
+	get_size(v, idx, &s, "max_header_size", 256, 1 << 20, &l->max_header_size);
+	/* Unless set, the request line may use what the head may. */
+	l->max_request_line = MIN(l->max_request_line, l->max_header_size);
+	get_size(v, idx, &s, "max_request_line", 64, 1 << 20, &l->max_request_line);
+	get_size(v, idx, &s, "buffer_size", 1024, 16 << 20, &l->buffer_size);
+	get_size(v, idx, &s, "max_connections", 1, 10000000, &l->max_connections);
+	if (l->max_request_line > l->max_header_size) {
+		struct cfg_path p = s.path;
+		path_push(&p, "max_request_line", false);
+		fail(v, &p, "limits: max_request_line (%u) must not exceed max_header_size (%u)",
+		     l->max_request_line, l->max_header_size);
+	}
+	if (l->buffer_size < l->max_header_size) {
+		struct cfg_path p = s.path;
+		path_push(&p, "buffer_size", false);
+		fail(v, &p, "limits: buffer_size (%u) must be at least max_header_size (%u)",
+		     l->buffer_size, l->max_header_size);
+	}
+	lua_pop(v->L, 1);
+}
+
+static void load_logging(struct vctx *v, struct config *cfg)
+{
+	lua_State *L = v->L;
+	lua_getfield(L, 1, "access_log");
+	struct cfg_path p = {0};
+	path_push(&p, "access_log", false);
+	if (lua_type(L, -1) == LUA_TSTRING && *lua_tostring(L, -1))
+		cfg->access_log = strdup(lua_tostring(L, -1));
+	else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+		char d[64];
+		fail(v, &p, "access_log must be a file path, \"stderr\" or false, got %s",
+		     describe(L, -1, d, sizeof(d)));
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "log_level");
+	struct cfg_path q = {0};
+	path_push(&q, "log_level", false);
+	if (!lua_isnil(L, -1)) {
+		int level = lua_type(L, -1) == LUA_TSTRING ? log_level_parse(lua_tostring(L, -1)) : -1;
+		char d[64];
+		if (level < 0)
+			fail(v, &q, "log_level must be \"debug\", \"info\", \"warn\" or \"error\", got %s",
+			     describe(L, -1, d, sizeof(d)));
+		else
+			cfg->log_level = level;
+	}
+	lua_pop(L, 1);
+}
+
+static void load_config(struct vctx *v, struct config *cfg)
+{
+	static const char *const keys[] = {"listeners",	 "pools",      "timeouts", "limits",
+					   "access_log", "log_level", NULL};
+	struct section top = {.label = ""};
+	check_keys(v, 1, &top, keys);
+	load_pools(v, cfg);
+	load_listeners(v, cfg);
+	load_timeouts(v, cfg);
+	load_limits(v, cfg);
+	load_logging(v, cfg);
+}
+
+static void set_defaults(struct config *cfg)
+{
+	cfg->refs = 1;
+	cfg->timeouts = (struct cfg_timeouts){
+		.client_header_ms = 10000,
+		.client_keepalive_ms = 75000,
+		.backend_connect_ms = 5000,
+		.backend_response_ms = 60000,
+		.idle_ms = 60000,
+		.shutdown_ms = 10000,
+	};
+	cfg->limits = (struct cfg_limits){
+		.max_request_line = 8192,
+		.max_header_size = 16384,
+		.buffer_size = 16384,
+		.max_connections = 10000,
+	};
+	cfg->log_level = LOG_INFO;
+}
+
+static void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->npools; i++) {
+		free(cfg->pools[i].name);
+		free(cfg->pools[i].servers);
+	}
+	free(cfg->pools);
+	free(cfg->listeners);
+	free(cfg->access_log);
+	free(cfg);
+}
+
+/* Runs the chunk; leaves the config table at index 1 or fails. */
+static bool run_script(struct vctx *v, const char *source, size_t len, const char *chunkname)
+{
+	lua_State *L = v->L;
+	if (luaL_loadbuffer(L, source, len, chunkname) || lua_pcall(L, 0, 1, 0)) {
+		snprintf(v->err, v->errlen, "%s", lua_tostring(L, -1));
+		v->failed = true;
+		return false;
+	}
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_getglobal(L, "config");
+	}
+	if (!lua_istable(L, -1)) {
+		fail(v, NULL, "the script must return a table (or set the global 'config')");
+		return false;
+	}
+	lua_replace(L, 1);
+	lua_settop(L, 1);
+	return true;
+}
+
+struct config *config_load_string(const char *name, const char *source, char *err, size_t errlen)
+{
+	struct vctx v = {.name = name, .err = err, .errlen = errlen};
+	size_t len = strlen(source);
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	v.L = luaL_newstate();
+	v.text = blank_comments(source, len);
+	if (!cfg || !v.L || !v.text) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto fail;
+	}
+	set_defaults(cfg);
+	luaL_openlibs(v.L);
+	lua_settop(v.L, 0);
+	lua_pushnil(v.L); /* slot 1 for the config table */
+	char chunkname[512];
+	snprintf(chunkname, sizeof(chunkname), "@%s", name);
+	if (!run_script(&v, source, len, chunkname))
+		goto fail;
+	load_config(&v, cfg);
+	if (v.failed)
+		goto fail;
+	lua_close(v.L);
+	free(v.text);
+	return cfg;
+fail:
+	if (v.L)
+		lua_close(v.L);
+	free(v.text);
+	config_free(cfg);
+	return NULL;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	if (!path)
+		return config_load_string("(default)", config_default_source, err, errlen);
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *source = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 16384;
+			char *p = realloc(source, cap + 1);
+			if (!p) {
+				free(source);
+				fclose(f);
+				snprintf(err, errlen, "%s: out of memory", path);
+				return NULL;
+			}
+			source = p;
+		}
+		size_t n = fread(source + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	int read_error = ferror(f);
+	fclose(f);
+	if (read_error) {
+		free(source);
+		snprintf(err, errlen, "%s: read error", path);
+		return NULL;
+	}
+	source[len] = 0;
+	if (strlen(source) != len) {
+		free(source);
+		snprintf(err, errlen, "%s: contains a NUL byte; not a config file", path);
+		return NULL;
+	}
+	struct config *cfg = config_load_string(path, source, err, errlen);
+	free(source);
+	return cfg;
+}
+
+struct config *config_ref(struct config *cfg)
+{
+	cfg->refs++;
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	if (cfg && --cfg->refs == 0)
+		config_free(cfg);
+}

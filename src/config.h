@@ -1,0 +1,86 @@
+/*
+ * The configuration: a Lua script run by LuaJIT, turned into an immutable,
+ * reference-counted snapshot that workers read without locks.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct cfg_addr {
+	struct sockaddr_storage sa;
+	socklen_t len;
+	char text[64]; /* as written in the config, e.g. "[::1]:8080" */
+};
+
+struct cfg_server {
+	struct cfg_addr addr;
+};
+
+struct cfg_pool {
+	char *name;
+	struct cfg_server *servers;
+	size_t nservers;
+	uint32_t keepalive;	    /* idle connections kept per server */
+	uint32_t keepalive_timeout_ms;
+	uint32_t connect_backoff_ms;
+};
+
+struct cfg_listener {
+	struct cfg_addr addr;
+	size_t pool; /* index into config.pools */
+};
+
+struct cfg_timeouts {
+	uint32_t client_header_ms;
+	uint32_t client_keepalive_ms;
+	uint32_t backend_connect_ms;
+	uint32_t backend_response_ms;
+	uint32_t idle_ms;
+	uint32_t shutdown_ms;
+};
+
+struct cfg_limits {
+	uint32_t max_request_line;
+	uint32_t max_header_size;
+	uint32_t buffer_size;
+	uint32_t max_connections;
+};
+
+struct config {
+	unsigned refs;
+	struct cfg_listener *listeners;
+	size_t nlisteners;
+	struct cfg_pool *pools;
+	size_t npools;
+	struct cfg_timeouts timeouts;
+	struct cfg_limits limits;
+	char *access_log; /* path, "stderr", or NULL for off */
+	int log_level;
+};
+
+/* The config used when no file is given (also printed by --default-config). */
+extern const char config_default_source[];
+
+/*
+ * Runs the Lua config in path (NULL: the embedded default) and validates it.
+ * On success returns a snapshot with one reference; on failure returns NULL
+ * and writes "file:line: message" into err.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+/* Same, from a string; name is used in messages. */
+struct config *config_load_string(const char *name, const char *source, char *err, size_t errlen);
+
+struct config *config_ref(struct config *cfg);
+/* Drops one reference; frees the snapshot with the last. */
+void config_unref(struct config *cfg);
+
+/*
+ * Parses "1.2.3.4:80", "[::1]:80" or "name:80" (resolved now). Returns 0, or
+ * -1 with a message ("port out of range", ...) in err.
+ */
+int config_parse_addr(const char *text, struct cfg_addr *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,159 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static ssize_t plain_recv(struct conn *c, void *dst, size_t len)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, dst, len, 0);
+		if (n > 0) {
+			/* A short read drained the socket: the next byte brings a new edge. */
+			if ((size_t)n < len && !(c->flags & CONN_RDHUP))
+				c->flags &= (uint8_t)~CONN_READABLE;
+			return n;
+		}
+		if (n == 0)
+			return IO_EOF;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			c->flags &= (uint8_t)~CONN_READABLE;
+			return 0;
+		}
+		return -errno;
+	}
+}
+
+static ssize_t plain_sendv(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+	size_t want = 0;
+	for (int i = 0; i < iovcnt; i++)
+		want += iov[i].iov_len;
+	for (;;) {
+		struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+		ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		if (n >= 0) {
+			if ((size_t)n < want)
+				c->flags &= (uint8_t)~CONN_WRITABLE;
+			return n;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			c->flags &= (uint8_t)~CONN_WRITABLE;
+			return 0;
+		}
+		return -errno;
+	}
+}
+
+static void plain_shutdown_write(struct conn *c) { shutdown(c->fd, SHUT_WR); }
+
+const struct xprt_ops xprt_plain = {
+	.name = "plain",
+	.recv = plain_recv,
+	.sendv = plain_sendv,
+	.shutdown_write = plain_shutdown_write,
+};
+
+static void conn_on_event(struct io_handler *h, uint32_t events)
+{
+	struct conn *c = container_of(h, struct conn, io);
+	if (c->fd < 0)
+		return;
+	/* Errors and hang-ups are reported by the next recv/send. */
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->flags |= CONN_READABLE;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->flags |= CONN_RDHUP;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		c->flags |= CONN_WRITABLE;
+	c->on_io(c);
+}
+
+int conn_attach(struct conn *c, struct loop *loop, int fd, void (*on_io)(struct conn *c))
+{
+	c->io.on_event = conn_on_event;
+	c->fd = fd;
+	c->flags = 0;
+	c->xprt = &xprt_plain;
+	c->on_io = on_io;
+	int err = loop_add_fd(loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, &c->io);
+	if (err < 0) {
+		close(fd);
+		c->fd = -1;
+	}
+	return err;
+}
+
+int conn_connect(struct conn *c, struct loop *loop, const struct sockaddr *addr, socklen_t len,
+		 void (*on_io)(struct conn *c))
+{
+	c->fd = -1;
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int rc = connect(fd, addr, len);
+	if (rc < 0 && errno != EINPROGRESS) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	int err = conn_attach(c, loop, fd, on_io);
+	if (err < 0)
+		return err;
+	if (rc < 0)
+		c->flags |= CONN_CONNECTING;
+	else
+		c->flags |= CONN_WRITABLE;
+	return 0;
+}
+
+int conn_finish_connect(struct conn *c)
+{
+	if (!(c->flags & CONN_CONNECTING))
+		return 0;
+	if (!(c->flags & CONN_WRITABLE))
+		return 1;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	if (err)
+		return -err;
+	c->flags &= (uint8_t)~CONN_CONNECTING;
+	return 0;
+}
+
+ssize_t conn_recv(struct conn *c, void *dst, size_t len) { return c->xprt->recv(c, dst, len); }
+
+ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+	return c->xprt->sendv(c, iov, iovcnt);
+}
+
+void conn_shutdown_write(struct conn *c)
+{
+	if (c->fd < 0 || (c->flags & CONN_SHUT_WR))
+		return;
+	c->flags |= CONN_SHUT_WR;
+	c->xprt->shutdown_write(c);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->fd < 0)
+		return;
+	close(c->fd);
+	c->fd = -1;
+	c->flags = 0;
+}

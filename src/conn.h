@@ -1,0 +1,69 @@
+/*
+ * A non-blocking stream socket and the transport under it.
+ *
+ * Layers: socket -> transport (struct xprt_ops: plain now; TLS later, added
+ * as another ops table without touching the protocol code) -> protocol
+ * (http1) which owns the conn and gets its events through on_io.
+ *
+ * Readiness is edge-triggered: CONN_READABLE/CONN_WRITABLE are set by events
+ * and cleared only when the socket says EAGAIN (or a short read/write shows it
+ * is drained/full), so the owner can stop reading for backpressure and resume
+ * later without any epoll_ctl.
+ */
+#ifndef SLUICE_CONN_H
+#define SLUICE_CONN_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "loop.h"
+
+enum conn_flags {
+	CONN_READABLE = 1u << 0,
+	CONN_WRITABLE = 1u << 1,
+	CONN_CONNECTING = 1u << 2, /* connect() in progress */
+	CONN_SHUT_WR = 1u << 3,    /* we sent FIN */
+	CONN_RDHUP = 1u << 4,      /* the peer sent FIN: read until EOF even after a short read */
+};
+
+struct conn;
+
+/* A transport. Functions follow the I/O convention of common.h. */
+struct xprt_ops {
+	const char *name;
+	ssize_t (*recv)(struct conn *c, void *dst, size_t len);
+	ssize_t (*sendv)(struct conn *c, const struct iovec *iov, int iovcnt);
+	void (*shutdown_write)(struct conn *c);
+};
+
+extern const struct xprt_ops xprt_plain;
+
+struct conn {
+	struct io_handler io;
+	int fd; /* -1 once closed: late events for it are ignored */
+	uint8_t flags;
+	const struct xprt_ops *xprt;
+	void (*on_io)(struct conn *c); /* readiness changed */
+};
+
+/* Takes ownership of a connected non-blocking fd and registers it. Returns 0 or -errno. */
+int conn_attach(struct conn *c, struct loop *loop, int fd, void (*on_io)(struct conn *c));
+/*
+ * Starts a non-blocking connect to addr. Returns 0 when the connect is under
+ * way or done (on_io tells; then call conn_finish_connect), or -errno when it
+ * failed at once (the conn is left closed).
+ */
+int conn_connect(struct conn *c, struct loop *loop, const struct sockaddr *addr, socklen_t len,
+		 void (*on_io)(struct conn *c));
+/* After the first writable event of a connecting conn: 0 connected, 1 still connecting, or -errno. */
+int conn_finish_connect(struct conn *c);
+
+ssize_t conn_recv(struct conn *c, void *dst, size_t len);
+ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt);
+void conn_shutdown_write(struct conn *c);
+/* Closes the socket (safe to call twice). The owner frees the memory with loop_free_later(). */
+void conn_close(struct conn *c);
+
+#endif

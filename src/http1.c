@@ -1,0 +1,1397 @@
+#include "http1.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "common.h"
+#include "conn.h"
+#include "log.h"
+#include "upstream.h"
+
+#define MAX_HEADERS 128
+/* Rounds of work one session may do per event before letting others run. */
+#define FAIR_ROUNDS 32
+/* How long a closing connection keeps reading (and dropping) what the client still sends. */
+#define LINGER_MS 2000
+
+/* A span of a message head, as offsets from the head's first byte. */
+struct span {
+	uint32_t off, len;
+};
+
+struct header {
+	struct span name, value;
+};
+
+/* What llhttp told us of one message head. */
+struct head {
+	struct span method, url, reason;
+	struct header h[MAX_HEADERS];
+	uint32_t nh;
+	bool in_name;	     /* the last name span is still open */
+	bool too_many;	     /* more than MAX_HEADERS: 431 / 502 */
+	bool url_too_long;   /* request line over max_request_line: 414 */
+	bool headers_done;   /* llhttp reached the end of the head */
+	bool head_processed; /* we rewrote it */
+	bool msg_complete;   /* llhttp reached the end of the message */
+};
+
+enum client_state {
+	CS_IDLE,    /* between requests */
+	CS_HEAD,    /* receiving a request head */
+	CS_TXN,	    /* a transaction is under way */
+	CS_LINGER,  /* response sent, FIN sent; dropping input until the client closes */
+	CS_CLOSED,
+};
+
+struct txn;
+
+struct client {
+	struct conn conn;
+	struct worker *w;
+	struct list link;
+	struct timer timer;
+	struct loop_task resume;
+	struct buf in;	    /* bytes from the client; request body is forwarded from here */
+	uint32_t in_parsed; /* index in in.data: bytes before it were fed to llhttp */
+	uint8_t state;
+	bool served;	    /* a request was answered on this connection */
+	bool eof;	    /* the client sent FIN */
+	const struct cfg_listener *listener;
+	struct txn *txn;
+	uint64_t state_since_ms;
+	llhttp_t parser;
+	char ip[INET6_ADDRSTRLEN];
+	char addr[INET6_ADDRSTRLEN + 8]; /* ip:port, for logs */
+};
+
+struct txn {
+	struct client *c;
+	struct bconn *bc;
+	struct server_rt *srv;
+	const char *parse_base; /* start of the head being parsed, for llhttp callbacks */
+	struct head req, rsp;
+	llhttp_t rparser;
+
+	struct buf req_head;	/* rewritten request head; kept whole for a replay */
+	uint32_t req_head_sent;
+	uint64_t req_body_sent;
+	struct buf rsp_buf;	/* bytes from the backend; response body is forwarded from here */
+	uint32_t rsp_parsed;	/* index in rsp_buf.data: bytes before it were fed to llhttp */
+	uint32_t rsp_fwd;	/* index: bytes from head to here go to the client */
+	struct buf rsp_head;	/* rewritten response heads (and error responses) for the client */
+
+	bool req_complete;	/* llhttp saw the end of the request */
+	bool req_sent;		/* ... and all of it reached the backend */
+	bool req_keepalive;	/* the client wants the connection kept */
+	bool is_head;
+	bool upgrade;		/* the request asks for a protocol switch */
+	bool tunnel;		/* switched: bytes flow raw both ways */
+	bool rsp_head_done;	/* the final response head is queued for the client */
+	bool rsp_complete;
+	bool rsp_until_eof;	/* the response body ends when the backend closes */
+	bool dechunk;		/* HTTP/1.0 client, chunked response: forward only the data */
+	bool bk_keepalive;	/* the backend connection may be reused afterwards */
+	bool close_after;	/* close the client connection after this response */
+	bool connecting;
+	bool req_parse_pending; /* llhttp has not yet seen every request byte (or the head's end) */
+	bool rsp_parse_pending; /* ... nor every response byte (or a message end after a pause) */
+	bool rsp_started;	/* a response byte arrived: the request can no longer be replayed */
+	bool backend_eof;
+	uint8_t attempts;
+	uint16_t status;
+	uint16_t last_status; /* what the last failed attempt would answer */	/* status for a head llhttp or our checks refused */
+	uint64_t start_us;
+	uint64_t phase_since_ms; /* connect start, or request fully sent */
+	uint64_t last_io_ms;
+	uint64_t bytes_to_client;
+	char *log_method_target; /* "METHOD TARGET" for the access log */
+	uint32_t log_method_len;
+};
+
+static llhttp_settings_t req_settings, rsp_settings;
+
+static const struct cfg_timeouts *timeouts(const struct client *c) { return &c->w->cfg->timeouts; }
+static struct buf_pool *pool_of(const struct client *c) { return &c->w->bufs; }
+static uint64_t now_ms(const struct client *c) { return loop_now_ms(c->w->loop); }
+
+/* --- llhttp callbacks: record spans of the head --- */
+
+static struct head *head_of(llhttp_t *p)
+{
+	struct txn *t = p->data;
+	return p == &t->rparser ? &t->rsp : &t->req;
+}
+
+static void span_extend(struct span *s, const struct txn *t, const char *at, size_t len)
+{
+	uint32_t off = (uint32_t)(at - t->parse_base);
+	if (s->len == 0)
+		s->off = off;
+	s->len = off + (uint32_t)len - s->off;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+	span_extend(&head_of(p)->method, p->data, at, len);
+	return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct txn *t = p->data;
+	span_extend(&t->req.url, t, at, len);
+	if (t->req.url.len > t->c->w->cfg->limits.max_request_line) {
+		t->req.url_too_long = true;
+		return HPE_USER;
+	}
+	return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+	span_extend(&head_of(p)->reason, p->data, at, len);
+	return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct head *h = head_of(p);
+	if (!h->in_name) {
+		if (h->nh == MAX_HEADERS) {
+			h->too_many = true;
+			return HPE_USER;
+		}
+		h->h[h->nh++] = (struct header){{0, 0}, {0, 0}};
+		h->in_name = true;
+	}
+	span_extend(&h->h[h->nh - 1].name, p->data, at, len);
+	return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+	head_of(p)->in_name = false;
+	return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct head *h = head_of(p);
+	span_extend(&h->h[h->nh - 1].value, p->data, at, len);
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct txn *t = p->data;
+	head_of(p)->headers_done = true;
+	/* A response to HEAD has no body whatever its headers say (RFC 9110 9.3.2). */
+	if (p == &t->rparser && t->is_head)
+		return 1;
+	return HPE_PAUSED;
+}
+
+/*
+ * Only while de-chunking: move the data of each chunk down over the framing
+ * that preceded it, so that [head, rsp_fwd) is plain body. The data only ever
+ * moves towards the front of the buffer, into bytes already parsed.
+ */
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct txn *t = p->data;
+	if (t->dechunk) {
+		memmove(t->rsp_buf.data + t->rsp_fwd, at, len);
+		t->rsp_fwd += (uint32_t)len;
+	}
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	head_of(p)->msg_complete = true;
+	return HPE_PAUSED;
+}
+
+static void init_settings(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	llhttp_settings_init(&req_settings);
+	req_settings.on_method = on_method;
+	req_settings.on_url = on_url;
+	req_settings.on_header_field = on_header_field;
+	req_settings.on_header_field_complete = on_header_field_complete;
+	req_settings.on_header_value = on_header_value;
+	req_settings.on_headers_complete = on_headers_complete;
+	req_settings.on_message_complete = on_message_complete;
+	rsp_settings = req_settings;
+	rsp_settings.on_method = NULL;
+	rsp_settings.on_url = NULL;
+	rsp_settings.on_status = on_status;
+	rsp_settings.on_body = on_body;
+}
+
+/* --- head checks and rewriting --- */
+
+static bool span_eq(const char *base, struct span s, const char *lit)
+{
+	size_t n = strlen(lit);
+	return s.len == n && !strncasecmp(base + s.off, lit, n);
+}
+
+static bool is_tchar(unsigned char ch)
+{
+	/* RFC 9110 5.6.2 token characters */
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/*
+ * llhttp accepts some forms RFC 9112 tells a server to reject, and a proxy
+ * that forwards them lets a lenient backend read the message differently:
+ * a bare LF as line end (RFC 9112 2.2), obs-fold line folding (5.2) and
+ * whitespace between a field name and its colon (5.1).
+ */
+static const char *head_violation(const char *base, uint32_t len, const struct head *h)
+{
+	for (const char *lf = base; (lf = memchr(lf, '\n', (size_t)(base + len - lf))); lf++) {
+		if (lf == base || lf[-1] != '\r')
+			return "bare LF line ending";
+		if (lf + 1 < base + len && (lf[1] == ' ' || lf[1] == '\t'))
+			return "obsolete line folding";
+	}
+	for (uint32_t i = 0; i < h->nh; i++) {
+		const struct span n = h->h[i].name;
+		if (n.len == 0)
+			return "empty header name";
+		for (uint32_t k = 0; k < n.len; k++)
+			if (!is_tchar((unsigned char)base[n.off + k]))
+				return "invalid character in header name";
+	}
+	return NULL;
+}
+
+/* Does the comma-separated list in value contain token (case-insensitive)? */
+static bool list_has_token(const char *value, uint32_t len, const char *token, size_t tlen)
+{
+	uint32_t i = 0;
+	while (i < len) {
+		while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+			i++;
+		uint32_t start = i;
+		while (i < len && value[i] != ',')
+			i++;
+		uint32_t end = i;
+		while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+			end--;
+		if (end - start == tlen && !strncasecmp(value + start, token, tlen))
+			return true;
+	}
+	return false;
+}
+
+/* Is header i named by a Connection header of h? Framing and Host never are: see drop_header. */
+static bool named_by_connection(const char *base, const struct head *h, struct span name)
+{
+	for (uint32_t i = 0; i < h->nh; i++)
+		if (span_eq(base, h->h[i].name, "connection") &&
+		    list_has_token(base + h->h[i].value.off, h->h[i].value.len, base + name.off,
+				   name.len))
+			return true;
+	return false;
+}
+
+/*
+ * Hop-by-hop headers (RFC 9110 7.6.1) are for one connection only. A
+ * Connection header naming Content-Length, Transfer-Encoding or Host is
+ * ignored for those: dropping framing headers on a client's word would let
+ * it desynchronise us from the backend.
+ */
+static bool drop_header(const char *base, const struct head *h, struct span name, bool keep_upgrade)
+{
+	static const char *const hop[] = {"connection", "keep-alive", "te", "trailer",
+					  "proxy-connection"};
+	for (size_t i = 0; i < ARRAY_LEN(hop); i++)
+		if (span_eq(base, name, hop[i]))
+			return true;
+	if (name.len > 6 && !strncasecmp(base + name.off, "proxy-", 6))
+		return true;
+	if (span_eq(base, name, "upgrade"))
+		return !keep_upgrade;
+	if (span_eq(base, name, "content-length") || span_eq(base, name, "transfer-encoding") ||
+	    span_eq(base, name, "host"))
+		return false;
+	return named_by_connection(base, h, name);
+}
+
+/* Appends printf output to b; returns false if it does not fit. */
+static bool append_fmt(struct buf *b, const struct buf_pool *pool, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static bool append_fmt(struct buf *b, const struct buf_pool *pool, const char *fmt, ...)
+{
+	size_t room = pool->size - b->tail;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf_end(b), room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room)
+		return false;
+	b->tail += (uint32_t)n;
+	return true;
+}
+
+static bool append_span(struct buf *b, const struct buf_pool *pool, const char *base, struct span s)
+{
+	return buf_append(b, pool, base + s.off, s.len) == 0;
+}
+
+/* Copies the end-to-end headers of h, with value whitespace as llhttp trimmed it. */
+static bool append_headers(struct buf *out, const struct buf_pool *pool, const char *base,
+			   const struct head *h, bool keep_upgrade, bool is_request, bool dechunk)
+{
+	for (uint32_t i = 0; i < h->nh; i++) {
+		struct span name = h->h[i].name;
+		if (drop_header(base, h, name, keep_upgrade))
+			continue;
+		if (dechunk && span_eq(base, name, "transfer-encoding"))
+			continue;
+		/* We set these from what we saw of the connection (below). */
+		if (is_request && (span_eq(base, name, "x-forwarded-for") ||
+				   span_eq(base, name, "x-real-ip") ||
+				   span_eq(base, name, "x-forwarded-proto")))
+			continue;
+		if (!append_span(out, pool, base, name) || buf_append(out, pool, ": ", 2) ||
+		    !append_span(out, pool, base, h->h[i].value) || buf_append(out, pool, "\r\n", 2))
+			return false;
+	}
+	return true;
+}
+
+static bool append_forwarded(struct buf *out, const struct buf_pool *pool, const char *base,
+			     const struct head *h, const char *client_ip)
+{
+	/* X-Forwarded-For: earlier hops as the client sent them, then the client itself. */
+	if (buf_append(out, pool, "X-Forwarded-For: ", 17))
+		return false;
+	for (uint32_t i = 0; i < h->nh; i++) {
+		if (!span_eq(base, h->h[i].name, "x-forwarded-for") || h->h[i].value.len == 0)
+			continue;
+		if (!append_span(out, pool, base, h->h[i].value) || buf_append(out, pool, ", ", 2))
+			return false;
+	}
+	return append_fmt(out, pool, "%s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: http\r\n", client_ip,
+			  client_ip);
+}
+
+/* --- error responses --- */
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Error";
+	}
+}
+
+/* --- session lifetime --- */
+
+static void client_run(struct client *c);
+
+static void txn_free(struct client *c)
+{
+	struct txn *t = c->txn;
+	if (!t)
+		return;
+	if (t->bc)
+		upstream_release(t->bc, false);
+	buf_release(&t->req_head, pool_of(c));
+	buf_release(&t->rsp_buf, pool_of(c));
+	buf_release(&t->rsp_head, pool_of(c));
+	free(t->log_method_target);
+	free(t);
+	c->txn = NULL;
+}
+
+static void access_log_txn(struct client *c, struct txn *t)
+{
+	if (c->w->access_log.fd < 0)
+		return;
+	const char *mt = t->log_method_target;
+	struct access_entry e = {
+		.client = c->addr,
+		.method = mt ? mt : "-",
+		.method_len = mt ? t->log_method_len : 1,
+		.target = mt ? mt + t->log_method_len + 1 : "-",
+		.target_len = mt ? strlen(mt + t->log_method_len + 1) : 1,
+		.status = t->status,
+		.bytes_sent = t->bytes_to_client,
+		.server = t->srv ? t->srv->cfg->addr.text : NULL,
+		.duration_us = loop_clock_us() - t->start_us,
+	};
+	access_log_write(&c->w->access_log, &e);
+}
+
+static void client_close(struct client *c)
+{
+	if (c->state == CS_CLOSED)
+		return;
+	if (c->txn && c->txn->log_method_target)
+		access_log_txn(c, c->txn);
+	txn_free(c);
+	c->state = CS_CLOSED;
+	timer_cancel(c->w->loop, &c->timer);
+	loop_unqueue(c->w->loop, &c->resume);
+	conn_close(&c->conn);
+	buf_release(&c->in, pool_of(c));
+	list_remove(&c->link);
+	c->w->nclients--;
+	loop_free_later(c->w->loop, c);
+	worker_client_closed(c->w);
+}
+
+/* Sends FIN, then drops input until the client closes, so that our last bytes are not lost to a RST. */
+static void client_linger(struct client *c)
+{
+	txn_free(c);
+	conn_shutdown_write(&c->conn);
+	c->state = CS_LINGER;
+	c->state_since_ms = now_ms(c);
+}
+
+/*
+ * Answers the transaction with status if nothing of a final response has
+ * reached the client yet; otherwise the only honest signal left is closing.
+ */
+static void txn_fail(struct client *c, int status, const char *why)
+{
+	struct txn *t = c->txn;
+	const char *mt = t->log_method_target;
+	log_warn("%s %s: %d %s: %s%s%s", c->addr, mt ? mt : "-", status, reason_phrase(status), why,
+		 t->srv ? " server " : "", t->srv ? t->srv->cfg->addr.text : "");
+	if (t->bc) {
+		upstream_release(t->bc, false);
+		t->bc = NULL;
+	}
+	if (t->rsp_head_done || t->tunnel || t->rsp_head.head != 0) {
+		if (!t->status)
+			t->status = (uint16_t)status;
+		client_close(c);
+		return;
+	}
+	buf_release(&t->rsp_buf, pool_of(c));
+	t->rsp_parsed = t->rsp_fwd = 0;
+	buf_release(&t->rsp_head, pool_of(c));
+	if (buf_reserve(&t->rsp_head, pool_of(c)) < 0) {
+		client_close(c);
+		return;
+	}
+	const char *reason = reason_phrase(status);
+	append_fmt(&t->rsp_head, pool_of(c),
+		   "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+		   "Connection: close\r\n\r\n%d %s\n",
+		   status, reason, strlen(reason) + 5, status, reason);
+	t->status = (uint16_t)status;
+	t->rsp_head_done = true;
+	t->rsp_complete = true;
+	t->rsp_until_eof = false;
+	t->close_after = true;
+	c->state = CS_TXN;
+}
+
+/* --- reading and writing --- */
+
+/*
+ * Reads what fits into b; parsed and fwd are indices into b that move with
+ * its bytes (fwd may be NULL). Returns bytes read, 0 (would block or no
+ * room), IO_EOF or -errno.
+ */
+static ssize_t fill(struct conn *cn, struct buf *b, uint32_t *parsed, uint32_t *fwd,
+		    struct buf_pool *pool)
+{
+	if (!(cn->flags & CONN_READABLE))
+		return 0;
+	if (buf_reserve(b, pool) < 0)
+		return -ENOMEM;
+	if (b->head && pool->size - b->tail < pool->size / 4) {
+		*parsed -= b->head;
+		if (fwd)
+			*fwd -= b->head;
+		buf_make_room(b);
+	}
+	size_t room = pool->size - b->tail;
+	if (!room)
+		return 0;
+	ssize_t n = conn_recv(cn, buf_end(b), room);
+	if (n > 0)
+		b->tail += (uint32_t)n;
+	else if (b->head == b->tail) {
+		*parsed = 0;
+		if (fwd)
+			*fwd = 0;
+		buf_release(b, pool);
+	}
+	return n;
+}
+
+/* --- timers --- */
+
+static uint64_t client_deadline(const struct client *c)
+{
+	const struct cfg_timeouts *to = timeouts(c);
+	const struct txn *t = c->txn;
+	switch (c->state) {
+	case CS_IDLE:
+		return c->state_since_ms + (c->served ? to->client_keepalive_ms : to->client_header_ms);
+	case CS_HEAD:
+		return c->state_since_ms + to->client_header_ms;
+	case CS_LINGER:
+		return c->state_since_ms + MIN(LINGER_MS, to->idle_ms);
+	case CS_TXN:
+		if (t->connecting)
+			return t->phase_since_ms + to->backend_connect_ms;
+		if (t->req_sent && !t->rsp_head_done)
+			return t->phase_since_ms + to->backend_response_ms;
+		return t->last_io_ms + to->idle_ms;
+	default:
+		return UINT64_MAX;
+	}
+}
+
+static void client_arm_timer(struct client *c)
+{
+	uint64_t d = client_deadline(c);
+	if (!timer_armed(&c->timer) || d < c->timer.expire_ms)
+		timer_arm_at(c->w->loop, &c->timer, d);
+}
+
+static void backend_failed(struct client *c, int status, const char *why);
+
+static void client_timed_out(struct client *c)
+{
+	struct txn *t = c->txn;
+	switch (c->state) {
+	case CS_IDLE:
+	case CS_LINGER:
+		client_close(c);
+		return;
+	case CS_HEAD:
+		txn_fail(c, 408, "client sent no complete request head in time");
+		break;
+	case CS_TXN:
+		if (t->connecting) {
+			backend_failed(c, 504, "backend connect timed out");
+		} else if (t->req_sent && !t->rsp_head_done) {
+			txn_fail(c, 504, "backend sent no response head in time");
+		} else if (!t->rsp_head_done) {
+			txn_fail(c, 408, "client stopped sending the request body");
+		} else {
+			txn_fail(c, 504, "transfer idle for too long");
+		}
+		break;
+	default:
+		return;
+	}
+	client_run(c);
+}
+
+static void client_timer_fired(struct timer *tm)
+{
+	struct client *c = container_of(tm, struct client, timer);
+	uint64_t d = client_deadline(c);
+	if (d > now_ms(c)) {
+		timer_arm_at(c->w->loop, &c->timer, d);
+		return;
+	}
+	client_timed_out(c);
+}
+
+/* --- backend side --- */
+
+static void backend_on_io(struct bconn *bc)
+{
+	struct txn *t = bc->owner;
+	client_run(t->c);
+}
+
+/* Lends the transaction a backend connection, trying each server of the pool once. */
+static void txn_connect(struct client *c)
+{
+	struct txn *t = c->txn;
+	struct upstream *up = &c->w->up;
+	size_t nservers = up->pools[c->listener->pool].cfg->nservers;
+	while (t->attempts < nservers) {
+		struct server_rt *srv = upstream_pick(up, c->listener->pool);
+		if (!srv)
+			break;
+		t->attempts++;
+		t->srv = srv;
+		int err;
+		struct bconn *bc = upstream_acquire(up, srv, t, backend_on_io, &err);
+		if (!bc) {
+			upstream_server_failed(up, srv);
+			log_debug("connect to %s failed: %s", srv->cfg->addr.text, strerror(-err));
+			continue;
+		}
+		t->bc = bc;
+		t->connecting = (bc->conn.flags & CONN_CONNECTING) != 0;
+		t->phase_since_ms = now_ms(c);
+		t->last_io_ms = now_ms(c);
+		return;
+	}
+	if (t->attempts == 0)
+		txn_fail(c, 503, "no usable server in the pool");
+	else if (t->last_status == 504)
+		txn_fail(c, 504, "backend connect timed out");
+	else
+		txn_fail(c, 502, "backend unreachable");
+}
+
+/*
+ * The backend connection failed before it answered anything. A connection
+ * that never carried this request (connect failed) or a reused keep-alive
+ * connection the backend had closed (the race every pooled proxy has) is
+ * retried elsewhere when the request can be sent again whole: its head is
+ * kept until the response starts, and no body byte has been forwarded.
+ */
+static void backend_failed(struct client *c, int status, const char *why)
+{
+	struct txn *t = c->txn;
+	bool was_connecting = t->connecting;
+	bool stale = !was_connecting && t->bc->reused && t->req_body_sent == 0 && !t->rsp_started &&
+		     t->req_head.data;
+	if (was_connecting)
+		upstream_server_failed(&c->w->up, t->srv);
+	upstream_release(t->bc, false);
+	t->bc = NULL;
+	t->connecting = false;
+	if (!was_connecting && !stale) {
+		txn_fail(c, status, why);
+		return;
+	}
+	/* Each stale pooled connection is closed on the way, so this ends. */
+	if (stale && t->attempts)
+		t->attempts--;
+	t->req_head_sent = 0;
+	t->req_sent = false;
+	t->last_status = status;
+	txn_connect(c);
+}
+
+/* --- request head --- */
+
+/* Builds the backend's request head from the client's; false if it does not fit. */
+static bool build_request_head(struct client *c, struct txn *t, const char *base)
+{
+	struct buf *out = &t->req_head;
+	struct buf_pool *pool = pool_of(c);
+	const struct head *h = &t->req;
+	if (buf_reserve(out, pool) < 0)
+		return false;
+	bool ok = append_span(out, pool, base, h->method) && !buf_append(out, pool, " ", 1) &&
+		  append_span(out, pool, base, h->url) &&
+		  append_fmt(out, pool, " HTTP/1.%d\r\n", c->parser.http_minor ? 1 : 0) &&
+		  append_headers(out, pool, base, h, t->upgrade, true, false) &&
+		  append_forwarded(out, pool, base, h, c->ip);
+	if (ok && t->upgrade)
+		ok = !buf_append(out, pool, "Connection: upgrade\r\n", 21);
+	else if (ok && c->parser.http_minor == 0)
+		ok = !buf_append(out, pool, "Connection: keep-alive\r\n", 24);
+	return ok && !buf_append(out, pool, "\r\n", 2);
+}
+
+static int check_request(struct client *c, struct txn *t, const char *base, uint32_t head_len,
+			 const char **why)
+{
+	const struct head *h = &t->req;
+	if ((*why = head_violation(base, head_len, h)))
+		return 400;
+	unsigned hosts = 0;
+	for (uint32_t i = 0; i < h->nh; i++)
+		hosts += span_eq(base, h->h[i].name, "host");
+	/* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before. */
+	if (hosts > 1 || (hosts == 0 && c->parser.http_minor == 1)) {
+		*why = hosts ? "more than one Host header" : "no Host header";
+		return 400;
+	}
+	if (c->parser.method == HTTP_CONNECT) {
+		*why = "CONNECT is not proxied";
+		return 405;
+	}
+	if (head_len > c->w->cfg->limits.max_header_size) {
+		*why = "request head too large";
+		return 431;
+	}
+	return 0;
+}
+
+/* The request head is complete in c->in: check it, rewrite it, start the backend side. */
+static void request_head_done(struct client *c, struct txn *t, uint32_t head_len)
+{
+	const char *base = buf_start(&c->in);
+	const char *why;
+	int status = check_request(c, t, base, head_len, &why);
+	t->is_head = c->parser.method == HTTP_HEAD;
+	t->req_keepalive = llhttp_should_keep_alive(&c->parser);
+	t->upgrade = c->parser.upgrade;
+	t->log_method_len = t->req.method.len;
+	t->log_method_target = malloc(t->req.method.len + t->req.url.len + 2);
+	if (t->log_method_target) {
+		memcpy(t->log_method_target, base + t->req.method.off, t->req.method.len);
+		t->log_method_target[t->req.method.len] = ' ';
+		memcpy(t->log_method_target + t->req.method.len + 1, base + t->req.url.off,
+		       t->req.url.len);
+		t->log_method_target[t->req.method.len + 1 + t->req.url.len] = 0;
+	}
+	if (!status && !build_request_head(c, t, base)) {
+		status = 431;
+		why = "request head too large once rewritten";
+	}
+	buf_consume(&c->in, head_len);
+	c->in_parsed = c->in.head;
+	t->req.head_processed = true;
+	c->state = CS_TXN;
+	if (status) {
+		txn_fail(c, status, why);
+		return;
+	}
+	llhttp_resume(&c->parser);
+	t->req_parse_pending = true;
+	t->last_io_ms = now_ms(c);
+	txn_connect(c);
+}
+
+static void fail_parse(struct client *c, struct txn *t, llhttp_errno_t err)
+{
+	c->state = CS_TXN;
+	if (t->req.url_too_long)
+		txn_fail(c, 414, "request line too long");
+	else if (t->req.too_many)
+		txn_fail(c, 431, "too many header fields");
+	else
+		txn_fail(c, 400, llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
+								    : llhttp_errno_name(err));
+}
+
+/* Idle or receiving a head: read, parse, and start a transaction when the head is whole. */
+static int client_head_step(struct client *c)
+{
+	ssize_t n = 0;
+	if (!c->eof) {
+		n = fill(&c->conn, &c->in, &c->in_parsed, NULL, pool_of(c));
+		if (n == IO_EOF)
+			c->eof = true;
+		else if (n < 0) {
+			client_close(c);
+			return -1;
+		}
+	}
+	if (c->in_parsed == c->in.tail || !c->in.data) {
+		if (c->eof) {
+			/* An incomplete head from a client that left is no request. */
+			client_close(c);
+			return -1;
+		}
+		return n > 0;
+	}
+	if (c->state == CS_IDLE) {
+		struct txn *t = calloc(1, sizeof(*t));
+		if (!t) {
+			client_close(c);
+			return -1;
+		}
+		t->c = c;
+		t->start_us = loop_clock_us();
+		c->txn = t;
+		c->state = CS_HEAD;
+		c->state_since_ms = now_ms(c);
+		llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+		c->parser.data = t;
+	}
+	struct txn *t = c->txn;
+	const char *start = c->in.data + c->in_parsed;
+	size_t len = c->in.tail - c->in_parsed;
+	t->parse_base = buf_start(&c->in);
+	llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
+	if (err == HPE_PAUSED) {
+		uint32_t head_len = (uint32_t)(llhttp_get_error_pos(&c->parser) - t->parse_base);
+		request_head_done(c, t, head_len);
+		return 1;
+	}
+	if (err != HPE_OK) {
+		fail_parse(c, t, err);
+		return 1;
+	}
+	c->in_parsed = c->in.tail;
+	size_t have = buf_len(&c->in);
+	bool full = have >= pool_of(c)->size || have > c->w->cfg->limits.max_header_size;
+	if (full) {
+		c->state = CS_TXN;
+		if (t->req.nh == 0)
+			txn_fail(c, 414, "request line too long");
+		else
+			txn_fail(c, 431, "request head too large");
+		return 1;
+	}
+	if (c->eof) {
+		client_close(c);
+		return -1;
+	}
+	return 1;
+}
+
+/* --- response head --- */
+
+static int build_response_head(struct client *c, struct txn *t, const char *base, int status)
+{
+	struct buf *out = &t->rsp_head;
+	struct buf_pool *pool = pool_of(c);
+	const struct head *h = &t->rsp;
+	bool switching = status == 101;
+	if (buf_reserve(out, pool) < 0)
+		return -1;
+	bool ok = append_fmt(out, pool, "HTTP/1.1 %03d ", status) &&
+		  append_span(out, pool, base, h->reason) && !buf_append(out, pool, "\r\n", 2) &&
+		  append_headers(out, pool, base, h, switching, false, t->dechunk);
+	if (ok && switching)
+		ok = !buf_append(out, pool, "Connection: upgrade\r\n", 21);
+	else if (ok && status >= 200 && t->close_after)
+		ok = !buf_append(out, pool, "Connection: close\r\n", 19);
+	else if (ok && status >= 200 && c->parser.http_minor == 0)
+		ok = !buf_append(out, pool, "Connection: keep-alive\r\n", 24);
+	return ok && !buf_append(out, pool, "\r\n", 2) ? 0 : -1;
+}
+
+/* A response head is complete in t->rsp_buf: check it and queue its rewrite for the client. */
+static int response_head_done(struct client *c, struct txn *t, uint32_t head_len)
+{
+	const char *base = buf_start(&t->rsp_buf);
+	const char *why = head_violation(base, head_len, &t->rsp);
+	int status = t->rparser.status_code;
+	if (why) {
+		txn_fail(c, 502, why);
+		return -1;
+	}
+	if (status == 101 && !t->upgrade) {
+		txn_fail(c, 502, "101 Switching Protocols to a request that asked for no upgrade");
+		return -1;
+	}
+	bool interim = status >= 100 && status < 200 && status != 101;
+	if (interim) {
+		/* 1xx goes to HTTP/1.1 clients only (RFC 9110 15.2). */
+		if (c->parser.http_minor == 1 && build_response_head(c, t, base, status) < 0) {
+			txn_fail(c, 502, "interim response head too large");
+			return -1;
+		}
+	} else {
+		t->status = (uint16_t)status;
+		t->rsp_until_eof = llhttp_message_needs_eof(&t->rparser) && !t->is_head;
+		t->bk_keepalive = llhttp_should_keep_alive(&t->rparser);
+		/* HTTP/1.0 has no chunked coding: send the data and let the close end it. */
+		t->dechunk = c->parser.http_minor == 0 && (t->rparser.flags & F_CHUNKED) && !t->is_head;
+		t->close_after = t->close_after || !t->req_keepalive || t->rsp_until_eof ||
+				 t->dechunk || !t->req_complete || c->w->draining;
+		if (build_response_head(c, t, base, status) < 0) {
+			txn_fail(c, 502, "response head too large");
+			return -1;
+		}
+		t->rsp_head_done = true;
+		if (status == 101) {
+			t->tunnel = true;
+			t->bk_keepalive = false;
+			t->close_after = true;
+		}
+	}
+	buf_consume(&t->rsp_buf, head_len);
+	t->rsp_parsed = t->rsp_fwd = t->rsp_buf.head;
+	t->rsp.head_processed = true;
+	return 0;
+}
+
+/* Feeds llhttp the unparsed response bytes. Returns 1 on progress, 0 on none, -1 when failed. */
+static int response_parse(struct client *c, struct txn *t)
+{
+	int progress = 0;
+	while (!t->rsp_complete && !t->tunnel && t->rparser.data) {
+		size_t len = t->rsp_buf.data ? t->rsp_buf.tail - t->rsp_parsed : 0;
+		if (len == 0 && !t->rsp_parse_pending)
+			break;
+		t->rsp_parse_pending = false;
+		const char *start = t->rsp_buf.data ? t->rsp_buf.data + t->rsp_parsed : "";
+		t->parse_base = t->rsp_buf.data ? buf_start(&t->rsp_buf) : "";
+		llhttp_errno_t err = llhttp_execute(&t->rparser, start, len);
+		if (err != HPE_OK && err != HPE_PAUSED) {
+			const char *reason = llhttp_get_error_reason(&t->rparser);
+			txn_fail(c, 502, reason ? reason : llhttp_errno_name(err));
+			return -1;
+		}
+		if (t->rsp_buf.data)
+			t->rsp_parsed = err == HPE_OK ? t->rsp_buf.tail
+						      : (uint32_t)(llhttp_get_error_pos(&t->rparser) -
+								   t->rsp_buf.data);
+		if (!t->dechunk)
+			t->rsp_fwd = t->rsp_parsed;
+		progress = 1;
+		if (t->rsp.headers_done && !t->rsp.head_processed) {
+			uint32_t head_len = t->rsp_parsed - t->rsp_buf.head;
+			if (response_head_done(c, t, head_len) < 0)
+				return -1;
+		}
+		if (t->rsp.msg_complete) {
+			if (t->rsp_head_done) {
+				t->rsp_complete = true;
+				break;
+			}
+			/* An interim response ended; the final one follows on the same parser. */
+			memset(&t->rsp, 0, sizeof(t->rsp));
+		}
+		if (err == HPE_PAUSED) {
+			/* A message may end right here, with no byte more to read. */
+			llhttp_resume(&t->rparser);
+			t->rsp_parse_pending = true;
+		}
+	}
+	if (!t->rsp.headers_done && t->rsp_buf.data && buf_len(&t->rsp_buf) >= pool_of(c)->size) {
+		txn_fail(c, 502, "response head too large");
+		return -1;
+	}
+	return progress;
+}
+
+/* --- the transaction pump --- */
+
+static bool client_output_pending(const struct txn *t)
+{
+	return buf_len(&t->rsp_head) || (t->rsp_head_done && t->rsp_fwd > t->rsp_buf.head);
+}
+
+/* Writes queued response bytes to the client. Returns 1 on progress, 0 none, -1 closed. */
+static int client_write(struct client *c, struct txn *t)
+{
+	if (!(c->conn.flags & CONN_WRITABLE) || !client_output_pending(t))
+		return 0;
+	struct iovec iov[2];
+	int n = 0;
+	size_t head_len = buf_len(&t->rsp_head);
+	if (head_len)
+		iov[n++] = (struct iovec){buf_start(&t->rsp_head), head_len};
+	size_t body_len = t->rsp_head_done ? t->rsp_fwd - t->rsp_buf.head : 0;
+	if (body_len)
+		iov[n++] = (struct iovec){buf_start(&t->rsp_buf), body_len};
+	ssize_t w = conn_sendv(&c->conn, iov, n);
+	if (w < 0) {
+		log_debug("%s: write failed: %s", c->addr, strerror((int)-w));
+		client_close(c);
+		return -1;
+	}
+	if (w == 0)
+		return 0;
+	t->bytes_to_client += (uint64_t)w;
+	t->last_io_ms = now_ms(c);
+	size_t from_head = MIN_SIZE((size_t)w, head_len);
+	buf_consume(&t->rsp_head, from_head);
+	buf_release_if_empty(&t->rsp_head, pool_of(c));
+	if ((size_t)w > from_head) {
+		buf_consume(&t->rsp_buf, (size_t)w - from_head);
+		/* De-chunking leaves framing between what was sent and what is unparsed. */
+		if (t->rsp_buf.head == t->rsp_fwd && t->rsp_fwd < t->rsp_parsed)
+			buf_consume(&t->rsp_buf, t->rsp_parsed - t->rsp_fwd);
+	}
+	if (t->rsp_buf.data && t->rsp_buf.head == t->rsp_buf.tail) {
+		t->rsp_parsed = t->rsp_fwd = 0;
+		buf_release(&t->rsp_buf, pool_of(c));
+	}
+	return 1;
+}
+
+/* Writes the request head and body bytes to the backend. Returns 1 on progress, 0 none, -1 failed. */
+static int backend_write(struct client *c, struct txn *t)
+{
+	struct bconn *bc = t->bc;
+	if (!bc || t->connecting || !(bc->conn.flags & CONN_WRITABLE))
+		return 0;
+	struct iovec iov[2];
+	int n = 0;
+	size_t head_left = t->req_head.data ? t->req_head.tail - t->req_head_sent : 0;
+	if (head_left)
+		iov[n++] = (struct iovec){t->req_head.data + t->req_head_sent, head_left};
+	size_t body = c->in.data ? (t->tunnel ? buf_len(&c->in) : c->in_parsed - c->in.head) : 0;
+	if (body)
+		iov[n++] = (struct iovec){buf_start(&c->in), body};
+	if (n == 0)
+		return 0;
+	ssize_t w = conn_sendv(&bc->conn, iov, n);
+	if (w < 0) {
+		backend_failed(c, 502, "backend write failed");
+		return -1;
+	}
+	if (w == 0)
+		return 0;
+	t->last_io_ms = now_ms(c);
+	size_t from_head = MIN_SIZE((size_t)w, head_left);
+	t->req_head_sent += (uint32_t)from_head;
+	size_t from_body = (size_t)w - from_head;
+	if (from_body) {
+		t->req_body_sent += from_body;
+		buf_consume(&c->in, from_body);
+		if (c->in.head == c->in.tail) {
+			c->in_parsed = 0;
+			buf_release(&c->in, pool_of(c));
+		}
+	}
+	return 1;
+}
+
+/* Advances the request body parse over the bytes read since. Returns 1 on progress, -1 failed. */
+static int request_body_parse(struct client *c, struct txn *t)
+{
+	if (t->req_complete || t->tunnel || !t->req_parse_pending)
+		return 0;
+	t->req_parse_pending = false;
+	const char *start = c->in.data ? c->in.data + c->in_parsed : "";
+	size_t len = c->in.data ? c->in.tail - c->in_parsed : 0;
+	llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
+	if (err == HPE_OK) {
+		c->in_parsed += (uint32_t)len;
+		return len > 0;
+	}
+	if (err == HPE_PAUSED && t->req.msg_complete) {
+		c->in_parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->in.data);
+		t->req_complete = true;
+		return 1;
+	}
+	/* The backend has part of a request whose rest is invalid: nothing on it can be trusted. */
+	const char *reason = llhttp_get_error_reason(&c->parser);
+	txn_fail(c, 400, reason ? reason : llhttp_errno_name(err));
+	return -1;
+}
+
+/* Reads the backend. Returns 1 on progress, 0 none, -1 when the transaction ended. */
+static int backend_read(struct client *c, struct txn *t)
+{
+	struct bconn *bc = t->bc;
+	if (!bc || t->connecting || t->backend_eof)
+		return 0;
+	if (!t->rparser.data) {
+		llhttp_init(&t->rparser, HTTP_RESPONSE, &rsp_settings);
+		t->rparser.data = t;
+	}
+	ssize_t n = fill(&bc->conn, &t->rsp_buf, &t->rsp_parsed, &t->rsp_fwd, pool_of(c));
+	if (n > 0) {
+		t->rsp_started = true;
+		t->rsp_parse_pending = true;
+		t->last_io_ms = now_ms(c);
+		return 1;
+	}
+	if (n == 0)
+		return 0;
+	if (t->tunnel) {
+		t->backend_eof = true;
+		return 1;
+	}
+	if (!t->rsp_started) {
+		backend_failed(c, 502, n == IO_EOF ? "backend closed the connection without answering"
+						    : "backend reset the connection");
+		return -1;
+	}
+	t->backend_eof = true;
+	if (n == IO_EOF && t->rsp_head_done && t->rsp_until_eof) {
+		/* The close is the end of the body (RFC 9112 6.3, item 8). */
+		if (llhttp_finish(&t->rparser) == HPE_OK || t->rsp.msg_complete) {
+			t->rsp_complete = true;
+			return 1;
+		}
+	}
+	if (!t->rsp_head_done)
+		txn_fail(c, 502, "backend closed the connection in the middle of the response head");
+	else
+		client_close(c); /* a truncated body: closing is the only way to tell the client */
+	return -1;
+}
+
+/* Tunnel: relays raw bytes both ways until both sides are done. */
+static int tunnel_step(struct client *c, struct txn *t)
+{
+	int progress = 0;
+	if (!c->eof) {
+		ssize_t n = fill(&c->conn, &c->in, &c->in_parsed, NULL, pool_of(c));
+		c->in_parsed = c->in.tail;
+		if (n > 0)
+			progress = 1;
+		else if (n < 0) {
+			c->eof = true;
+			progress = 1;
+		}
+	}
+	int r = backend_write(c, t);
+	if (r < 0)
+		return -1;
+	progress |= r;
+	r = backend_read(c, t);
+	if (r < 0)
+		return -1;
+	progress |= r;
+	if (t->rsp_buf.data)
+		t->rsp_parsed = t->rsp_fwd = t->rsp_buf.tail;
+	r = client_write(c, t);
+	if (r < 0)
+		return -1;
+	progress |= r;
+	if (progress)
+		t->last_io_ms = now_ms(c);
+	/* Pass each side's FIN on once its bytes are through. */
+	if (c->eof && !buf_len(&c->in) && t->bc)
+		conn_shutdown_write(&t->bc->conn);
+	if (t->backend_eof && !client_output_pending(t))
+		conn_shutdown_write(&c->conn);
+	if (c->eof && t->backend_eof && !buf_len(&c->in) && !client_output_pending(t)) {
+		t->status = 101;
+		client_close(c);
+		return -1;
+	}
+	return progress;
+}
+
+/* The response is out and the request is in: hand the backend back, get ready for the next request. */
+static int txn_finish(struct client *c, struct txn *t)
+{
+	bool reusable = t->bk_keepalive && t->req_sent && t->rsp_complete &&
+			(!t->rsp_buf.data || t->rsp_parsed == t->rsp_buf.tail) && !t->backend_eof;
+	if (t->bc) {
+		upstream_release(t->bc, reusable);
+		t->bc = NULL;
+	}
+	access_log_txn(c, t);
+	bool close = t->close_after;
+	free(t->log_method_target);
+	t->log_method_target = NULL;
+	txn_free(c);
+	c->served = true;
+	if (close || c->eof) {
+		if (c->in.data || !c->eof)
+			client_linger(c);
+		else
+			client_close(c);
+		return c->state == CS_CLOSED ? -1 : 1;
+	}
+	c->state = CS_IDLE;
+	c->state_since_ms = now_ms(c);
+	if (!buf_len(&c->in))
+		buf_release(&c->in, pool_of(c));
+	return 1;
+}
+
+static int txn_step(struct client *c)
+{
+	struct txn *t = c->txn;
+	int progress = 0, r;
+
+	if (t->bc && t->connecting) {
+		int rc = conn_finish_connect(&t->bc->conn);
+		if (rc < 0) {
+			log_debug("connect to %s: %s", t->srv->cfg->addr.text, strerror(-rc));
+			backend_failed(c, 502, "backend connect failed");
+			return 1;
+		}
+		if (rc == 0) {
+			t->connecting = false;
+			t->last_io_ms = now_ms(c);
+			progress = 1;
+		}
+	}
+	if (t->tunnel) {
+		/* Bytes that followed the request head belong to the new protocol. */
+		c->in_parsed = c->in.tail;
+		return tunnel_step(c, t) < 0 ? -1 : 1;
+	}
+
+	/* Client -> us: the request body, or what the client pipelines behind it. */
+	if (!c->eof && t->bc && !t->rsp_complete) {
+		ssize_t n = fill(&c->conn, &c->in, &c->in_parsed, NULL, pool_of(c));
+		if (n > 0) {
+			progress = 1;
+			t->req_parse_pending = true;
+			t->last_io_ms = now_ms(c);
+		} else if (n == IO_EOF) {
+			c->eof = true;
+			progress = 1;
+		} else if (n < 0) {
+			client_close(c);
+			return -1;
+		}
+	}
+	if ((r = request_body_parse(c, t)) < 0)
+		return 1;
+	progress |= r;
+	if (c->eof && !t->req_complete && t->bc) {
+		/* The client left in the middle of its request: the backend has a partial one. */
+		log_debug("%s: client closed during the request", c->addr);
+		client_close(c);
+		return -1;
+	}
+	if ((r = backend_write(c, t)) < 0)
+		return 1;
+	progress |= r;
+	if (t->req_complete && !t->req_sent && t->bc && !t->connecting &&
+	    t->req_head_sent == t->req_head.tail && c->in_parsed == c->in.head) {
+		t->req_sent = true;
+		t->phase_since_ms = now_ms(c);
+		progress = 1;
+	}
+
+	/* Backend -> us -> client; fill() stops reading while the client has not taken what we have. */
+	if ((r = backend_read(c, t)) < 0)
+		return c->state == CS_CLOSED ? -1 : 1;
+	progress |= r;
+	if ((r = response_parse(c, t)) < 0)
+		return c->state == CS_CLOSED ? -1 : 1;
+	progress |= r;
+	/* The head was kept for a replay; once the response is under way there will be none. */
+	if (t->rsp_head_done && t->req_head.data && t->req_head_sent == t->req_head.tail) {
+		buf_release(&t->req_head, pool_of(c));
+		t->req_head_sent = 0;
+	}
+	if ((r = client_write(c, t)) < 0)
+		return -1;
+	progress |= r;
+	if (t->tunnel)
+		return 1;
+
+	if (t->rsp_complete && !client_output_pending(t) &&
+	    (t->req_sent || t->close_after || !t->bc))
+		return txn_finish(c, t);
+	return progress;
+}
+
+static int linger_step(struct client *c)
+{
+	char sink[4096];
+	for (int i = 0; i < 16; i++) {
+		if (!(c->conn.flags & CONN_READABLE))
+			return 0;
+		ssize_t n = conn_recv(&c->conn, sink, sizeof(sink));
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			client_close(c);
+			return -1;
+		}
+	}
+	return 1;
+}
+
+static void client_run(struct client *c)
+{
+	for (int round = 0; round < FAIR_ROUNDS; round++) {
+		int progress;
+		switch (c->state) {
+		case CS_IDLE:
+		case CS_HEAD:
+			if (c->w->draining && c->state == CS_IDLE && !buf_len(&c->in)) {
+				client_close(c);
+				return;
+			}
+			progress = client_head_step(c);
+			break;
+		case CS_TXN:
+			progress = txn_step(c);
+			break;
+		case CS_LINGER:
+			progress = linger_step(c);
+			break;
+		default:
+			return;
+		}
+		if (progress <= 0) {
+			if (c->state != CS_CLOSED)
+				client_arm_timer(c);
+			return;
+		}
+	}
+	/* Still busy: let the other sessions have a turn, then carry on. */
+	loop_queue(c->w->loop, &c->resume);
+	client_arm_timer(c);
+}
+
+static void client_on_io(struct conn *cn) { client_run(container_of(cn, struct client, conn)); }
+
+static void client_resume(struct loop_task *task)
+{
+	client_run(container_of(task, struct client, resume));
+}
+
+int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, const struct cfg_listener *l)
+{
+	init_settings();
+	struct client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->w = w;
+	c->listener = l;
+	c->timer.on_expire = client_timer_fired;
+	c->resume.run = client_resume;
+	c->state = CS_IDLE;
+	c->state_since_ms = loop_now_ms(w->loop);
+	uint16_t port = 0;
+	if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+		inet_ntop(AF_INET6, &in6->sin6_addr, c->ip, sizeof(c->ip));
+		port = ntohs(in6->sin6_port);
+		snprintf(c->addr, sizeof(c->addr), "[%s]:%u", c->ip, port);
+	} else {
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *)peer;
+		inet_ntop(AF_INET, &in4->sin_addr, c->ip, sizeof(c->ip));
+		port = ntohs(in4->sin_port);
+		snprintf(c->addr, sizeof(c->addr), "%s:%u", c->ip, port);
+	}
+	int err = conn_attach(&c->conn, w->loop, fd, client_on_io);
+	if (err < 0) {
+		free(c);
+		return err;
+	}
+	list_insert_tail(&w->clients, &c->link);
+	w->nclients++;
+	/* Data may already be waiting (TCP_DEFER_ACCEPT or a fast client): read optimistically. */
+	c->conn.flags |= CONN_READABLE | CONN_WRITABLE;
+	client_run(c);
+	return 0;
+}
+
+void http1_drain(struct worker *w)
+{
+	struct list *it = w->clients.next;
+	while (it != &w->clients) {
+		struct client *c = container_of(it, struct client, link);
+		it = it->next;
+		if (c->state == CS_IDLE && !buf_len(&c->in))
+			client_close(c);
+	}
+}
+
+void http1_close_all(struct worker *w)
+{
+	while (!list_empty(&w->clients))
+		client_close(container_of(w->clients.next, struct client, link));
+}

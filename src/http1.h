@@ -1,0 +1,25 @@
+/*
+ * HTTP/1.1 proxying: the session of one client connection, its
+ * transactions, and the backend connections they borrow.
+ *
+ * Both directions are parsed by llhttp in strict mode. Heads are rewritten
+ * (hop-by-hop headers out, X-Forwarded-* in); bodies are forwarded as the
+ * bytes that came, framing included, once llhttp has validated them, so
+ * nothing is re-encoded and nothing is buffered beyond one buffer per
+ * direction.
+ */
+#ifndef SLUICE_HTTP1_H
+#define SLUICE_HTTP1_H
+
+#include <sys/socket.h>
+
+#include "worker.h"
+
+/* Starts a session on an accepted, non-blocking socket; the session owns fd (closed on failure). */
+int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, const struct cfg_listener *l);
+/* Graceful stop: idle sessions close now, busy ones after their current response. */
+void http1_drain(struct worker *w);
+/* Closes every session at once (end of a graceful stop's deadline, or exit). */
+void http1_close_all(struct worker *w);
+
+#endif

@@ -1,0 +1,126 @@
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+/* Set once at start-up and by config load, read by every worker. */
+static enum log_level min_level = LOG_INFO;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int log_level_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (!strcmp(s, level_names[i]))
+			return (int)i;
+	return -1;
+}
+
+void log_set_level(enum log_level level) { min_level = level; }
+
+int log_enabled(enum log_level level) { return level >= min_level; }
+
+void log_timestamp(char out[64])
+{
+	struct timeval tv;
+	struct tm tm;
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	if (level < min_level)
+		return;
+	char line[1024];
+	char ts[64];
+	log_timestamp(ts);
+	int n = snprintf(line, sizeof(line), "%s [%s] ", ts, level_names[level]);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	size_t len = (size_t)n + (m < 0 ? 0 : MIN_SIZE((size_t)m, sizeof(line) - (size_t)n - 2));
+	line[len++] = '\n';
+	/* One write per line so that lines from several threads never interleave. */
+	ssize_t w = write(STDERR_FILENO, line, len);
+	(void)w;
+}
+
+int access_log_open(struct access_log *al, const char *path)
+{
+	al->fd = -1;
+	al->len = 0;
+	al->cap = 0;
+	al->buf = NULL;
+	if (!path)
+		return 0;
+	if (!strcmp(path, "stderr")) {
+		al->fd = STDERR_FILENO;
+	} else {
+		al->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (al->fd < 0)
+			return -errno;
+	}
+	al->cap = 64 * 1024;
+	al->buf = malloc(al->cap);
+	if (!al->buf) {
+		access_log_close(al);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void access_log_close(struct access_log *al)
+{
+	access_log_flush(al);
+	if (al->fd > STDERR_FILENO)
+		close(al->fd);
+	al->fd = -1;
+	free(al->buf);
+	al->buf = NULL;
+}
+
+void access_log_flush(struct access_log *al)
+{
+	size_t off = 0;
+	while (off < al->len) {
+		ssize_t n = write(al->fd, al->buf + off, al->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* a full disk must not stop the proxy: the lines are lost */
+		off += (size_t)n;
+	}
+	al->len = 0;
+}
+
+void access_log_write(struct access_log *al, const struct access_entry *e)
+{
+	if (al->fd < 0)
+		return;
+	/* Targets can be long; a line is capped so that one entry always fits. */
+	if (al->cap - al->len < 8192 + 512)
+		access_log_flush(al);
+	char ts[64];
+	log_timestamp(ts);
+	int target_len = (int)MIN_SIZE(e->target_len, 8192);
+	int n = snprintf(al->buf + al->len, al->cap - al->len,
+			 "%s %s %.*s %.*s %d %llu %s %llu\n", ts, e->client, (int)MIN_SIZE(e->method_len, 32),
+			 e->method ? e->method : "-", target_len, e->target ? e->target : "-", e->status,
+			 (unsigned long long)e->bytes_sent, e->server ? e->server : "-",
+			 (unsigned long long)e->duration_us);
+	if (n > 0)
+		al->len += MIN_SIZE((size_t)n, al->cap - al->len - 1);
+}

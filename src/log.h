@@ -1,0 +1,55 @@
+/*
+ * The error log (stderr, timestamped, levelled) and the access log.
+ *
+ * Access log lines are gathered in a per-worker buffer and written once per
+ * loop turn (a loop hook), not one write(2) per request.
+ */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Returns the level named by s, or -1. */
+int log_level_parse(const char *s);
+void log_set_level(enum log_level level);
+int log_enabled(enum log_level level);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) (log_enabled(LOG_DEBUG) ? log_msg(LOG_DEBUG, __VA_ARGS__) : (void)0)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+/* Writes "2026-11-25T14:44:02.123Z" (24 bytes and a NUL; room for any year) for the wall clock now. */
+void log_timestamp(char out[64]);
+
+struct access_log {
+	int fd; /* -1: off */
+	char *buf;
+	size_t len, cap;
+};
+
+/* Opens path ("stderr" for fd 2, NULL for off). Returns 0 or -errno. */
+int access_log_open(struct access_log *al, const char *path);
+void access_log_close(struct access_log *al);
+
+struct access_entry {
+	const char *client;   /* "ip:port" */
+	const char *method;
+	size_t method_len;
+	const char *target;
+	size_t target_len;
+	int status;
+	uint64_t bytes_sent;
+	const char *server;   /* "ip:port" or NULL */
+	uint64_t duration_us;
+};
+
+/* Format: TIME CLIENT METHOD TARGET STATUS BYTES SERVER DURATION_US */
+void access_log_write(struct access_log *al, const struct access_entry *e);
+void access_log_flush(struct access_log *al);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * Backend pools of one worker: server choice, failure back-off and the idle
+ * keep-alive connections kept for reuse across client connections.
+ *
+ * The configuration says what the pools are; this is the per-worker state
+ * that goes with a config snapshot (nothing here is shared between threads).
+ */
+#ifndef SLUICE_UPSTREAM_H
+#define SLUICE_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "config.h"
+#include "conn.h"
+#include "loop.h"
+
+struct server_rt {
+	const struct cfg_server *cfg;
+	const struct cfg_pool *pool;
+	uint64_t down_until_ms; /* skipped until then after a failed connect */
+	struct list idle;	/* struct bconn.idle_link, most recently used last */
+	uint32_t nidle;
+};
+
+struct pool_rt {
+	const struct cfg_pool *cfg;
+	struct server_rt *servers;
+	size_t next; /* round-robin position */
+};
+
+struct upstream {
+	struct loop *loop;
+	struct pool_rt *pools;
+	size_t npools;
+	uint64_t connections; /* open backend connections, idle or not */
+};
+
+/* A connection to a backend server, idle in its server's list or lent to one owner. */
+struct bconn {
+	struct conn conn;
+	struct upstream *up;
+	struct server_rt *srv;
+	struct list idle_link;
+	struct timer idle_timer;
+	bool reused; /* served a request before this one */
+	/* While lent: the owner's handler for readiness changes. */
+	void (*on_io)(struct bconn *bc);
+	void *owner;
+};
+
+/* Builds the per-worker state of cfg's pools. Returns 0 or -ENOMEM. */
+int upstream_init(struct upstream *up, struct loop *loop, const struct config *cfg);
+/* Closes every idle connection and frees the state; lent connections must be back. */
+void upstream_destroy(struct upstream *up);
+
+/*
+ * Picks the next server of pool in round-robin order, skipping servers in
+ * their failure back-off. Returns NULL when none is usable.
+ */
+struct server_rt *upstream_pick(struct upstream *up, size_t pool);
+
+/*
+ * Lends a connection to srv: an idle one if any, else a new one whose connect
+ * is under way (CONN_CONNECTING). Returns NULL with *err = -errno if a new
+ * connect failed at once. The owner gives it back with upstream_release().
+ */
+struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void *owner,
+			       void (*on_io)(struct bconn *bc), int *err);
+/* Takes the connection back: kept idle for reuse if reusable and there is room, else closed. */
+void upstream_release(struct bconn *bc, bool reusable);
+
+/* Records a failed connect: the server is skipped for its pool's back-off. */
+void upstream_server_failed(struct upstream *up, struct server_rt *srv);
+
+#endif

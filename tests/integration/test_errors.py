@@ -1,0 +1,158 @@
+"""Precise error responses: 400, 414, 431, 502, 503, 504."""
+
+import socket
+import time
+
+from harness import free_port
+
+
+def test_backend_down_gives_502(env):
+    dead = "127.0.0.1:%d" % free_port()
+    s = env.sluice([dead])
+    t0 = time.monotonic()
+    r = s.get("/")
+    dt = time.monotonic() - t0
+    assert r.status in (502, 503), r
+    assert r.status == 502, "first request to a refusing backend: expected 502, got %r" % r
+    assert dt < 5 * env.slow, "502 took %.1fs" % dt
+    assert s.alive()
+
+
+def test_all_servers_down_gives_502_or_503_and_sluice_stays_up(env):
+    dead1 = "127.0.0.1:%d" % free_port()
+    dead2 = "127.0.0.1:%d" % free_port()
+    s = env.sluice([dead1, dead2], pool={"connect_backoff": 5})
+    for i in range(6):
+        r = s.get("/x%d" % i)
+        assert r.status in (502, 503), (i, r)
+    # Once every server is backed off there is no usable server: 503 is the
+    # precise answer, but 502 is tolerated while the proxy still tries.
+    assert s.alive()
+
+
+def test_backend_malformed_response_gives_502(env):
+    b = env.backend()
+    s = env.sluice([b])
+    r = s.get("/malformed")
+    assert r.status == 502, r
+    assert s.get("/").status == 200
+
+
+def test_backend_closing_without_response_gives_502(env):
+    """The backend accepts, reads the request and closes without a byte."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+    port = ls.getsockname()[1]
+    import threading
+    stop = threading.Event()
+
+    def closer():
+        ls.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                continue
+            c.settimeout(5)
+            try:
+                c.recv(65536)
+            except OSError:
+                pass
+            c.close()
+
+    t = threading.Thread(target=closer, daemon=True)
+    t.start()
+    try:
+        s = env.sluice(["127.0.0.1:%d" % port])
+        t0 = time.monotonic()
+        r = s.get("/")
+        assert r.status == 502, r
+        assert time.monotonic() - t0 < 10 * env.slow
+    finally:
+        stop.set()
+        t.join(5)
+        ls.close()
+
+
+def test_silent_backend_gives_504_after_backend_response_timeout(env):
+    b = env.backend()
+    s = env.sluice([b], timeouts={"backend_response": 1})
+    t0 = time.monotonic()
+    r = s.get("/hang", timeout=30)
+    dt = time.monotonic() - t0
+    assert r.status == 504, r
+    assert dt >= 0.9, "504 after %.2fs, before the 1 s backend_response timeout" % dt
+    assert dt < 5 * env.slow, "504 after %.2fs, expected ~1 s" % dt
+    # The silent backend connection is not reused: the next request works.
+    r = s.get("/")
+    assert r.status == 200, r
+
+
+def test_slow_backend_within_timeout_is_not_cut(env):
+    b = env.backend()
+    s = env.sluice([b], timeouts={"backend_response": 2})
+    r = s.get("/slow?delay=0.5")
+    assert r.status == 200 and r.body == b"slow\n", r
+
+
+def test_oversize_request_line_gives_414(env):
+    b = env.backend()
+    s = env.sluice([b], limits={"max_request_line": 1024})
+    with s.connect() as c:
+        c.send("GET /" + "a" * 2000 + " HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 414, r
+    # Just under the limit is fine.
+    r = s.get("/headers?" + "b" * 900)
+    assert r.status == 200, r
+    assert not any("aaaa" in l for l in b.request_lines()), "oversize request reached the backend"
+
+
+def test_oversize_request_line_without_newline_gives_414(env):
+    """The line is refused as soon as it exceeds the limit, before its end arrives."""
+    b = env.backend()
+    s = env.sluice([b], limits={"max_request_line": 1024})
+    with s.connect() as c:
+        c.send("GET /" + "a" * 5000)
+        r = c.read_response()
+        assert r.status == 414, r
+
+
+def test_oversize_headers_give_431(env):
+    b = env.backend()
+    s = env.sluice([b], limits={"max_header_size": 4096})
+    with s.connect() as c:
+        c.request("GET", "/", headers=[("X-Big-%d" % i, "v" * 900) for i in range(8)])
+        r = c.read_response()
+        assert r.status == 431, r
+    # Just under the limit is fine.
+    r = s.get("/headers", headers=[("X-Big-%d" % i, "v" * 900) for i in range(3)])
+    assert r.status == 200, r
+    assert len(b.request_lines()) == 1
+
+
+def test_one_huge_header_gives_431(env):
+    b = env.backend()
+    s = env.sluice([b], limits={"max_header_size": 4096})
+    with s.connect() as c:
+        c.send("GET / HTTP/1.1\r\nHost: x\r\nX-Huge: " + "h" * 100000 + "\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 431, r
+    assert b.request_lines() == []
+
+
+def test_garbage_request_gives_400_and_close(env):
+    b = env.backend()
+    s = env.sluice([b])
+    for junk in (b"HELLO\r\n\r\n", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+                 b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 100,
+                 b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Name: y\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"):
+        with s.connect() as c:
+            c.send(junk)
+            r = c.read_response()
+            assert r.status in (400, 505), (junk, r)
+            assert c.wait_closed(5 * env.slow), "connection left open after %r" % junk
+    assert b.request_lines() == [], b.request_lines()
+    assert s.get("/").status == 200

@@ -1,0 +1,168 @@
+#include "../../src/config.c"
+
+#include "unit.h"
+
+static char err[1024];
+
+static struct config *load(const char *src) { return config_load_string("x.lua", src, err, sizeof(err)); }
+
+#define MINIMAL_POOLS "  pools = { web = { servers = { '127.0.0.1:9001' } } },\n"
+
+TEST(test_minimal_config_gets_defaults)
+{
+	struct config *cfg = load("return {\n"
+				  "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+				  "}\n");
+	CHECK(cfg);
+	CHECK(cfg->nlisteners == 1 && cfg->npools == 1 && cfg->pools[0].nservers == 1);
+	CHECK(cfg->timeouts.client_header_ms == 10000 && cfg->timeouts.backend_connect_ms == 5000);
+	CHECK(cfg->limits.buffer_size == 16384 && cfg->limits.max_header_size == 16384);
+	CHECK(cfg->access_log == NULL);
+	config_unref(cfg);
+}
+
+TEST(test_full_config_values_are_read)
+{
+	struct config *cfg = load(
+		"return {\n"
+		"  listeners = {{ address = '[::1]:8443', pool = 'web' }},\n"
+		"  pools = { web = { servers = { '127.0.0.1:1', 'localhost:2' }, keepalive = 8,\n"
+		"                    keepalive_timeout = 1.5, connect_backoff = 0.25 } },\n"
+		"  timeouts = { client_header = 0.5, idle = 3 },\n"
+		"  limits = { max_header_size = 4096, buffer_size = 8192, max_connections = 5 },\n"
+		"  access_log = '/tmp/a.log', log_level = 'warn',\n"
+		"}\n");
+	CHECK(cfg);
+	CHECK(cfg->listeners[0].addr.sa.ss_family == AF_INET6);
+	CHECK(cfg->pools[0].keepalive == 8 && cfg->pools[0].keepalive_timeout_ms == 1500);
+	CHECK(cfg->pools[0].connect_backoff_ms == 250);
+	CHECK(cfg->timeouts.client_header_ms == 500 && cfg->timeouts.idle_ms == 3000);
+	/* max_request_line follows a smaller max_header_size unless set */
+	CHECK(cfg->limits.max_request_line == 4096 && cfg->limits.max_connections == 5);
+	CHECK(!strcmp(cfg->access_log, "/tmp/a.log") && cfg->log_level == LOG_WARN);
+	config_unref(cfg);
+}
+
+TEST(test_port_out_of_range_names_pool_server_and_line)
+{
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'api' }},\n"
+		    "  pools = {\n"
+		    "    api = {\n"
+		    "      servers = {\n"
+		    "        '10.0.0.1:80',\n"
+		    "        '10.0.0.1:99999',\n"
+		    "      },\n"
+		    "    },\n"
+		    "  },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:7: pool \"api\": server \"10.0.0.1:99999\": port out of range"));
+}
+
+TEST(test_unknown_keys_are_errors_with_their_line)
+{
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		    "  pools = { web = { servers = { '127.0.0.1:9001' },\n"
+		    "                    srvers = 1 } },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:4: pool \"web\": unknown key \"srvers\""));
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+		    "  -- idle would match this comment\n"
+		    "  timeouts = {\n"
+		    "    idel = 5,\n"
+		    "  },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:6: timeouts: unknown key \"idel\""));
+	CHECK(!load("return { listners = {} }\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:1: unknown key \"listners\"");
+}
+
+TEST(test_wrong_types_and_ranges_are_reported)
+{
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+		    "  timeouts = { client_header = 'abc' },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:4: timeouts: client_header must be a positive number of seconds "
+			   "(at most a week), got \"abc\""));
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+		    "  limits = { buffer_size = 2048, max_header_size = 4096 },\n"
+		    "}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:4: limits: buffer_size (2048) must be at least max_header_size");
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+		    "  limits = { max_connections = 1.5 },\n"
+		    "}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:4: limits: max_connections must be an integer");
+}
+
+TEST(test_listener_with_unknown_pool_is_an_error)
+{
+	CHECK(!load("return {\n"
+		    "  listeners = {\n"
+		    "    { address = '127.0.0.1:8080', pool = 'nope' },\n"
+		    "  },\n" MINIMAL_POOLS "}\n"));
+	CHECK(!strcmp(err, "x.lua:3: listener \"127.0.0.1:8080\": unknown pool \"nope\""));
+}
+
+TEST(test_lua_errors_keep_lua_line)
+{
+	CHECK(!load("return {\n  listeners = {\n}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:4: '}' expected");
+	CHECK(!load("local x = nil\nreturn x.y\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:2:");
+	CHECK(!load("return 42\n"));
+	CHECK_STR_CONTAINS(err, "must return a table");
+}
+
+TEST(test_addresses_parse_and_reject)
+{
+	struct cfg_addr a;
+	char why[128];
+	CHECK(config_parse_addr("127.0.0.1:80", &a, why, sizeof(why)) == 0);
+	CHECK(config_parse_addr("[::1]:80", &a, why, sizeof(why)) == 0 && a.sa.ss_family == AF_INET6);
+	CHECK(config_parse_addr("*:80", &a, why, sizeof(why)) == 0);
+	CHECK(config_parse_addr("127.0.0.1:0", &a, why, sizeof(why)) < 0);
+	CHECK(!strcmp(why, "port out of range"));
+	CHECK(config_parse_addr("127.0.0.1:65536", &a, why, sizeof(why)) < 0);
+	CHECK(config_parse_addr("127.0.0.1", &a, why, sizeof(why)) < 0);
+	CHECK(config_parse_addr("::1:80", &a, why, sizeof(why)) < 0);
+	CHECK_STR_CONTAINS(why, "brackets");
+	CHECK(config_parse_addr("127.0.0.1:8x", &a, why, sizeof(why)) < 0);
+}
+
+TEST(test_default_config_is_valid)
+{
+	struct config *cfg = config_load(NULL, err, sizeof(err));
+	CHECK(cfg);
+	CHECK(cfg->nlisteners == 1 && cfg->pools[0].nservers == 2);
+	config_unref(cfg);
+}
+
+TEST(test_duplicate_listener_address_is_an_error)
+{
+	CHECK(!load("return {\n"
+		    "  listeners = {\n"
+		    "    { address = '127.0.0.1:8080', pool = 'web' },\n"
+		    "    { address = '127.0.0.1:8080', pool = 'web' },\n"
+		    "  },\n" MINIMAL_POOLS "}\n"));
+	CHECK(!strcmp(err, "x.lua:4: listener \"127.0.0.1:8080\": address used twice"));
+}
+
+int main(void)
+{
+	RUN(test_minimal_config_gets_defaults);
+	RUN(test_full_config_values_are_read);
+	RUN(test_port_out_of_range_names_pool_server_and_line);
+	RUN(test_unknown_keys_are_errors_with_their_line);
+	RUN(test_wrong_types_and_ranges_are_reported);
+	RUN(test_listener_with_unknown_pool_is_an_error);
+	RUN(test_lua_errors_keep_lua_line);
+	RUN(test_addresses_parse_and_reject);
+	RUN(test_default_config_is_valid);
+	RUN(test_duplicate_listener_address_is_an_error);
+	UNIT_EXIT();
+}

@@ -1,0 +1,116 @@
+#include "../../src/loop.c"
+
+#include <stdlib.h>
+
+#include "unit.h"
+
+static int fired_order[64];
+static int nfired;
+
+struct numbered_timer {
+	struct timer t;
+	int id;
+};
+
+static void record(struct timer *t)
+{
+	fired_order[nfired++] = container_of(t, struct numbered_timer, t)->id;
+}
+
+TEST(test_timers_fire_in_deadline_order)
+{
+	struct loop *loop = loop_create();
+	struct numbered_timer ts[10];
+	int delays[10] = {50, 10, 30, 90, 20, 70, 0, 60, 40, 80};
+	nfired = 0;
+	for (int i = 0; i < 10; i++) {
+		ts[i] = (struct numbered_timer){.t = {.on_expire = record}, .id = delays[i]};
+		timer_arm(loop, &ts[i].t, (uint64_t)delays[i]);
+	}
+	loop->now_ms += 1000;
+	run_timers(loop);
+	CHECK(nfired == 10);
+	for (int i = 1; i < 10; i++)
+		CHECK(fired_order[i - 1] <= fired_order[i]);
+	loop_destroy(loop);
+}
+
+TEST(test_timer_not_due_does_not_fire)
+{
+	struct loop *loop = loop_create();
+	struct numbered_timer a = {.t = {.on_expire = record}, .id = 1};
+	nfired = 0;
+	timer_arm(loop, &a.t, 100);
+	loop->now_ms += 99;
+	run_timers(loop);
+	CHECK(nfired == 0 && timer_armed(&a.t));
+	loop->now_ms += 1;
+	run_timers(loop);
+	CHECK(nfired == 1 && !timer_armed(&a.t));
+	loop_destroy(loop);
+}
+
+TEST(test_cancel_and_rearm_keep_heap_consistent)
+{
+	struct loop *loop = loop_create();
+	enum { N = 500 };
+	struct numbered_timer *ts = calloc(N, sizeof(*ts));
+	srand(7);
+	for (int i = 0; i < N; i++) {
+		ts[i] = (struct numbered_timer){.t = {.on_expire = record}, .id = i};
+		timer_arm(loop, &ts[i].t, (uint64_t)(rand() % 1000));
+	}
+	/* Cancel a third, move a third later and a third earlier. */
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			timer_cancel(loop, &ts[i].t);
+		else if (i % 3 == 1)
+			timer_arm(loop, &ts[i].t, (uint64_t)(1000 + rand() % 1000));
+		else
+			timer_arm(loop, &ts[i].t, (uint64_t)(rand() % 10));
+	}
+	uint64_t last = 0;
+	int count = 0;
+	while (loop->heap_len) {
+		struct timer *t = loop->heap[1];
+		CHECK(t->expire_ms >= last);
+		last = t->expire_ms;
+		timer_cancel(loop, t);
+		count++;
+	}
+	CHECK(count == N - (N + 2) / 3);
+	free(ts);
+	loop_destroy(loop);
+}
+
+static int task_runs;
+static void count_task(struct loop_task *task)
+{
+	(void)task;
+	task_runs++;
+}
+
+TEST(test_queued_task_runs_once_per_queueing)
+{
+	struct loop *loop = loop_create();
+	struct loop_task task = {.run = count_task};
+	task_runs = 0;
+	loop_queue(loop, &task);
+	loop_queue(loop, &task);
+	run_tasks(loop);
+	CHECK(task_runs == 1);
+	loop_queue(loop, &task);
+	loop_unqueue(loop, &task);
+	run_tasks(loop);
+	CHECK(task_runs == 1);
+	loop_destroy(loop);
+}
+
+int main(void)
+{
+	RUN(test_timers_fire_in_deadline_order);
+	RUN(test_timer_not_due_does_not_fire);
+	RUN(test_cancel_and_rearm_keep_heap_consistent);
+	RUN(test_queued_task_runs_once_per_queueing);
+	UNIT_EXIT();
+}

@@ -1,0 +1,83 @@
+#include "../../src/upstream.c"
+
+#include "unit.h"
+
+static struct config *three_servers(void)
+{
+	char err[256];
+	struct config *cfg = config_load_string(
+		"t.lua",
+		"return { listeners = {{ address = '127.0.0.1:1', pool = 'p' }},\n"
+		"  pools = { p = { servers = { '127.0.0.1:11', '127.0.0.1:12', '127.0.0.1:13' },\n"
+		"                  connect_backoff = 2 } } }\n",
+		err, sizeof(err));
+	if (!cfg)
+		printf("config: %s\n", err);
+	return cfg;
+}
+
+TEST(test_round_robin_visits_servers_in_turn)
+{
+	struct config *cfg = three_servers();
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	int counts[3] = {0};
+	struct server_rt *prev = NULL;
+	for (int i = 0; i < 300; i++) {
+		struct server_rt *s = upstream_pick(&up, 0);
+		CHECK(s && s != prev);
+		counts[s - up.pools[0].servers]++;
+		prev = s;
+	}
+	CHECK(counts[0] == 100 && counts[1] == 100 && counts[2] == 100);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_failed_server_is_skipped_until_backoff_ends)
+{
+	struct config *cfg = three_servers();
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct server_rt *bad = &up.pools[0].servers[1];
+	upstream_server_failed(&up, bad);
+	for (int i = 0; i < 30; i++)
+		CHECK(upstream_pick(&up, 0) != bad);
+	CHECK(bad->down_until_ms == loop_now_ms(loop) + 2000); /* connect_backoff */
+	bad->down_until_ms = loop_now_ms(loop); /* as if the back-off had run out */
+	int seen = 0;
+	for (int i = 0; i < 3; i++)
+		seen += upstream_pick(&up, 0) == bad;
+	CHECK(seen == 1);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_no_server_when_all_are_backing_off)
+{
+	struct config *cfg = three_servers();
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	for (int i = 0; i < 3; i++)
+		upstream_server_failed(&up, &up.pools[0].servers[i]);
+	CHECK(upstream_pick(&up, 0) == NULL);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+int main(void)
+{
+	RUN(test_round_robin_visits_servers_in_turn);
+	RUN(test_failed_server_is_skipped_until_backoff_ends);
+	RUN(test_no_server_when_all_are_backing_off);
+	UNIT_EXIT();
+}

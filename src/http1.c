@@ -1183,12 +1183,19 @@ static int txn_finish(struct client *c, struct txn *t)
 	}
 	access_log_txn(c, t);
 	bool close = t->close_after;
+	bool client_asked_close = !t->req_keepalive && t->req_complete;
 	free(t->log_method_target);
 	t->log_method_target = NULL;
 	txn_free(c);
 	c->served = true;
+	buf_release_if_empty(&c->in, pool_of(c));
 	if (close || c->eof) {
-		if (c->in.data || !c->eof)
+		/*
+		 * Closing with unread input makes the kernel send RST, which can
+		 * destroy the response still in flight. Only a client that asked
+		 * for the close, and sent nothing more, is left at once.
+		 */
+		if (c->in.data || (!c->eof && !client_asked_close))
 			client_linger(c);
 		else
 			client_close(c);
@@ -1196,8 +1203,6 @@ static int txn_finish(struct client *c, struct txn *t)
 	}
 	c->state = CS_IDLE;
 	c->state_since_ms = now_ms(c);
-	if (!buf_len(&c->in))
-		buf_release(&c->in, pool_of(c));
 	return 1;
 }
 

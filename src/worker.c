@@ -29,6 +29,8 @@ static int open_listener(const struct cfg_listener *l, char *err, size_t errlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (l->addr.sa.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* Accepted sockets inherit it: no setsockopt per connection. Responses go out whole. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)&l->addr.sa, l->addr.len) < 0 ||
 	    listen(fd, SOMAXCONN) < 0) {
 		snprintf(err, errlen, "listener %s: %s", l->addr.text, strerror(errno));
@@ -67,8 +69,6 @@ static void accept_ready(struct listener *l)
 			log_error("listener %s: accept: %s", l->cfg->addr.text, strerror(errno));
 			return;
 		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (http1_accept(w, fd, (struct sockaddr *)&peer, l->cfg) < 0)
 			log_error("listener %s: cannot start a session: out of memory",
 				  l->cfg->addr.text);

@@ -21,12 +21,15 @@ import argparse
 import importlib.util
 import inspect
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEGRATION = os.path.join(HERE, "integration")
@@ -182,7 +185,7 @@ def run_integration(args, tests):
             note = "hard time limit (%ds) exceeded; test process killed\n" % (args.timeout + 30)
             p.send_signal(signal.SIGTERM)
             try:
-                rc = p.wait(timeout=30)
+                rc = p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
                 rc = p.wait()
@@ -196,12 +199,16 @@ def run_integration(args, tests):
         if rc == 0 and not note:
             passed += 1
             out("PASS %s (%.1fs)" % (name, dt))
+            shutil.rmtree(wd, ignore_errors=True)
         else:
             failed += 1
             out("FAIL %s (%.1fs)" % (name, dt))
-            text = note + output
-            if text.strip():
-                out(indent(text[-12000:]))
+            text = note + output + "(files of this test kept in %s)\n" % wd
+            out(indent(text[-12000:]))
+    try:
+        os.rmdir(base)  # only if every test passed
+    except OSError:
+        pass
     return passed, failed
 
 

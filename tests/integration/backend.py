@@ -27,6 +27,7 @@ Endpoints
                               headers ([name, value] pairs as received), peer, body_length
   *    /status/N              status N (no body for 1xx/204/304 and HEAD)
   *    /hang                  reads the request, never answers, waits for EOF
+  *    /drop                  reads the request and closes without answering
   *    /slow?delay=S          answers after S seconds
   *    /drip?n=N&interval=S   Content-Length N, sends one byte every S seconds
   GET  /ws                    with Upgrade: websocket -> 101, then raw byte echo until EOF
@@ -408,6 +409,10 @@ def serve(c, req):
         while c.sock.recv(65536):
             pass
         return False
+
+    if path == "/drop":
+        drain()
+        return False  # reads the request, closes without a byte
 
     if path == "/slow":
         drain()

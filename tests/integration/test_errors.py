@@ -3,7 +3,7 @@
 import socket
 import time
 
-from harness import free_port
+from harness import ConnectionClosed, free_port
 
 
 def test_backend_down_gives_502(env):
@@ -121,7 +121,7 @@ def test_oversize_request_line_without_newline_gives_414(env):
 
 def test_oversize_headers_give_431(env):
     b = env.backend()
-    s = env.sluice([b], limits={"max_header_size": 4096})
+    s = env.sluice([b], limits={"max_header_size": 4096, "max_request_line": 2048})
     with s.connect() as c:
         c.request("GET", "/", headers=[("X-Big-%d" % i, "v" * 900) for i in range(8)])
         r = c.read_response()
@@ -134,7 +134,7 @@ def test_oversize_headers_give_431(env):
 
 def test_one_huge_header_gives_431(env):
     b = env.backend()
-    s = env.sluice([b], limits={"max_header_size": 4096})
+    s = env.sluice([b], limits={"max_header_size": 4096, "max_request_line": 2048})
     with s.connect() as c:
         c.send("GET / HTTP/1.1\r\nHost: x\r\nX-Huge: " + "h" * 100000 + "\r\n\r\n")
         r = c.read_response()
@@ -155,4 +155,35 @@ def test_garbage_request_gives_400_and_close(env):
             assert r.status in (400, 505), (junk, r)
             assert c.wait_closed(5 * env.slow), "connection left open after %r" % junk
     assert b.request_lines() == [], b.request_lines()
+    assert s.get("/").status == 200
+
+
+def test_post_that_reached_backend_is_not_retried(env):
+    """The backend reads a POST and closes without answering: the client gets an
+    error, and the POST is not replayed (it is not safe to retry)."""
+    a = env.backend("a")
+    b = env.backend("b")
+    s = env.sluice([a, b])
+    r = s.get("/drop", method="POST", body=b"pay once")
+    assert r.status == 502, r
+    posts = [l for l in a.request_lines() + b.request_lines() if l.startswith("POST /drop")]
+    assert len(posts) == 1, "POST delivered %d times: %r" % (len(posts), posts)
+    assert s.get("/").status == 200
+
+
+def test_stalled_response_body_cut_after_idle_timeout(env):
+    """The backend sends the head, then one byte every 3 s: with idle = 1 the
+    transfer is cut after about a second and the client connection closed."""
+    b = env.backend()
+    s = env.sluice([b], timeouts={"idle": 1, "backend_response": 10})
+    with s.connect(timeout=30) as c:
+        t0 = time.monotonic()
+        c.request("GET", "/drip?n=5&interval=3")
+        try:
+            r = c.read_response()
+        except ConnectionClosed:
+            r = None
+        dt = time.monotonic() - t0
+        assert r is None or r.status == 504, "stalled response delivered: %r" % r
+    assert 0.9 <= dt < 2.9 * env.slow, "stalled transfer cut after %.2fs (idle = 1 s)" % dt
     assert s.get("/").status == 200

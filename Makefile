@@ -21,7 +21,10 @@ all: build
 deps:
 	@sh scripts/deps.sh build
 
-build: deps build/sluice $(addprefix build/tests/,$(UNITS))
+# Packages are installed first, in their own step: make caches directory
+# listings, so files they add are only seen by a make started afterwards.
+build: deps
+	@$(MAKE) --no-print-directory build/sluice $(addprefix build/tests/,$(UNITS))
 
 define variant
 $(1)/obj/%.o: src/%.c src/*.h | $(1)/obj
@@ -48,8 +51,9 @@ test: build
 	@sh scripts/deps.sh test
 	python3 tests/run.py --sluice build/sluice --unit-dir build/tests
 
-asan: deps build-asan/sluice $(addprefix build-asan/tests/,$(UNITS))
+asan: deps
 	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory build-asan/sluice $(addprefix build-asan/tests/,$(UNITS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		python3 tests/run.py --sluice build-asan/sluice --unit-dir build-asan/tests
 

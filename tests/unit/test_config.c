@@ -26,7 +26,7 @@ TEST(test_full_config_values_are_read)
 	struct config *cfg = load(
 		"return {\n"
 		"  listeners = {{ address = '[::1]:8443', pool = 'web' }},\n"
-		"  pools = { web = { servers = { '127.0.0.1:1', 'localhost:2' }, keepalive = 8,\n"
+		"  pools = { web = { servers = { '127.0.0.1:1', '127.0.0.2:2' }, keepalive = 8,\n"
 		"                    keepalive_timeout = 1.5, connect_backoff = 0.25 } },\n"
 		"  timeouts = { client_header = 0.5, idle = 3 },\n"
 		"  limits = { max_header_size = 4096, buffer_size = 8192, max_connections = 5 },\n"

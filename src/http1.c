@@ -110,7 +110,7 @@ struct txn {
 	bool backend_eof;
 	uint8_t attempts;
 	uint16_t status;
-	uint16_t last_status; /* what the last failed attempt would answer */	/* status for a head llhttp or our checks refused */
+	uint16_t last_status; /* what the last failed attempt would answer */
 	uint64_t start_us;
 	uint64_t phase_since_ms; /* connect start, or request fully sent */
 	uint64_t last_io_ms;
@@ -1014,8 +1014,10 @@ static int client_write(struct client *c, struct txn *t)
 	if ((size_t)w > from_head) {
 		buf_consume(&t->rsp_buf, (size_t)w - from_head);
 		/* De-chunking leaves framing between what was sent and what is unparsed. */
-		if (t->rsp_buf.head == t->rsp_fwd && t->rsp_fwd < t->rsp_parsed)
+		if (t->rsp_buf.head == t->rsp_fwd && t->rsp_fwd < t->rsp_parsed) {
 			buf_consume(&t->rsp_buf, t->rsp_parsed - t->rsp_fwd);
+			t->rsp_fwd = t->rsp_parsed;
+		}
 	}
 	if (t->rsp_buf.data && t->rsp_buf.head == t->rsp_buf.tail) {
 		t->rsp_parsed = t->rsp_fwd = 0;

@@ -2,6 +2,7 @@
 
 import http.client
 import subprocess
+import time
 
 from harness import pattern_bytes
 
@@ -171,3 +172,28 @@ def test_ipv6_listener(env):
         r = c.read_response()
         assert r.status == 200, r
         assert r.body.startswith(b"hello from")
+
+
+def test_http10_slow_client_gets_every_byte_of_a_dechunked_response(env):
+    """De-chunking for an HTTP/1.0 client while the client reads slowly: partial
+    writes leave chunk framing behind in the buffer, none of it may reach the client."""
+    b = env.backend()
+    s = env.sluice([b])
+    n = 3 * 1000 * 1000
+    with s.connect(timeout=30, rcvbuf=8192) as c:
+        c.request("GET", "/size/%d?chunked=1&chunk=997" % n, version="HTTP/1.0")
+        head = c.read_head()
+        assert head.status == 200, head
+        assert head.header("Transfer-Encoding") is None, head
+        body = bytearray(c.buf)
+        c.buf.clear()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            d = c.sock.recv(3000)
+            if not d:
+                break
+            body += d
+            if len(body) < n // 3:
+                time.sleep(0.002)
+        assert len(body) == n, "got %d of %d bytes" % (len(body), n)
+        assert bytes(body) == pattern_bytes(n), "body differs"

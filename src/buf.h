@@ -39,11 +39,6 @@ void buf_release_if_empty(struct buf *b, struct buf_pool *pool);
 static inline size_t buf_len(const struct buf *b) { return b->tail - b->head; }
 static inline char *buf_start(const struct buf *b) { return b->data + b->head; }
 static inline char *buf_end(const struct buf *b) { return b->data + b->tail; }
-/* Room after tail, once buf_make_room() moved the bytes to the front. */
-static inline size_t buf_room(const struct buf *b, const struct buf_pool *pool)
-{
-	return b->data ? pool->size - b->tail : 0;
-}
 static inline void buf_consume(struct buf *b, size_t n)
 {
 	b->head += (uint32_t)n;

@@ -746,14 +746,15 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 	return cfg;
 }
 
+/* Atomic: worker threads will hold references to one snapshot. */
 struct config *config_ref(struct config *cfg)
 {
-	cfg->refs++;
+	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_RELAXED);
 	return cfg;
 }
 
 void config_unref(struct config *cfg)
 {
-	if (cfg && --cfg->refs == 0)
+	if (cfg && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		config_free(cfg);
 }

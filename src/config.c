@@ -363,14 +363,104 @@ int config_parse_addr(const char *text, struct cfg_addr *out, char *err, size_t 
 
 /* --- sections --- */
 
+/* One entry of servers: "host:port" or { address = "host:port", weight = 1, backup = false, drain = false }. */
+static void load_server(struct vctx *v, const struct section *s, size_t i, struct cfg_server *srv)
+{
+	static const char *const keys[] = {"address", "weight", "backup", "drain", NULL};
+	lua_State *L = v->L;
+	struct cfg_path p = s->path;
+	path_push(&p, "servers", false);
+	srv->weight = 1;
+	int idx = lua_gettop(L);
+	bool table = lua_istable(L, idx);
+	if (table)
+		lua_getfield(L, idx, "address");
+	else
+		lua_pushvalue(L, idx);
+	const char *text = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	if (!text) {
+		char d[64];
+		fail(v, &p, "%s: server %zu must be \"host:port\" or { address = \"host:port\", ... }, got %s",
+		     s->label, i, describe(L, -1, d, sizeof(d)));
+		lua_pop(L, 1);
+		return;
+	}
+	char why[160];
+	path_push(&p, text, true);
+	if (config_parse_addr(text, &srv->addr, why, sizeof(why)) < 0)
+		fail(v, &p, "%s: server \"%s\": %s", s->label, text, why);
+	lua_pop(L, 1);
+	if (!table)
+		return;
+	char label[240];
+	snprintf(label, sizeof(label), "%.150s: server \"%.60s\"", s->label, text);
+	struct section ss = {.label = label, .path = p};
+	check_keys(v, idx, &ss, keys);
+	get_size(v, idx, &ss, "weight", 1, 1000, &srv->weight);
+	lua_getfield(L, idx, "backup");
+	srv->backup = lua_toboolean(L, -1);
+	lua_getfield(L, idx, "drain");
+	srv->drain = lua_toboolean(L, -1);
+	lua_pop(L, 2);
+}
+
+static const char *const balance_names[] = {
+	[BALANCE_ROUND_ROBIN] = "round_robin", [BALANCE_WEIGHTED] = "weighted",
+	[BALANCE_LEAST_CONN] = "least_conn",   [BALANCE_RANDOM2] = "random2",
+	[BALANCE_HASH] = "hash",
+};
+
+/* balance = "hash" keys on: hash = "client" | "host" | "header:Name" | "cookie:name" */
+static void load_balance(struct vctx *v, struct cfg_pool *pool, int idx, const struct section *s)
+{
+	lua_State *L = v->L;
+	struct cfg_path p = s->path;
+	lua_getfield(L, idx, "balance");
+	if (!lua_isnil(L, -1)) {
+		const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+		size_t k = 0;
+		while (k < ARRAY_LEN(balance_names) && strcmp(balance_names[k], name))
+			k++;
+		path_push(&p, "balance", false);
+		if (k == ARRAY_LEN(balance_names))
+			fail(v, &p, "%s: balance must be \"round_robin\", \"weighted\", \"least_conn\", "
+				    "\"random2\" or \"hash\"",
+			     s->label);
+		else
+			pool->balance = (enum balance_algo)k;
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, idx, "hash");
+	const char *by = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	p = s->path;
+	path_push(&p, "hash", false);
+	if (!lua_isnil(L, -1) && pool->balance != BALANCE_HASH)
+		fail(v, &p, "%s: hash is for balance = \"hash\"", s->label);
+	pool->hash_by = HASH_CLIENT;
+	if (by && !strcmp(by, "client")) {
+		pool->hash_by = HASH_CLIENT;
+	} else if (by && !strcmp(by, "host")) {
+		pool->hash_by = HASH_HOST;
+	} else if (by && (!strncmp(by, "header:", 7) || !strncmp(by, "cookie:", 7)) && by[7]) {
+		pool->hash_by = by[0] == 'h' ? HASH_HEADER : HASH_COOKIE;
+		pool->hash_name = strdup(by + 7);
+		pool->hash_name_len = (uint32_t)strlen(by + 7);
+	} else if (!lua_isnil(L, -1)) {
+		fail(v, &p, "%s: hash must be \"client\", \"host\", \"header:Name\" or \"cookie:name\"",
+		     s->label);
+	}
+	lua_pop(L, 1);
+}
+
 static void load_pool(struct vctx *v, struct config *cfg, struct cfg_pool *pool, const char *name)
 {
-	static const char *const keys[] = {"servers", "keepalive", "keepalive_timeout",
-					   "connect_backoff", NULL};
+	static const char *const keys[] = {"servers",	      "keepalive", "keepalive_timeout",
+					   "connect_backoff", "balance",   "hash",
+					   NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	char label[160];
-	snprintf(label, sizeof(label), "pool \"%s\"", name);
+	snprintf(label, sizeof(label), "pool \"%.100s\"", name);
 	struct section s = {.label = label};
 	path_push(&s.path, "pools", false);
 	path_push(&s.path, name, false);
@@ -384,6 +474,7 @@ static void load_pool(struct vctx *v, struct config *cfg, struct cfg_pool *pool,
 	get_size(v, idx, &s, "keepalive", 0, 100000, &pool->keepalive);
 	get_seconds(v, idx, &s, "keepalive_timeout", &pool->keepalive_timeout_ms);
 	get_seconds(v, idx, &s, "connect_backoff", &pool->connect_backoff_ms);
+	load_balance(v, pool, idx, &s);
 	if (!get_table(v, idx, &s, "servers", true))
 		return;
 	size_t n = lua_objlen(L, -1);
@@ -395,23 +486,19 @@ static void load_pool(struct vctx *v, struct config *cfg, struct cfg_pool *pool,
 	pool->servers = calloc(n ? n : 1, sizeof(*pool->servers));
 	for (size_t i = 1; i <= n && pool->servers; i++) {
 		lua_rawgeti(L, -1, (int)i);
-		struct cfg_path p = s.path;
-		path_push(&p, "servers", false);
-		if (lua_type(L, -1) != LUA_TSTRING) {
-			char d[64];
-			fail(v, &p, "%s: server %zu must be a \"host:port\" string, got %s", label, i,
-			     describe(L, -1, d, sizeof(d)));
-		} else {
-			const char *text = lua_tostring(L, -1);
-			char why[160];
-			path_push(&p, text, true);
-			if (config_parse_addr(text, &pool->servers[i - 1].addr, why, sizeof(why)) < 0)
-				fail(v, &p, "%s: server \"%s\": %s", label, text, why);
-			pool->nservers++;
-		}
+		load_server(v, &s, i, &pool->servers[pool->nservers++]);
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
+	if (pool->balance == BALANCE_HASH && pool->servers && !v->failed) {
+		struct balance_server *bs = calloc(pool->nservers, sizeof(*bs));
+		for (size_t i = 0; bs && i < pool->nservers; i++)
+			bs[i] = (struct balance_server){.name = pool->servers[i].addr.text,
+							.weight = pool->servers[i].weight};
+		if (!bs || balance_ring_build(&pool->ring, bs, pool->nservers) < 0)
+			fail(v, NULL, "out of memory");
+		free(bs);
+	}
 }
 
 static void load_pools(struct vctx *v, struct config *cfg)
@@ -442,6 +529,384 @@ static void load_pools(struct vctx *v, struct config *cfg)
 	}
 	if (n == 0)
 		fail(v, &top.path, "pools: define at least one pool");
+	lua_pop(L, 1);
+}
+
+static size_t find_pool(const struct config *cfg, const char *name)
+{
+	for (size_t k = 0; k < cfg->npools; k++)
+		if (!strcmp(cfg->pools[k].name, name))
+			return k;
+	return SIZE_MAX;
+}
+
+/* --- sites --- */
+
+/* A header name must be a token; a value must not smuggle a line break or a NUL into a head. */
+static bool valid_header_name(const char *s, size_t len)
+{
+	if (!len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      (ch && strchr("!#$%&'*+-.^_`|~", ch))))
+			return false;
+	}
+	return true;
+}
+
+static bool valid_header_value(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '\r' || s[i] == '\n' || s[i] == 0)
+			return false;
+	return true;
+}
+
+/* Reads { ["Name"] = "value", ... } at the top of the stack into an array in the arena. */
+static const struct header_kv *load_header_map(struct vctx *v, struct config *cfg,
+					       const struct section *s, const char *what, uint32_t *count)
+{
+	lua_State *L = v->L;
+	int idx = lua_gettop(L);
+	uint32_t n = 0;
+	for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+		n++;
+	struct header_kv *kv = arena_alloc(&cfg->arena, (n ? n : 1) * sizeof(*kv));
+	*count = 0;
+	if (!kv) {
+		fail(v, NULL, "out of memory");
+		return NULL;
+	}
+	for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+		struct cfg_path p = s->path;
+		path_push(&p, what, false);
+		if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+			fail(v, &p, "%s: %s must map header names to string values", s->label, what);
+			continue;
+		}
+		size_t nl, vl;
+		const char *name = lua_tolstring(L, -2, &nl);
+		const char *value = lua_tolstring(L, -1, &vl);
+		path_push(&p, name, false);
+		if (!valid_header_name(name, nl))
+			fail(v, &p, "%s: %s: \"%s\" is not a valid header name", s->label, what, name);
+		else if (!valid_header_value(value, vl))
+			fail(v, &p, "%s: %s: header \"%s\": value contains CR, LF or NUL", s->label, what,
+			     name);
+		kv[*count] = (struct header_kv){arena_strndup(&cfg->arena, name, nl),
+						arena_strndup(&cfg->arena, value, vl), (uint32_t)nl,
+						(uint32_t)vl};
+		(*count)++;
+	}
+	return kv;
+}
+
+/* request_headers / response_headers = { set = {...}, add = {...}, remove = { "Name", ... } } */
+static void load_header_rules(struct vctx *v, struct config *cfg, int idx, const struct section *rs,
+			      const char *key, struct header_rules *rules)
+{
+	static const char *const keys[] = {"set", "add", "remove", NULL};
+	lua_State *L = v->L;
+	if (!get_table(v, idx, rs, key, false))
+		return;
+	int t = lua_gettop(L);
+	char label[320];
+	snprintf(label, sizeof(label), "%.290s: %s", rs->label, key);
+	struct section s = {.label = label, .path = rs->path};
+	path_push(&s.path, key, false);
+	check_keys(v, t, &s, keys);
+	if (get_table(v, t, &s, "set", false)) {
+		rules->set = load_header_map(v, cfg, &s, "set", &rules->nset);
+		lua_pop(L, 1);
+	}
+	if (get_table(v, t, &s, "add", false)) {
+		rules->add = load_header_map(v, cfg, &s, "add", &rules->nadd);
+		lua_pop(L, 1);
+	}
+	if (get_table(v, t, &s, "remove", false)) {
+		size_t n = lua_objlen(L, -1);
+		struct header_kv *kv = arena_alloc(&cfg->arena, (n ? n : 1) * sizeof(*kv));
+		for (size_t i = 1; kv && i <= n; i++) {
+			lua_rawgeti(L, -1, (int)i);
+			size_t nl = 0;
+			const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nl) : NULL;
+			if (!name || !valid_header_name(name, nl)) {
+				struct cfg_path p = s.path;
+				path_push(&p, "remove", false);
+				fail(v, &p, "%s: remove must list header names", label);
+			} else {
+				kv[rules->nremove++] = (struct header_kv){
+					arena_strndup(&cfg->arena, name, nl), "", (uint32_t)nl, 0};
+			}
+			lua_pop(L, 1);
+		}
+		rules->remove = kv;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+static void load_route(struct vctx *v, struct config *cfg, const struct section *ss,
+		       struct route *rt, const char *default_path)
+{
+	static const char *const keys[] = {"path",	      "pool",		  "respond",
+					   "redirect",	      "request_headers", "response_headers",
+					   NULL};
+	lua_State *L = v->L;
+	int idx = lua_gettop(L);
+	lua_getfield(L, idx, "path");
+	size_t plen = 0;
+	const char *path = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &plen) : default_path;
+	if (path == default_path)
+		plen = path ? strlen(path) : 0;
+	char label[300];
+	snprintf(label, sizeof(label), "%.150s: route \"%.100s\"", ss->label, path ? path : "?");
+	struct section s = {.label = label, .path = ss->path};
+	if (path && path != default_path)
+		path_push(&s.path, path, true);
+	check_keys(v, idx, &s, keys);
+	if (!path || path[0] != '/') {
+		fail(v, &s.path, "%s: path must be a prefix starting with \"/\"", label);
+		path = "/";
+		plen = 1;
+	}
+	rt->prefix = arena_strndup(&cfg->arena, path, plen);
+	rt->prefix_len = (uint32_t)plen;
+	lua_pop(L, 1);
+
+	int actions = 0;
+	lua_getfield(L, idx, "pool");
+	if (!lua_isnil(L, -1)) {
+		actions++;
+		struct cfg_path p = s.path;
+		path_push(&p, "pool", false);
+		const char *pool = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		rt->action = ROUTE_PROXY;
+		rt->pool = pool ? find_pool(cfg, pool) : SIZE_MAX;
+		if (!pool)
+			fail(v, &p, "%s: pool must name a pool", label);
+		else if (rt->pool == SIZE_MAX) {
+			path_push(&p, pool, true);
+			fail(v, &p, "%s: unknown pool \"%s\"", label, pool);
+		}
+	}
+	lua_pop(L, 1);
+	if (get_table(v, idx, &s, "respond", false)) {
+		static const char *const rkeys[] = {"status", "body", "headers", NULL};
+		actions++;
+		int r = lua_gettop(L);
+		struct section rs = {.label = label, .path = s.path};
+		path_push(&rs.path, "respond", false);
+		check_keys(v, r, &rs, rkeys);
+		uint32_t status = 200;
+		get_size(v, r, &rs, "status", 200, 599, &status);
+		rt->action = ROUTE_RESPOND;
+		rt->status = (uint16_t)status;
+		lua_getfield(L, r, "body");
+		size_t blen = 0;
+		const char *body = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &blen) : "";
+		if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING) {
+			struct cfg_path p = rs.path;
+			path_push(&p, "body", false);
+			fail(v, &p, "%s: respond body must be a string", label);
+		}
+		if (blen > 65536) {
+			struct cfg_path p = rs.path;
+			path_push(&p, "body", false);
+			fail(v, &p, "%s: respond body is %zu bytes; at most 65536", label, blen);
+		}
+		rt->body = arena_strndup(&cfg->arena, body, blen);
+		rt->body_len = (uint32_t)blen;
+		lua_pop(L, 1);
+		if (get_table(v, r, &rs, "headers", false)) {
+			rt->respond_headers = load_header_map(v, cfg, &rs, "headers", &rt->nrespond_headers);
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	if (get_table(v, idx, &s, "redirect", false)) {
+		static const char *const rkeys[] = {"to", "status", "keep_path", NULL};
+		actions++;
+		int r = lua_gettop(L);
+		struct section rs = {.label = label, .path = s.path};
+		path_push(&rs.path, "redirect", false);
+		check_keys(v, r, &rs, rkeys);
+		uint32_t status = 302;
+		get_size(v, r, &rs, "status", 300, 399, &status);
+		rt->action = ROUTE_REDIRECT;
+		rt->status = (uint16_t)status;
+		lua_getfield(L, r, "to");
+		size_t tlen = 0;
+		const char *to = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tlen) : NULL;
+		if (!to || !tlen || !valid_header_value(to, tlen)) {
+			struct cfg_path p = rs.path;
+			path_push(&p, "to", false);
+			fail(v, &p, "%s: redirect needs to = \"URL\" (no CR, LF or NUL)", label);
+			to = "/";
+			tlen = 1;
+		}
+		rt->location = arena_strndup(&cfg->arena, to, tlen);
+		rt->location_len = (uint32_t)tlen;
+		lua_pop(L, 1);
+		lua_getfield(L, r, "keep_path");
+		rt->keep_path = lua_toboolean(L, -1);
+		lua_pop(L, 2);
+	}
+	if (actions != 1)
+		fail(v, &s.path, "%s: give exactly one of pool, respond or redirect", label);
+	load_header_rules(v, cfg, idx, &s, "request_headers", &rt->req);
+	load_header_rules(v, cfg, idx, &s, "response_headers", &rt->rsp);
+}
+
+static void load_site(struct vctx *v, struct config *cfg, size_t index)
+{
+	static const char *const keys[] = {"hosts", "default", "pool", "routes", NULL};
+	lua_State *L = v->L;
+	int idx = lua_gettop(L);
+	struct site *site = &cfg->router.sites[index];
+	lua_getfield(L, idx, "hosts");
+	bool hosts_ok = lua_istable(L, -1) || lua_isnil(L, -1);
+	if (lua_istable(L, -1))
+		lua_rawgeti(L, -1, 1);
+	else
+		lua_pushnil(L);
+	const char *first = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	char label[300];
+	snprintf(label, sizeof(label), "site \"%.200s\"", first ? first : "?");
+	struct section s = {.label = label};
+	path_push(&s.path, "sites", false);
+	if (first)
+		path_push(&s.path, first, true);
+	site->name = arena_strndup(&cfg->arena, first ? first : "", first ? strlen(first) : 0);
+	lua_pop(L, 1);
+	if (!hosts_ok) {
+		struct cfg_path p = s.path;
+		path_push(&p, "hosts", false);
+		fail(v, &p, "sites: entry %zu: hosts must be a list of host names", index + 1);
+	}
+	size_t nhosts = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+	for (size_t i = 1; i <= nhosts; i++) {
+		lua_rawgeti(L, -1, (int)i);
+		size_t hl = 0;
+		const char *host = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &hl) : NULL;
+		struct cfg_path p = s.path;
+		path_push(&p, "hosts", false);
+		if (host)
+			path_push(&p, host, true);
+		int rc = host ? router_add_host(&cfg->router, arena_strndup(&cfg->arena, host, hl), hl,
+						(uint32_t)index)
+			      : -EINVAL;
+		if (rc == -EEXIST)
+			fail(v, &p, "%s: host \"%s\" belongs to another site already", label, host);
+		else if (rc < 0)
+			fail(v, &p, "%s: \"%s\" is not a host name (lower case, no port) or *.suffix",
+			     label, host ? host : "?");
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	check_keys(v, idx, &s, keys);
+	lua_getfield(L, idx, "default");
+	if (lua_toboolean(L, -1)) {
+		if (cfg->router.default_site >= 0) {
+			struct cfg_path p = s.path;
+			path_push(&p, "default", false);
+			fail(v, &p, "%s: only one site can be the default", label);
+		}
+		cfg->router.default_site = (int64_t)index;
+	} else if (!nhosts) {
+		fail(v, &s.path, "%s: hosts must list at least one host (or set default = true)", label);
+	}
+	lua_pop(L, 1);
+
+	lua_getfield(L, idx, "routes");
+	size_t nroutes = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+	lua_pop(L, 1);
+	lua_getfield(L, idx, "pool");
+	bool shorthand = !lua_isnil(L, -1);
+	lua_pop(L, 1);
+	site->routes = arena_alloc(&cfg->arena, (nroutes + shorthand + 1) * sizeof(*site->routes));
+	if (!site->routes) {
+		fail(v, NULL, "out of memory");
+		return;
+	}
+	if (shorthand) {
+		/* pool = "x" is a route "/" to it; explicit routes with longer prefixes win. */
+		lua_getfield(L, idx, "pool");
+		struct cfg_path p = s.path;
+		path_push(&p, "pool", false);
+		const char *pool = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		struct route *rt = &site->routes[site->nroutes++];
+		rt->prefix = "/";
+		rt->prefix_len = 1;
+		rt->action = ROUTE_PROXY;
+		rt->pool = pool ? find_pool(cfg, pool) : SIZE_MAX;
+		if (!pool) {
+			fail(v, &p, "%s: pool must name a pool", label);
+		} else if (rt->pool == SIZE_MAX) {
+			path_push(&p, pool, true);
+			fail(v, &p, "%s: unknown pool \"%s\"", label, pool);
+		}
+		lua_pop(L, 1);
+	}
+	if (get_table(v, idx, &s, "routes", false)) {
+		for (size_t i = 1; i <= nroutes; i++) {
+			lua_rawgeti(L, -1, (int)i);
+			if (!lua_istable(L, -1)) {
+				struct cfg_path p = s.path;
+				path_push(&p, "routes", false);
+				fail(v, &p, "%s: routes must be a list of { path = ..., ... }", label);
+			} else {
+				load_route(v, cfg, &s, &site->routes[site->nroutes++], NULL);
+			}
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	if (!site->nroutes)
+		fail(v, &s.path, "%s: give pool = \"name\" or routes = { ... }", label);
+	router_sort_routes(site);
+	for (uint32_t i = 1; i < site->nroutes; i++)
+		if (site->routes[i].prefix_len == site->routes[i - 1].prefix_len &&
+		    !memcmp(site->routes[i].prefix, site->routes[i - 1].prefix, site->routes[i].prefix_len))
+			fail(v, &s.path, "%s: route \"%s\" given twice", label, site->routes[i].prefix);
+}
+
+static void load_sites(struct vctx *v, struct config *cfg)
+{
+	lua_State *L = v->L;
+	struct section top = {.label = ""};
+	if (!get_table(v, 1, &top, "sites", false))
+		return;
+	int idx = lua_gettop(L);
+	size_t n = lua_objlen(L, idx), nhosts = 0;
+	for (size_t i = 1; i <= n; i++) {
+		lua_rawgeti(L, idx, (int)i);
+		if (lua_istable(L, -1)) {
+			lua_getfield(L, -1, "hosts");
+			nhosts += lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	if (router_init(&cfg->router, &cfg->arena, n, nhosts) < 0) {
+		fail(v, NULL, "out of memory");
+		lua_pop(L, 1);
+		return;
+	}
+	cfg->has_sites = true;
+	for (size_t i = 1; i <= n && !v->failed; i++) {
+		lua_rawgeti(L, idx, (int)i);
+		if (!lua_istable(L, -1)) {
+			struct cfg_path p = {0};
+			path_push(&p, "sites", false);
+			fail(v, &p, "sites: entry %zu must be a table { hosts = {...}, ... }", i);
+		} else {
+			load_site(v, cfg, i - 1);
+		}
+		lua_pop(L, 1);
+	}
 	lua_pop(L, 1);
 }
 
@@ -485,8 +950,12 @@ static void load_listeners(struct vctx *v, struct config *cfg)
 		const char *pool = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 		struct cfg_path pp = s.path;
 		path_push(&pp, "pool", false);
-		if (!pool) {
+		if (!pool && !lua_isnil(L, -1)) {
 			fail(v, &pp, "%s: pool must name a pool", label);
+		} else if (!pool) {
+			l->routed = true;
+			if (!cfg->has_sites)
+				fail(v, &pp, "%s: no pool, and no sites to route by", label);
 		} else {
 			size_t k = 0;
 			while (k < cfg->npools && strcmp(cfg->pools[k].name, pool))
@@ -600,11 +1069,12 @@ static void load_logging(struct vctx *v, struct config *cfg)
 
 static void load_config(struct vctx *v, struct config *cfg)
 {
-	static const char *const keys[] = {"listeners",	 "pools",      "timeouts", "limits",
-					   "access_log", "log_level", NULL};
+	static const char *const keys[] = {"listeners", "pools",      "sites",	   "timeouts",
+					   "limits",	"access_log", "log_level", NULL};
 	struct section top = {.label = ""};
 	check_keys(v, 1, &top, keys);
 	load_pools(v, cfg);
+	load_sites(v, cfg);
 	load_listeners(v, cfg);
 	load_timeouts(v, cfg);
 	load_limits(v, cfg);
@@ -638,10 +1108,13 @@ static void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->npools; i++) {
 		free(cfg->pools[i].name);
 		free(cfg->pools[i].servers);
+		free(cfg->pools[i].hash_name);
+		balance_ring_free(&cfg->pools[i].ring);
 	}
 	free(cfg->pools);
 	free(cfg->listeners);
 	free(cfg->access_log);
+	arena_free(&cfg->arena);
 	free(cfg);
 }
 

@@ -7,7 +7,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <sys/socket.h>
+
+#include "arena.h"
+#include "balance.h"
+#include "router.h"
 
 struct cfg_addr {
 	struct sockaddr_storage sa;
@@ -17,7 +22,13 @@ struct cfg_addr {
 
 struct cfg_server {
 	struct cfg_addr addr;
+	uint32_t weight;
+	bool backup; /* only when no other server is usable */
+	bool drain;  /* no new requests */
 };
+
+/* What balance = "hash" hashes. */
+enum hash_by { HASH_CLIENT, HASH_HOST, HASH_HEADER, HASH_COOKIE };
 
 struct cfg_pool {
 	char *name;
@@ -26,11 +37,17 @@ struct cfg_pool {
 	uint32_t keepalive;	    /* idle connections kept per server */
 	uint32_t keepalive_timeout_ms;
 	uint32_t connect_backoff_ms;
+	enum balance_algo balance;
+	enum hash_by hash_by;
+	char *hash_name; /* header or cookie name */
+	uint32_t hash_name_len;
+	struct balance_ring ring; /* balance = "hash" */
 };
 
 struct cfg_listener {
 	struct cfg_addr addr;
-	size_t pool; /* index into config.pools */
+	size_t pool; /* index into config.pools, unless routed */
+	bool routed; /* no pool of its own: requests go by config.router */
 };
 
 struct cfg_timeouts {
@@ -59,6 +76,9 @@ struct config {
 	struct cfg_limits limits;
 	char *access_log; /* path, "stderr", or NULL for off */
 	int log_level;
+	bool has_sites;
+	struct router router; /* its memory is in arena */
+	struct arena arena;
 };
 
 /* The config used when no file is given (also printed by --default-config). */

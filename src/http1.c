@@ -16,6 +16,7 @@
 #include "common.h"
 #include "conn.h"
 #include "log.h"
+#include "router.h"
 #include "upstream.h"
 
 #define MAX_HEADERS 128
@@ -108,7 +109,15 @@ struct txn {
 	bool rsp_parse_pending; /* ... nor every response byte (or a message end after a pause) */
 	bool rsp_started;	/* a response byte arrived: the request can no longer be replayed */
 	bool backend_eof;
+	bool absolute_form;	/* the target named its authority: it is the Host */
 	uint8_t attempts;
+	size_t pool;		/* index into the config's pools */
+	uint64_t key_hash;	/* what balance = "hash" maps to a server */
+	const struct route *route; /* NULL for a listener with a pool of its own */
+	struct span target;	/* origin-form part of the request target, in the head */
+	struct span host;	/* Host, or the absolute-form authority, in the head */
+	const char *static_body; /* a route's fixed response body (config memory) */
+	uint32_t static_body_left;
 	uint16_t status;
 	uint16_t last_status; /* what the last failed attempt would answer */
 	uint64_t start_us;
@@ -359,25 +368,60 @@ static bool append_span(struct buf *b, const struct buf_pool *pool, const char *
 }
 
 /* Copies the end-to-end headers of h, with value whitespace as llhttp trimmed it. */
-static bool append_headers(struct buf *out, const struct buf_pool *pool, const char *base,
-			   const struct head *h, bool keep_upgrade, bool is_request, bool dechunk)
+/* How a head is changed on its way through. */
+struct head_edit {
+	bool keep_upgrade;
+	bool is_request;	/* X-Forwarded-* are ours to set */
+	bool drop_te;		/* de-chunking */
+	bool drop_host;		/* absolute-form target: its authority is the Host */
+	const struct header_rules *rules; /* a route's set/add/remove, or NULL */
+};
+
+static bool kv_names(const struct header_kv *kv, uint32_t n, const char *name, uint32_t len)
 {
+	for (uint32_t i = 0; i < n; i++)
+		if (kv[i].name_len == len && !strncasecmp(kv[i].name, name, len))
+			return true;
+	return false;
+}
+
+static bool append_kv(struct buf *out, const struct buf_pool *pool, const struct header_kv *kv,
+		      uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (buf_append(out, pool, kv[i].name, kv[i].name_len) || buf_append(out, pool, ": ", 2) ||
+		    buf_append(out, pool, kv[i].value, kv[i].value_len) ||
+		    buf_append(out, pool, "\r\n", 2))
+			return false;
+	return true;
+}
+
+/* Copies the end-to-end headers of h (values as llhttp trimmed them), then the rules' own. */
+static bool append_headers(struct buf *out, const struct buf_pool *pool, const char *base,
+			   const struct head *h, const struct head_edit *e)
+{
+	const struct header_rules *r = e->rules;
 	for (uint32_t i = 0; i < h->nh; i++) {
 		struct span name = h->h[i].name;
-		if (drop_header(base, h, name, keep_upgrade))
+		if (drop_header(base, h, name, e->keep_upgrade))
 			continue;
-		if (dechunk && span_eq(base, name, "transfer-encoding"))
+		if (e->drop_te && span_eq(base, name, "transfer-encoding"))
+			continue;
+		if (e->drop_host && span_eq(base, name, "host"))
 			continue;
 		/* We set these from what we saw of the connection (below). */
-		if (is_request && (span_eq(base, name, "x-forwarded-for") ||
-				   span_eq(base, name, "x-real-ip") ||
-				   span_eq(base, name, "x-forwarded-proto")))
+		if (e->is_request && (span_eq(base, name, "x-forwarded-for") ||
+				      span_eq(base, name, "x-real-ip") ||
+				      span_eq(base, name, "x-forwarded-proto")))
+			continue;
+		if (r && (kv_names(r->remove, r->nremove, base + name.off, name.len) ||
+			  kv_names(r->set, r->nset, base + name.off, name.len)))
 			continue;
 		if (!append_span(out, pool, base, name) || buf_append(out, pool, ": ", 2) ||
 		    !append_span(out, pool, base, h->h[i].value) || buf_append(out, pool, "\r\n", 2))
 			return false;
 	}
-	return true;
+	return !r || (append_kv(out, pool, r->set, r->nset) && append_kv(out, pool, r->add, r->nadd));
 }
 
 static bool append_forwarded(struct buf *out, const struct buf_pool *pool, const char *base,
@@ -401,16 +445,30 @@ static bool append_forwarded(struct buf *out, const struct buf_pool *pool, const
 static const char *reason_phrase(int status)
 {
 	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
 	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
+	case 410: return "Gone";
 	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
-	default: return "Error";
+	default: return status >= 400 ? "Error" : "";
 	}
 }
 
@@ -501,6 +559,7 @@ static void txn_fail(struct client *c, int status, const char *why)
 	}
 	buf_release(&t->rsp_buf, pool_of(c));
 	t->rsp_parsed = t->rsp_fwd = 0;
+	t->static_body_left = 0;
 	buf_release(&t->rsp_head, pool_of(c));
 	if (buf_reserve(&t->rsp_head, pool_of(c)) < 0) {
 		client_close(c);
@@ -639,9 +698,9 @@ static void txn_connect(struct client *c)
 {
 	struct txn *t = c->txn;
 	struct upstream *up = &c->w->up;
-	size_t nservers = up->pools[c->listener->pool].cfg->nservers;
+	size_t nservers = up->pools[t->pool].cfg->nservers;
 	while (t->attempts < nservers) {
-		struct server_rt *srv = upstream_pick(up, c->listener->pool);
+		struct server_rt *srv = upstream_pick(up, t->pool, t->key_hash);
 		if (!srv)
 			break;
 		t->attempts++;
@@ -708,11 +767,21 @@ static bool build_request_head(struct client *c, struct txn *t, const char *base
 	const struct head *h = &t->req;
 	if (buf_reserve(out, pool) < 0)
 		return false;
+	struct head_edit edit = {
+		.keep_upgrade = t->upgrade,
+		.is_request = true,
+		.drop_host = t->absolute_form,
+		.rules = t->route ? &t->route->req : NULL,
+	};
 	bool ok = append_span(out, pool, base, h->method) && !buf_append(out, pool, " ", 1) &&
-		  append_span(out, pool, base, h->url) &&
+		  append_span(out, pool, base, t->target) &&
 		  append_fmt(out, pool, " HTTP/1.%d\r\n", c->parser.http_minor ? 1 : 0) &&
-		  append_headers(out, pool, base, h, t->upgrade, true, false) &&
+		  append_headers(out, pool, base, h, &edit) &&
 		  append_forwarded(out, pool, base, h, c->ip);
+	/* RFC 9112 3.2.2: the authority of an absolute-form target replaces Host. */
+	if (ok && t->absolute_form)
+		ok = !buf_append(out, pool, "Host: ", 6) && append_span(out, pool, base, t->host) &&
+		     !buf_append(out, pool, "\r\n", 2);
 	if (ok && t->upgrade)
 		ok = !buf_append(out, pool, "Connection: upgrade\r\n", 21);
 	else if (ok && c->parser.http_minor == 0)
@@ -728,7 +797,10 @@ static int check_request(struct client *c, struct txn *t, const char *base, uint
 		return 400;
 	unsigned hosts = 0;
 	for (uint32_t i = 0; i < h->nh; i++)
-		hosts += span_eq(base, h->h[i].name, "host");
+		if (span_eq(base, h->h[i].name, "host")) {
+			hosts++;
+			t->host = h->h[i].value;
+		}
 	/* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before. */
 	if (hosts > 1 || (hosts == 0 && c->parser.http_minor == 1)) {
 		*why = hosts ? "more than one Host header" : "no Host header";
@@ -742,6 +814,168 @@ static int check_request(struct client *c, struct txn *t, const char *base, uint
 		*why = "request head too large";
 		return 431;
 	}
+	return 0;
+}
+
+/*
+ * Splits an absolute-form target (RFC 9112 3.2.2) into its authority, which
+ * then stands for Host, and the origin-form rest that the backend gets.
+ */
+static int split_target(struct txn *t, const char *base, const char **why)
+{
+	t->target = t->req.url;
+	const char *u = base + t->req.url.off;
+	uint32_t len = t->req.url.len;
+	uint32_t scheme = len >= 7 && !strncasecmp(u, "http://", 7)	 ? 7
+			  : len >= 8 && !strncasecmp(u, "https://", 8) ? 8
+								       : 0;
+	if (!scheme)
+		return 0;
+	uint32_t end = scheme;
+	while (end < len && u[end] != '/' && u[end] != '?')
+		end++;
+	if (memchr(u + scheme, '@', end - scheme)) {
+		*why = "user information in the request target";
+		return 400;
+	}
+	if (end == scheme) {
+		*why = "empty authority in the request target";
+		return 400;
+	}
+	t->absolute_form = true;
+	t->host = (struct span){t->req.url.off + scheme, end - scheme};
+	t->target = (struct span){t->req.url.off + end, len - end};
+	return 0;
+}
+
+/* Decides where the request goes: the listener's pool, or its site's route. */
+static int route_request(struct client *c, struct txn *t, const char *base, const char **why)
+{
+	int status = split_target(t, base, why);
+	if (status)
+		return status;
+	if (!c->listener->routed) {
+		t->pool = c->listener->pool;
+		return 0;
+	}
+	const struct router *r = &c->w->cfg->router;
+	char host[256];
+	int hlen = 0;
+	if (t->host.len) {
+		hlen = router_normalize_host(base + t->host.off, t->host.len, host, sizeof(host));
+		if (hlen < 0) {
+			*why = "invalid Host";
+			return 400;
+		}
+	}
+	const struct site *site = router_find_site(r, host, (size_t)hlen);
+	if (!site) {
+		*why = "no site for this host";
+		return 404;
+	}
+	const char *path = base + t->target.off;
+	const char *query = memchr(path, '?', t->target.len);
+	size_t path_len = query ? (size_t)(query - path) : t->target.len;
+	t->route = router_find_route(site, path, path_len);
+	if (!t->route) {
+		*why = "no route for this path";
+		return 404;
+	}
+	t->pool = t->route->pool;
+	return 0;
+}
+
+/* The value of cookie name in a Cookie header value ("a=1; b=2"), or NULL. */
+static const char *cookie_value(const char *v, uint32_t len, const char *name, uint32_t nlen,
+				uint32_t *vlen)
+{
+	uint32_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == ';'))
+			i++;
+		uint32_t start = i;
+		while (i < len && v[i] != ';')
+			i++;
+		const char *eq = memchr(v + start, '=', i - start);
+		if (eq && (uint32_t)(eq - (v + start)) == nlen && !memcmp(v + start, name, nlen)) {
+			*vlen = (uint32_t)(v + i - eq - 1);
+			return eq + 1;
+		}
+	}
+	return NULL;
+}
+
+/* The key of balance = "hash": the same client, host, header or cookie keeps its server. */
+static uint64_t balance_key(const struct client *c, const struct txn *t, const char *base)
+{
+	const struct cfg_pool *p = &c->w->cfg->pools[t->pool];
+	if (p->balance != BALANCE_HASH)
+		return 0;
+	const struct head *h = &t->req;
+	switch (p->hash_by) {
+	case HASH_CLIENT:
+		return balance_hash(c->ip, strlen(c->ip));
+	case HASH_HOST: {
+		char host[256];
+		int n = router_normalize_host(base + t->host.off, t->host.len, host, sizeof(host));
+		return balance_hash(host, n > 0 ? (size_t)n : 0);
+	}
+	case HASH_HEADER:
+		for (uint32_t i = 0; i < h->nh; i++)
+			if (h->h[i].name.len == p->hash_name_len &&
+			    !strncasecmp(base + h->h[i].name.off, p->hash_name, p->hash_name_len))
+				return balance_hash(base + h->h[i].value.off, h->h[i].value.len);
+		break;
+	case HASH_COOKIE:
+		for (uint32_t i = 0; i < h->nh; i++) {
+			if (!span_eq(base, h->h[i].name, "cookie"))
+				continue;
+			uint32_t vlen;
+			const char *v = cookie_value(base + h->h[i].value.off, h->h[i].value.len,
+						     p->hash_name, p->hash_name_len, &vlen);
+			if (v)
+				return balance_hash(v, vlen);
+		}
+		break;
+	}
+	return balance_hash("", 0);
+}
+
+/* A route that answers by itself: a fixed response or a redirect. */
+static int local_response(struct client *c, struct txn *t, const char *base, const char **why)
+{
+	const struct route *rt = t->route;
+	struct buf *out = &t->rsp_head;
+	struct buf_pool *pool = pool_of(c);
+	/* A body we will not read would be taken for the next request. */
+	t->close_after = !t->req_keepalive || c->w->draining || (c->parser.flags & F_CHUNKED) ||
+			 c->parser.content_length > 0;
+	uint32_t body_len = rt->action == ROUTE_RESPOND ? rt->body_len : 0;
+	bool ok = buf_reserve(out, pool) == 0 &&
+		  append_fmt(out, pool, "HTTP/1.1 %03d %s\r\n", rt->status, reason_phrase(rt->status)) &&
+		  append_kv(out, pool, rt->respond_headers, rt->nrespond_headers);
+	if (ok && rt->action == ROUTE_REDIRECT) {
+		ok = !buf_append(out, pool, "Location: ", 10) &&
+		     !buf_append(out, pool, rt->location, rt->location_len) &&
+		     (!rt->keep_path || append_span(out, pool, base, t->target)) &&
+		     !buf_append(out, pool, "\r\n", 2);
+	}
+	ok = ok && append_kv(out, pool, rt->rsp.set, rt->rsp.nset) &&
+	     append_kv(out, pool, rt->rsp.add, rt->rsp.nadd) &&
+	     append_fmt(out, pool, "Content-Length: %u\r\n%s\r\n", body_len,
+			t->close_after ? "Connection: close\r\n"
+			: c->parser.http_minor == 0 ? "Connection: keep-alive\r\n"
+						    : "");
+	if (!ok) {
+		buf_release(out, pool);
+		*why = "fixed response head too large";
+		return 500;
+	}
+	t->static_body = t->is_head ? NULL : rt->body;
+	t->static_body_left = t->is_head ? 0 : body_len;
+	t->status = rt->status;
+	t->rsp_head_done = true;
+	t->rsp_complete = true;
 	return 0;
 }
 
@@ -763,7 +997,14 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 		       t->req.url.len);
 		t->log_method_target[t->req.method.len + 1 + t->req.url.len] = 0;
 	}
-	if (!status && !build_request_head(c, t, base)) {
+	if (!status)
+		status = route_request(c, t, base, &why);
+	bool local = !status && t->route && t->route->action != ROUTE_PROXY;
+	if (!status && !local)
+		t->key_hash = balance_key(c, t, base);
+	if (!status && local)
+		status = local_response(c, t, base, &why);
+	else if (!status && !build_request_head(c, t, base)) {
 		status = 431;
 		why = "request head too large once rewritten";
 	}
@@ -778,7 +1019,8 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 	llhttp_resume(&c->parser);
 	t->req_parse_pending = true;
 	t->last_io_ms = now_ms(c);
-	txn_connect(c);
+	if (!local)
+		txn_connect(c);
 }
 
 static void fail_parse(struct client *c, struct txn *t, llhttp_errno_t err)
@@ -872,7 +1114,10 @@ static int build_response_head(struct client *c, struct txn *t, const char *base
 		return -1;
 	bool ok = append_fmt(out, pool, "HTTP/1.1 %03d ", status) &&
 		  append_span(out, pool, base, h->reason) && !buf_append(out, pool, "\r\n", 2) &&
-		  append_headers(out, pool, base, h, switching, false, t->dechunk);
+		  append_headers(out, pool, base, h,
+				 &(struct head_edit){.keep_upgrade = switching,
+						     .drop_te = t->dechunk,
+						     .rules = t->route ? &t->route->rsp : NULL});
 	if (ok && switching)
 		ok = !buf_append(out, pool, "Connection: upgrade\r\n", 21);
 	else if (ok && status >= 200 && t->close_after)
@@ -982,7 +1227,8 @@ static int response_parse(struct client *c, struct txn *t)
 
 static bool client_output_pending(const struct txn *t)
 {
-	return buf_len(&t->rsp_head) || (t->rsp_head_done && t->rsp_fwd > t->rsp_buf.head);
+	return buf_len(&t->rsp_head) || t->static_body_left ||
+	       (t->rsp_head_done && t->rsp_fwd > t->rsp_buf.head);
 }
 
 /* Writes queued response bytes to the client. Returns 1 on progress, 0 none, -1 closed. */
@@ -998,6 +1244,8 @@ static int client_write(struct client *c, struct txn *t)
 	size_t body_len = t->rsp_head_done ? t->rsp_fwd - t->rsp_buf.head : 0;
 	if (body_len)
 		iov[n++] = (struct iovec){buf_start(&t->rsp_buf), body_len};
+	else if (t->static_body_left)
+		iov[n++] = (struct iovec){(void *)t->static_body, t->static_body_left};
 	ssize_t w = conn_sendv(&c->conn, iov, n);
 	if (w < 0) {
 		log_debug("%s: write failed: %s", c->addr, strerror((int)-w));
@@ -1011,7 +1259,10 @@ static int client_write(struct client *c, struct txn *t)
 	size_t from_head = MIN_SIZE((size_t)w, head_len);
 	buf_consume(&t->rsp_head, from_head);
 	buf_release_if_empty(&t->rsp_head, pool_of(c));
-	if ((size_t)w > from_head) {
+	if ((size_t)w > from_head && t->static_body_left) {
+		t->static_body += (size_t)w - from_head;
+		t->static_body_left -= (uint32_t)((size_t)w - from_head);
+	} else if ((size_t)w > from_head) {
 		buf_consume(&t->rsp_buf, (size_t)w - from_head);
 		/* De-chunking leaves framing between what was sent and what is unparsed. */
 		if (t->rsp_buf.head == t->rsp_fwd && t->rsp_fwd < t->rsp_parsed) {

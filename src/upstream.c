@@ -18,14 +18,23 @@ int upstream_init(struct upstream *up, struct loop *loop, const struct config *c
 		struct pool_rt *p = &up->pools[i];
 		p->cfg = &cfg->pools[i];
 		p->servers = calloc(p->cfg->nservers, sizeof(*p->servers));
-		if (!p->servers) {
+		p->bal = calloc(p->cfg->nservers, sizeof(*p->bal));
+		if (!p->servers || !p->bal) {
 			upstream_destroy(up);
 			return -ENOMEM;
 		}
+		p->balancer = (struct balancer){
+			.algo = p->cfg->balance,
+			.ring = p->cfg->balance == BALANCE_HASH ? &p->cfg->ring : NULL,
+			.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)p,
+		};
 		for (size_t k = 0; k < p->cfg->nservers; k++) {
-			p->servers[k].cfg = &p->cfg->servers[k];
-			p->servers[k].pool = p->cfg;
+			const struct cfg_server *cs = &p->cfg->servers[k];
+			p->servers[k] = (struct server_rt){.cfg = cs, .pool = p->cfg, .prt = p,
+							   .bal = &p->bal[k]};
 			list_init(&p->servers[k].idle);
+			p->bal[k] = (struct balance_server){.name = cs->addr.text, .weight = cs->weight,
+							    .backup = cs->backup, .drain = cs->drain};
 		}
 	}
 	return 0;
@@ -52,24 +61,22 @@ void upstream_destroy(struct upstream *up)
 				bconn_destroy(container_of(p->servers[k].idle.next, struct bconn,
 							   idle_link));
 		free(p->servers);
+		free(p->bal);
 	}
 	free(up->pools);
 	up->pools = NULL;
 	up->npools = 0;
 }
 
-struct server_rt *upstream_pick(struct upstream *up, size_t pool)
+struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_hash)
 {
 	struct pool_rt *p = &up->pools[pool];
 	size_t n = p->cfg->nservers;
 	uint64_t now = loop_now_ms(up->loop);
-	for (size_t i = 0; i < n; i++) {
-		struct server_rt *s = &p->servers[p->next];
-		p->next = (p->next + 1) % n;
-		if (s->down_until_ms <= now)
-			return s;
-	}
-	return NULL;
+	for (size_t i = 0; i < n; i++)
+		p->bal[i].down = p->servers[i].down_until_ms > now;
+	ssize_t k = balance_pick(&p->balancer, p->bal, n, &key_hash, sizeof(key_hash));
+	return k < 0 ? NULL : &p->servers[k];
 }
 
 void upstream_server_failed(struct upstream *up, struct server_rt *srv)
@@ -129,12 +136,15 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 	}
 	bc->owner = owner;
 	bc->on_io = on_io;
+	srv->bal->active++;
 	return bc;
 }
 
 void upstream_release(struct bconn *bc, bool reusable)
 {
 	struct server_rt *srv = bc->srv;
+	BUG_ON(srv->bal->active == 0);
+	srv->bal->active--;
 	bc->owner = NULL;
 	bc->on_io = NULL;
 	if (!reusable || bc->conn.fd < 0 || srv->nidle >= srv->pool->keepalive) {

@@ -11,14 +11,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "balance.h"
 #include "common.h"
 #include "config.h"
 #include "conn.h"
 #include "loop.h"
 
+struct pool_rt;
+
 struct server_rt {
 	const struct cfg_server *cfg;
 	const struct cfg_pool *pool;
+	struct pool_rt *prt;
+	struct balance_server *bal; /* its entry in prt->bal */
 	uint64_t down_until_ms; /* skipped until then after a failed connect */
 	struct list idle;	/* struct bconn.idle_link, most recently used last */
 	uint32_t nidle;
@@ -27,7 +32,8 @@ struct server_rt {
 struct pool_rt {
 	const struct cfg_pool *cfg;
 	struct server_rt *servers;
-	size_t next; /* round-robin position */
+	struct balance_server *bal; /* parallel to servers, as balance_pick() wants them */
+	struct balancer balancer;
 };
 
 struct upstream {
@@ -56,10 +62,12 @@ int upstream_init(struct upstream *up, struct loop *loop, const struct config *c
 void upstream_destroy(struct upstream *up);
 
 /*
- * Picks the next server of pool in round-robin order, skipping servers in
- * their failure back-off. Returns NULL when none is usable.
+ * Picks a server of pool by its balancing algorithm, skipping drained
+ * servers and those in their failure back-off; backups only when no other
+ * is usable. key_hash is what balance = "hash" maps (ignored otherwise).
+ * Returns NULL when no server is usable.
  */
-struct server_rt *upstream_pick(struct upstream *up, size_t pool);
+struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_hash);
 
 /*
  * Lends a connection to srv: an idle one if any, else a new one whose connect
@@ -68,7 +76,10 @@ struct server_rt *upstream_pick(struct upstream *up, size_t pool);
  */
 struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void *owner,
 			       void (*on_io)(struct bconn *bc), int *err);
-/* Takes the connection back: kept idle for reuse if reusable and there is room, else closed. */
+/*
+ * Takes the connection back: kept idle for reuse if reusable and there is
+ * room, else closed. Either way its request no longer counts as active.
+ */
 void upstream_release(struct bconn *bc, bool reusable);
 
 /* Records a failed connect: the server is skipped for its pool's back-off. */

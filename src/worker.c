@@ -217,8 +217,11 @@ int worker_init(struct worker *w, struct config *cfg, int sigfd, char *err, size
 			snprintf(err, errlen, "listener %s: epoll: %s", l->cfg->addr.text, strerror(-rc));
 			return -1;
 		}
-		log_info("listening on %s -> pool \"%s\"", l->cfg->addr.text,
-			 cfg->pools[l->cfg->pool].name);
+		if (l->cfg->routed)
+			log_info("listening on %s -> sites", l->cfg->addr.text);
+		else
+			log_info("listening on %s -> pool \"%s\"", l->cfg->addr.text,
+				 cfg->pools[l->cfg->pool].name);
 	}
 	if (sigfd >= 0) {
 		w->sig_io.on_event = signal_on_event;

@@ -26,7 +26,7 @@ TEST(test_round_robin_visits_servers_in_turn)
 	int counts[3] = {0};
 	struct server_rt *prev = NULL;
 	for (int i = 0; i < 300; i++) {
-		struct server_rt *s = upstream_pick(&up, 0);
+		struct server_rt *s = upstream_pick(&up, 0, 0);
 		CHECK(s && s != prev);
 		counts[s - up.pools[0].servers]++;
 		prev = s;
@@ -47,12 +47,12 @@ TEST(test_failed_server_is_skipped_until_backoff_ends)
 	struct server_rt *bad = &up.pools[0].servers[1];
 	upstream_server_failed(&up, bad);
 	for (int i = 0; i < 30; i++)
-		CHECK(upstream_pick(&up, 0) != bad);
+		CHECK(upstream_pick(&up, 0, 0) != bad);
 	CHECK(bad->down_until_ms == loop_now_ms(loop) + 2000); /* connect_backoff */
 	bad->down_until_ms = loop_now_ms(loop); /* as if the back-off had run out */
 	int seen = 0;
 	for (int i = 0; i < 3; i++)
-		seen += upstream_pick(&up, 0) == bad;
+		seen += upstream_pick(&up, 0, 0) == bad;
 	CHECK(seen == 1);
 	upstream_destroy(&up);
 	loop_destroy(loop);
@@ -68,7 +68,7 @@ TEST(test_no_server_when_all_are_backing_off)
 	CHECK(upstream_init(&up, loop, cfg) == 0);
 	for (int i = 0; i < 3; i++)
 		upstream_server_failed(&up, &up.pools[0].servers[i]);
-	CHECK(upstream_pick(&up, 0) == NULL);
+	CHECK(upstream_pick(&up, 0, 0) == NULL);
 	upstream_destroy(&up);
 	loop_destroy(loop);
 	config_unref(cfg);

@@ -1,0 +1,242 @@
+#include "router.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common.h"
+
+#define MAX_HOST 255
+#define MAX_MATCH_PATH 16384
+#define EMPTY UINT32_MAX
+
+/* FNV-1a: host names are short; the table's job is one probe, not resisting floods. */
+static uint64_t hash_name(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h ^ (h >> 29);
+}
+
+static int table_init(struct host_table *t, struct arena *a, size_t n)
+{
+	size_t cap = 16;
+	while (cap < n * 2)
+		cap *= 2;
+	t->slots = arena_alloc(a, cap * sizeof(*t->slots));
+	if (!t->slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < cap; i++)
+		t->slots[i].site = EMPTY;
+	t->mask = cap - 1;
+	t->used = 0;
+	return 0;
+}
+
+static const struct host_entry *table_find(const struct host_table *t, const char *name, size_t len,
+					   uint64_t h)
+{
+	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
+		const struct host_entry *e = &t->slots[i];
+		if (e->site == EMPTY)
+			return NULL;
+		if (e->hash == h && e->len == len && !memcmp(e->name, name, len))
+			return e;
+	}
+}
+
+static int table_put(struct host_table *t, const char *name, size_t len, uint32_t site)
+{
+	uint64_t h = hash_name(name, len);
+	if (table_find(t, name, len, h))
+		return -EEXIST;
+	/* router_init sized the table for every host: it is at most half full. */
+	BUG_ON(t->used * 2 > t->mask + 1);
+	size_t i = h & t->mask;
+	while (t->slots[i].site != EMPTY)
+		i = (i + 1) & t->mask;
+	t->slots[i] = (struct host_entry){.name = name, .len = (uint32_t)len, .site = site, .hash = h};
+	t->used++;
+	return 0;
+}
+
+int router_init(struct router *r, struct arena *a, size_t nsites, size_t nhosts)
+{
+	memset(r, 0, sizeof(*r));
+	r->default_site = -1;
+	r->nsites = nsites;
+	if (nsites && !(r->sites = arena_alloc(a, nsites * sizeof(*r->sites))))
+		return -ENOMEM;
+	if (table_init(&r->exact, a, nhosts) < 0 || table_init(&r->wildcard, a, nhosts) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static bool host_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+	       ch == '_' || ch == '[' || ch == ']' || ch == ':';
+}
+
+int router_normalize_host(const char *host, size_t len, char *out, size_t cap)
+{
+	size_t end = len;
+	if (len && host[0] == '[') {
+		/* [v6] or [v6]:port */
+		const char *close = memchr(host, ']', len);
+		if (!close)
+			return -1;
+		end = (size_t)(close - host) + 1;
+	} else {
+		const char *colon = memchr(host, ':', len);
+		if (colon)
+			end = (size_t)(colon - host);
+	}
+	while (end && host[end - 1] == '.')
+		end--;
+	if (end == 0 || end >= cap || end > MAX_HOST)
+		return -1;
+	for (size_t i = 0; i < end; i++) {
+		char ch = host[i];
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch - 'A' + 'a');
+		if (!host_char(ch))
+			return -1;
+		out[i] = ch;
+	}
+	return (int)end;
+}
+
+int router_add_host(struct router *r, const char *host, size_t len, uint32_t site)
+{
+	bool wildcard = len > 2 && host[0] == '*' && host[1] == '.';
+	const char *name = wildcard ? host + 2 : host;
+	size_t n = wildcard ? len - 2 : len;
+	char norm[MAX_HOST + 1];
+	int nlen = router_normalize_host(name, n, norm, sizeof(norm));
+	/* The name must already be in lookup form: anything else would never match. */
+	if (nlen < 0 || (size_t)nlen != n || memcmp(norm, name, n))
+		return -EINVAL;
+	return table_put(wildcard ? &r->wildcard : &r->exact, name, n, site);
+}
+
+const struct site *router_find_site(const struct router *r, const char *host, size_t len)
+{
+	if (len) {
+		const struct host_entry *e = table_find(&r->exact, host, len, hash_name(host, len));
+		if (e)
+			return &r->sites[e->site];
+		/* a.b.example.com: try b.example.com, example.com, com; the longest wins. */
+		for (size_t i = 0; i < len && r->wildcard.used; i++) {
+			if (host[i] != '.')
+				continue;
+			const char *suffix = host + i + 1;
+			size_t slen = len - i - 1;
+			e = table_find(&r->wildcard, suffix, slen, hash_name(suffix, slen));
+			if (e)
+				return &r->sites[e->site];
+		}
+	}
+	return r->default_site >= 0 ? &r->sites[r->default_site] : NULL;
+}
+
+static int hex_value(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static bool unreserved(char ch)
+{
+	/* RFC 3986 2.3: decoding these never changes what a URI means. */
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '-' || ch == '.' || ch == '_' || ch == '~';
+}
+
+/* Normalizes path into out (RFC 3986 6.2.2 plus merged slashes); returns its length. */
+static size_t normalize_path(const char *path, size_t len, char *out)
+{
+	size_t n = 0;
+	out[n++] = '/';
+	size_t i = path[0] == '/' ? 1 : 0;
+	while (i < len) {
+		/* One segment: decode into out after the slash already written. */
+		size_t seg = n;
+		while (i < len && path[i] != '/') {
+			char ch = path[i];
+			if (ch == '%' && i + 2 < len && hex_value(path[i + 1]) >= 0 &&
+			    hex_value(path[i + 2]) >= 0) {
+				char dec = (char)(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
+				if (unreserved(dec)) {
+					out[n++] = dec;
+					i += 3;
+					continue;
+				}
+			}
+			out[n++] = ch;
+			i++;
+		}
+		bool more = i < len; /* a slash follows */
+		i++;
+		size_t seglen = n - seg;
+		if (seglen == 0) {
+			/* "//": merged */
+		} else if (seglen == 1 && out[seg] == '.') {
+			n = seg;
+		} else if (seglen == 2 && out[seg] == '.' && out[seg + 1] == '.') {
+			n = seg;
+			/* Drop the previous segment; never above the root. */
+			if (n > 1) {
+				n--;
+				while (n > 0 && out[n - 1] != '/')
+					n--;
+			}
+		} else if (more) {
+			out[n++] = '/';
+		}
+	}
+	return n;
+}
+
+const struct route *router_find_route(const struct site *s, const char *path, size_t len)
+{
+	static const char root[] = "/";
+	char norm[MAX_MATCH_PATH + 2];
+	size_t n;
+	if (len > MAX_MATCH_PATH)
+		return NULL; /* cannot be normalized here, so cannot be matched safely */
+	if (len == 0 || path[0] != '/') {
+		/* "*" (OPTIONS) matches as the root. */
+		memcpy(norm, root, 1);
+		n = 1;
+	} else {
+		n = normalize_path(path, len, norm);
+		/* "/a/" and "/a/." keep their trailing slash: a prefix "/a/" must still match. */
+		if (path[len - 1] == '/' && norm[n - 1] != '/')
+			norm[n++] = '/';
+	}
+	for (uint32_t i = 0; i < s->nroutes; i++) {
+		const struct route *rt = &s->routes[i];
+		if (rt->prefix_len <= n && !memcmp(norm, rt->prefix, rt->prefix_len))
+			return rt;
+	}
+	return NULL;
+}
+
+static int longer_prefix_first(const void *a, const void *b)
+{
+	const struct route *x = a, *y = b;
+	return (int)y->prefix_len - (int)x->prefix_len;
+}
+
+void router_sort_routes(struct site *s)
+{
+	qsort(s->routes, s->nroutes, sizeof(*s->routes), longer_prefix_first);
+}

@@ -1,0 +1,100 @@
+/*
+ * Request routing: which site a Host names, which route of that site a path
+ * takes, and what the route does. Built once per config snapshot, read-only
+ * afterwards. Host lookup is O(1) in the number of sites (a hash table of
+ * exact names, another of wildcard suffixes probed once per label).
+ */
+#ifndef SLUICE_ROUTER_H
+#define SLUICE_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+
+struct header_kv {
+	const char *name, *value;
+	uint32_t name_len, value_len;
+};
+
+/* Header edits of a route, applied to the request or to the response. */
+struct header_rules {
+	const struct header_kv *set; /* replace any header of that name */
+	const struct header_kv *add; /* append, keeping those there */
+	const struct header_kv *remove; /* value unused */
+	uint32_t nset, nadd, nremove;
+};
+
+enum route_action { ROUTE_PROXY, ROUTE_RESPOND, ROUTE_REDIRECT };
+
+struct route {
+	const char *prefix;
+	uint32_t prefix_len;
+	uint16_t status; /* RESPOND and REDIRECT */
+	enum route_action action;
+	size_t pool;			/* PROXY: index into config.pools */
+	const char *body;		/* RESPOND */
+	uint32_t body_len;
+	const struct header_kv *respond_headers; /* RESPOND */
+	uint32_t nrespond_headers;
+	const char *location;		/* REDIRECT */
+	uint32_t location_len;
+	bool keep_path;			/* REDIRECT: append the request's path and query */
+	struct header_rules req, rsp;
+};
+
+struct site {
+	const char *name;     /* its first host, for logs */
+	struct route *routes; /* longest prefix first */
+	uint32_t nroutes;
+};
+
+struct host_entry {
+	const char *name; /* lower case, no port, no trailing dot */
+	uint32_t len;
+	uint32_t site;	  /* index into router.sites; UINT32_MAX: empty slot */
+	uint64_t hash;
+};
+
+struct host_table {
+	struct host_entry *slots;
+	size_t mask; /* capacity - 1; capacity a power of two */
+	size_t used;
+};
+
+struct router {
+	struct site *sites;
+	size_t nsites;
+	struct host_table exact;
+	struct host_table wildcard; /* "*.example.com" stored as "example.com" */
+	int64_t default_site;	    /* -1: none */
+};
+
+/* Sizes the tables for nhosts names; returns 0 or -ENOMEM. Entries live in arena. */
+int router_init(struct router *r, struct arena *a, size_t nsites, size_t nhosts);
+/*
+ * Adds a host ("example.com", "*.example.com") of site. Returns 0, -EEXIST if
+ * the name is taken already, or -EINVAL if it is not a valid host pattern.
+ */
+int router_add_host(struct router *r, const char *host, size_t len, uint32_t site);
+/* Sorts a site's routes so that the longest prefix is tried first. */
+void router_sort_routes(struct site *s);
+
+/*
+ * Writes the lookup form of a Host value or authority into out: lower case,
+ * port and trailing dot removed. Returns its length, or -1 if it is not a
+ * plausible host or does not fit.
+ */
+int router_normalize_host(const char *host, size_t len, char *out, size_t cap);
+/* The site for a normalized host: exact name, then the longest wildcard suffix, then the default. */
+const struct site *router_find_site(const struct router *r, const char *host, size_t len);
+/*
+ * The route for a request path (the target without its query): decoded
+ * %-escapes of unreserved characters, "." and ".." segments and repeated
+ * slashes are resolved first, so that /%61dmin or /x/../admin cannot slip
+ * past a route for /admin. NULL when no prefix matches.
+ */
+const struct route *router_find_route(const struct site *s, const char *path, size_t len);
+
+#endif

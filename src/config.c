@@ -791,8 +791,8 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 		lua_rawgeti(L, -1, (int)i);
 		size_t hl = 0;
 		const char *host = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &hl) : NULL;
+		/* "hosts" comes before the first host that names the site: not searched for. */
 		struct cfg_path p = s.path;
-		path_push(&p, "hosts", false);
 		if (host)
 			path_push(&p, host, true);
 		int rc = host ? router_add_host(&cfg->router, arena_strndup(&cfg->arena, host, hl), hl,
@@ -867,10 +867,18 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 	if (!site->nroutes)
 		fail(v, &s.path, "%s: give pool = \"name\" or routes = { ... }", label);
 	router_sort_routes(site);
-	for (uint32_t i = 1; i < site->nroutes; i++)
-		if (site->routes[i].prefix_len == site->routes[i - 1].prefix_len &&
-		    !memcmp(site->routes[i].prefix, site->routes[i - 1].prefix, site->routes[i].prefix_len))
-			fail(v, &s.path, "%s: route \"%s\" given twice", label, site->routes[i].prefix);
+	/* Sorted by length: a repeated prefix is within its run of equal lengths. */
+	for (uint32_t i = 0; i < site->nroutes; i++)
+		for (uint32_t k = i + 1;
+		     k < site->nroutes && site->routes[k].prefix_len == site->routes[i].prefix_len; k++)
+			if (!memcmp(site->routes[i].prefix, site->routes[k].prefix,
+				    site->routes[i].prefix_len)) {
+				struct cfg_path p = s.path;
+				path_push(&p, "routes", false);
+				path_push(&p, site->routes[i].prefix, true);
+				path_push(&p, site->routes[i].prefix, true);
+				fail(v, &p, "%s: route \"%s\" given twice", label, site->routes[i].prefix);
+			}
 }
 
 static void load_sites(struct vctx *v, struct config *cfg)
@@ -1052,6 +1060,14 @@ static void load_logging(struct vctx *v, struct config *cfg)
 		     describe(L, -1, d, sizeof(d)));
 	}
 	lua_pop(L, 1);
+	lua_getfield(L, 1, "pid_file");
+	struct cfg_path pp = {0};
+	path_push(&pp, "pid_file", false);
+	if (lua_type(L, -1) == LUA_TSTRING && *lua_tostring(L, -1))
+		cfg->pid_file = strdup(lua_tostring(L, -1));
+	else if (!lua_isnil(L, -1))
+		fail(v, &pp, "pid_file must be a file path");
+	lua_pop(L, 1);
 	lua_getfield(L, 1, "log_level");
 	struct cfg_path q = {0};
 	path_push(&q, "log_level", false);
@@ -1069,8 +1085,8 @@ static void load_logging(struct vctx *v, struct config *cfg)
 
 static void load_config(struct vctx *v, struct config *cfg)
 {
-	static const char *const keys[] = {"listeners", "pools",      "sites",	   "timeouts",
-					   "limits",	"access_log", "log_level", NULL};
+	static const char *const keys[] = {"listeners",	 "pools",     "sites",	  "timeouts", "limits",
+					   "access_log", "log_level", "pid_file", NULL};
 	struct section top = {.label = ""};
 	check_keys(v, 1, &top, keys);
 	load_pools(v, cfg);
@@ -1114,6 +1130,7 @@ static void config_free(struct config *cfg)
 	free(cfg->pools);
 	free(cfg->listeners);
 	free(cfg->access_log);
+	free(cfg->pid_file);
 	arena_free(&cfg->arena);
 	free(cfg);
 }

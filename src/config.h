@@ -75,6 +75,7 @@ struct config {
 	struct cfg_timeouts timeouts;
 	struct cfg_limits limits;
 	char *access_log; /* path, "stderr", or NULL for off */
+	char *pid_file;	  /* written at start, for `sluice -s`; NULL for none */
 	int log_level;
 	bool has_sites;
 	struct router router; /* its memory is in arena */

@@ -68,7 +68,7 @@ struct client {
 	uint8_t state;
 	bool served;	    /* a request was answered on this connection */
 	bool eof;	    /* the client sent FIN */
-	const struct cfg_listener *listener;
+	struct listener *listener; /* one reference held */
 	struct txn *txn;
 	uint64_t state_since_ms;
 	llhttp_t parser;
@@ -78,6 +78,7 @@ struct client {
 
 struct txn {
 	struct client *c;
+	struct generation *gen; /* the config it runs on; one reference held */
 	struct bconn *bc;
 	struct server_rt *srv;
 	const char *parse_base; /* start of the head being parsed, for llhttp callbacks */
@@ -130,7 +131,10 @@ struct txn {
 
 static llhttp_settings_t req_settings, rsp_settings;
 
-static const struct cfg_timeouts *timeouts(const struct client *c) { return &c->w->cfg->timeouts; }
+static const struct cfg_timeouts *timeouts(const struct client *c)
+{
+	return &c->w->gen->cfg->timeouts;
+}
 static struct buf_pool *pool_of(const struct client *c) { return &c->w->bufs; }
 static uint64_t now_ms(const struct client *c) { return loop_now_ms(c->w->loop); }
 
@@ -160,7 +164,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 {
 	struct txn *t = p->data;
 	span_extend(&t->req.url, t, at, len);
-	if (t->req.url.len > t->c->w->cfg->limits.max_request_line) {
+	if (t->req.url.len > t->gen->cfg->limits.max_request_line) {
 		t->req.url_too_long = true;
 		return HPE_USER;
 	}
@@ -487,6 +491,7 @@ static void txn_free(struct client *c)
 	buf_release(&t->rsp_buf, pool_of(c));
 	buf_release(&t->rsp_head, pool_of(c));
 	free(t->log_method_target);
+	worker_gen_put(t->gen);
 	free(t);
 	c->txn = NULL;
 }
@@ -523,6 +528,7 @@ static void client_close(struct client *c)
 	conn_close(&c->conn);
 	buf_release(&c->in, pool_of(c));
 	list_remove(&c->link);
+	listener_put(c->listener);
 	c->w->nclients--;
 	loop_free_later(c->w->loop, c);
 	worker_client_closed(c->w);
@@ -697,7 +703,7 @@ static void backend_on_io(struct bconn *bc)
 static void txn_connect(struct client *c)
 {
 	struct txn *t = c->txn;
-	struct upstream *up = &c->w->up;
+	struct upstream *up = &t->gen->up;
 	size_t nservers = up->pools[t->pool].cfg->nservers;
 	while (t->attempts < nservers) {
 		struct server_rt *srv = upstream_pick(up, t->pool, t->key_hash);
@@ -740,7 +746,7 @@ static void backend_failed(struct client *c, int status, const char *why)
 	bool stale = !was_connecting && t->bc->reused && t->req_body_sent == 0 && !t->rsp_started &&
 		     t->req_head.data;
 	if (was_connecting)
-		upstream_server_failed(&c->w->up, t->srv);
+		upstream_server_failed(&t->gen->up, t->srv);
 	upstream_release(t->bc, false);
 	t->bc = NULL;
 	t->connecting = false;
@@ -773,7 +779,9 @@ static bool build_request_head(struct client *c, struct txn *t, const char *base
 		.drop_host = t->absolute_form,
 		.rules = t->route ? &t->route->req : NULL,
 	};
-	bool ok = append_span(out, pool, base, h->method) && !buf_append(out, pool, " ", 1) &&
+	/* "http://host" and "http://host?q" have an empty path: it is "/" (RFC 9112 3.2.1). */
+	bool root = !t->target.len || base[t->target.off] == '?';
+	bool ok = append_span(out, pool, base, h->method) && !buf_append(out, pool, " /", 1 + root) &&
 		  append_span(out, pool, base, t->target) &&
 		  append_fmt(out, pool, " HTTP/1.%d\r\n", c->parser.http_minor ? 1 : 0) &&
 		  append_headers(out, pool, base, h, &edit) &&
@@ -810,7 +818,7 @@ static int check_request(struct client *c, struct txn *t, const char *base, uint
 		*why = "CONNECT is not proxied";
 		return 405;
 	}
-	if (head_len > c->w->cfg->limits.max_header_size) {
+	if (head_len > t->gen->cfg->limits.max_header_size) {
 		*why = "request head too large";
 		return 431;
 	}
@@ -854,11 +862,21 @@ static int route_request(struct client *c, struct txn *t, const char *base, cons
 	int status = split_target(t, base, why);
 	if (status)
 		return status;
-	if (!c->listener->routed) {
-		t->pool = c->listener->pool;
+	const struct cfg_listener *l = c->listener->cfg;
+	if (!l) {
+		*why = "the listener was removed by a reload";
+		return 503;
+	}
+	if (t->gen != c->w->gen) {
+		/* A reload came while the head arrived: the listener speaks for the new config. */
+		worker_gen_put(t->gen);
+		t->gen = worker_gen_get(c->w);
+	}
+	if (!l->routed) {
+		t->pool = l->pool;
 		return 0;
 	}
-	const struct router *r = &c->w->cfg->router;
+	const struct router *r = &t->gen->cfg->router;
 	char host[256];
 	int hlen = 0;
 	if (t->host.len) {
@@ -908,7 +926,7 @@ static const char *cookie_value(const char *v, uint32_t len, const char *name, u
 /* The key of balance = "hash": the same client, host, header or cookie keeps its server. */
 static uint64_t balance_key(const struct client *c, const struct txn *t, const char *base)
 {
-	const struct cfg_pool *p = &c->w->cfg->pools[t->pool];
+	const struct cfg_pool *p = &t->gen->cfg->pools[t->pool];
 	if (p->balance != BALANCE_HASH)
 		return 0;
 	const struct head *h = &t->req;
@@ -952,8 +970,14 @@ static int local_response(struct client *c, struct txn *t, const char *base, con
 			 c->parser.content_length > 0;
 	uint32_t body_len = rt->action == ROUTE_RESPOND ? rt->body_len : 0;
 	bool ok = buf_reserve(out, pool) == 0 &&
-		  append_fmt(out, pool, "HTTP/1.1 %03d %s\r\n", rt->status, reason_phrase(rt->status)) &&
-		  append_kv(out, pool, rt->respond_headers, rt->nrespond_headers);
+		  append_fmt(out, pool, "HTTP/1.1 %03d %s\r\n", rt->status, reason_phrase(rt->status));
+	/* The route's response rules edit its own fixed headers as they would a backend's. */
+	for (uint32_t i = 0; ok && i < rt->nrespond_headers; i++) {
+		const struct header_kv *kv = &rt->respond_headers[i];
+		if (!kv_names(rt->rsp.remove, rt->rsp.nremove, kv->name, kv->name_len) &&
+		    !kv_names(rt->rsp.set, rt->rsp.nset, kv->name, kv->name_len))
+			ok = append_kv(out, pool, kv, 1);
+	}
 	if (ok && rt->action == ROUTE_REDIRECT) {
 		ok = !buf_append(out, pool, "Location: ", 10) &&
 		     !buf_append(out, pool, rt->location, rt->location_len) &&
@@ -1063,6 +1087,7 @@ static int client_head_step(struct client *c)
 			return -1;
 		}
 		t->c = c;
+		t->gen = worker_gen_get(c->w);
 		t->start_us = loop_clock_us();
 		c->txn = t;
 		c->state = CS_HEAD;
@@ -1086,7 +1111,7 @@ static int client_head_step(struct client *c)
 	}
 	c->in_parsed = c->in.tail;
 	size_t have = buf_len(&c->in);
-	bool full = have >= pool_of(c)->size || have > c->w->cfg->limits.max_header_size;
+	bool full = have >= pool_of(c)->size || have > t->gen->cfg->limits.max_header_size;
 	if (full) {
 		c->state = CS_TXN;
 		if (t->req.nh == 0)
@@ -1598,7 +1623,7 @@ static void client_resume(struct loop_task *task)
 	client_run(container_of(task, struct client, resume));
 }
 
-int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, const struct cfg_listener *l)
+int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct listener *l)
 {
 	init_settings();
 	struct client *c = calloc(1, sizeof(*c));
@@ -1630,6 +1655,7 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, const st
 		return err;
 	}
 	list_insert_tail(&w->clients, &c->link);
+	l->refs++;
 	w->nclients++;
 	/* Data may already be waiting (TCP_DEFER_ACCEPT or a fast client): read optimistically. */
 	c->conn.flags |= CONN_READABLE | CONN_WRITABLE;

@@ -16,7 +16,7 @@
 #include "worker.h"
 
 /* Starts a session on an accepted, non-blocking socket; the session owns fd (closed on failure). */
-int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, const struct cfg_listener *l);
+int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct listener *l);
 /* Graceful stop: idle sessions close now, busy ones after their current response. */
 void http1_drain(struct worker *w);
 /* Closes every session at once (end of a graceful stop's deadline, or exit). */

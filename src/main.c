@@ -1,5 +1,6 @@
 /* sluice: command line, signals, start-up. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,13 +19,16 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sluice [-c FILE] [-t] [--default-config] [-h] [-V]\n"
+		"usage: sluice [-c FILE] [-t] [-s reload|stop [-p PIDFILE]] [--default-config] [-h] [-V]\n"
 		"  -c, --config FILE    run with this Lua config (default: the embedded one)\n"
 		"  -t, --test           check the config and exit: 0 if valid, 1 if not\n"
+		"  -s, --signal SIG     tell the running sluice to reload (SIGHUP) or stop (SIGTERM);\n"
+		"                       its pid is read from -p PIDFILE, else from the config's pid_file\n"
 		"      --default-config print the embedded default config and exit\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
-		"signals: SIGTERM/SIGINT stop gracefully (in-flight requests finish)\n");
+		"signals: SIGHUP reloads the config (a broken one is refused, the running one stays);\n"
+		"         SIGTERM/SIGINT stop gracefully (in-flight requests finish)\n");
 }
 
 /* More connections than the usual 1024 fds: take what the hard limit allows. */
@@ -36,6 +40,49 @@ static void raise_fd_limit(void)
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			log_warn("cannot raise the open files limit: %s", strerror(errno));
 	}
+}
+
+/* `sluice -s reload|stop`: signals the process whose pid is in pid_file. */
+static int send_signal(const char *what, const char *pid_file)
+{
+	int sig = !strcmp(what, "reload") ? SIGHUP : !strcmp(what, "stop") ? SIGTERM : 0;
+	if (!sig) {
+		fprintf(stderr, "sluice: -s takes reload or stop, not \"%s\"\n", what);
+		return 2;
+	}
+	if (!pid_file) {
+		fprintf(stderr, "sluice: -s needs -p PIDFILE or a config with pid_file\n");
+		return 1;
+	}
+	FILE *f = fopen(pid_file, "r");
+	long pid = 0;
+	if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+		fprintf(stderr, "sluice: %s: %s\n", pid_file, f ? "no pid in it" : strerror(errno));
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	fclose(f);
+	if (kill((pid_t)pid, sig) < 0) {
+		fprintf(stderr, "sluice: pid %ld from %s: %s\n", pid, pid_file, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+static int write_pid_file(const char *path)
+{
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, text, (size_t)n) != n) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return -err;
+	}
+	close(fd);
+	return 0;
 }
 
 /* The signals are read from a signalfd by the worker loop, never in a handler. */
@@ -57,20 +104,28 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"test", no_argument, NULL, 't'},
+		{"signal", required_argument, NULL, 's'},
+		{"pid-file", required_argument, NULL, 'p'},
 		{"default-config", no_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *path = NULL;
+	const char *path = NULL, *signal_name = NULL, *pid_file = NULL;
 	int test_only = 0, opt;
-	while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:ts:p:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
 			break;
 		case 't':
 			test_only = 1;
+			break;
+		case 's':
+			signal_name = optarg;
+			break;
+		case 'p':
+			pid_file = optarg;
 			break;
 		case 'D':
 			fputs(config_default_source, stdout);
@@ -93,10 +148,17 @@ int main(int argc, char **argv)
 	}
 
 	char err[1024];
+	if (signal_name && pid_file)
+		return send_signal(signal_name, pid_file);
 	struct config *cfg = config_load(path, err, sizeof(err));
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
+	}
+	if (signal_name) {
+		int rc = send_signal(signal_name, cfg->pid_file);
+		config_unref(cfg);
+		return rc;
 	}
 	if (test_only) {
 		printf("%s: ok\n", path ? path : "(default)");
@@ -113,13 +175,16 @@ int main(int argc, char **argv)
 	}
 	struct worker w;
 	int status = 0;
-	if (worker_init(&w, cfg, sigfd, err, sizeof(err)) < 0) {
+	if (worker_init(&w, cfg, path, sigfd, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		status = 1;
 	} else {
+		int rc = cfg->pid_file ? write_pid_file(cfg->pid_file) : 0;
+		if (rc < 0)
+			log_warn("pid_file %s: %s", cfg->pid_file, strerror(-rc));
 		log_info("sluice %s started (pid %d, config %s)", SLUICE_VERSION, (int)getpid(),
 			 path ? path : "(default)");
-		int rc = worker_run(&w);
+		rc = worker_run(&w);
 		if (rc < 0) {
 			log_error("event loop: %s", strerror(-rc));
 			status = 1;
@@ -127,6 +192,9 @@ int main(int argc, char **argv)
 			log_info("stopped");
 		}
 	}
+	/* The one that was written, even if a reload named another since. */
+	if (cfg->pid_file && status == 0)
+		unlink(cfg->pid_file);
 	worker_destroy(&w);
 	config_unref(cfg);
 	close(sigfd);

@@ -79,6 +79,49 @@ struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_h
 	return k < 0 ? NULL : &p->servers[k];
 }
 
+static struct server_rt *find_server(struct upstream *up, const struct server_rt *like)
+{
+	for (size_t i = 0; i < up->npools; i++) {
+		struct pool_rt *p = &up->pools[i];
+		if (strcmp(p->cfg->name, like->pool->name))
+			continue;
+		for (size_t k = 0; k < p->cfg->nservers; k++) {
+			const struct cfg_addr *a = &p->servers[k].cfg->addr, *b = &like->cfg->addr;
+			if (a->len == b->len && !memcmp(&a->sa, &b->sa, a->len))
+				return &p->servers[k];
+		}
+	}
+	return NULL;
+}
+
+void upstream_adopt_idle(struct upstream *up, struct upstream *old)
+{
+	for (size_t i = 0; i < old->npools; i++) {
+		struct pool_rt *p = &old->pools[i];
+		for (size_t k = 0; k < p->cfg->nservers; k++) {
+			struct server_rt *from = &p->servers[k];
+			struct server_rt *to = find_server(up, from);
+			if (to && from->down_until_ms > to->down_until_ms)
+				to->down_until_ms = from->down_until_ms;
+			while (!list_empty(&from->idle)) {
+				struct bconn *bc = container_of(from->idle.next, struct bconn, idle_link);
+				if (!to || to->nidle >= to->pool->keepalive) {
+					bconn_destroy(bc);
+					continue;
+				}
+				list_remove(&bc->idle_link);
+				from->nidle--;
+				old->connections--;
+				bc->srv = to;
+				bc->up = up;
+				list_insert_tail(&to->idle, &bc->idle_link);
+				to->nidle++;
+				up->connections++;
+			}
+		}
+	}
+}
+
 void upstream_server_failed(struct upstream *up, struct server_rt *srv)
 {
 	if (srv->down_until_ms <= loop_now_ms(up->loop))

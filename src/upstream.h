@@ -82,6 +82,13 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
  */
 void upstream_release(struct bconn *bc, bool reusable);
 
+/*
+ * After a reload: idle connections of old to a server that up's pools still
+ * have (same pool name, same address) move to up, with the server's back-off
+ * state; the rest are closed.
+ */
+void upstream_adopt_idle(struct upstream *up, struct upstream *old);
+
 /* Records a failed connect: the server is skipped for its pool's back-off. */
 void upstream_server_failed(struct upstream *up, struct server_rt *srv);
 

@@ -15,6 +15,42 @@
 
 /* How long to wait before accepting again after running out of file descriptors. */
 #define ACCEPT_RETRY_MS 100
+/* Idle buffers kept for reuse per worker. */
+#define BUF_POOL_KEEP 1024
+
+/* --- generations --- */
+
+static struct generation *gen_create(struct worker *w, struct config *cfg)
+{
+	struct generation *g = calloc(1, sizeof(*g));
+	if (!g)
+		return NULL;
+	if (upstream_init(&g->up, w->loop, cfg) < 0) {
+		free(g);
+		return NULL;
+	}
+	g->cfg = config_ref(cfg);
+	g->refs = 1;
+	g->w = w;
+	return g;
+}
+
+struct generation *worker_gen_get(struct worker *w)
+{
+	w->gen->refs++;
+	return w->gen;
+}
+
+void worker_gen_put(struct generation *g)
+{
+	if (!g || --g->refs)
+		return;
+	upstream_destroy(&g->up);
+	config_unref(g->cfg);
+	free(g);
+}
+
+/* --- listeners --- */
 
 static int open_listener(const struct cfg_listener *l, char *err, size_t errlen)
 {
@@ -43,8 +79,8 @@ static int open_listener(const struct cfg_listener *l, char *err, size_t errlen)
 static void accept_ready(struct listener *l)
 {
 	struct worker *w = l->w;
-	while (!w->draining) {
-		if (w->nclients >= w->cfg->limits.max_connections) {
+	while (!w->draining && l->fd >= 0) {
+		if (w->nclients >= w->gen->cfg->limits.max_connections) {
 			/* The rest wait in the kernel's backlog until a session ends. */
 			l->full = true;
 			return;
@@ -69,7 +105,7 @@ static void accept_ready(struct listener *l)
 			log_error("listener %s: accept: %s", l->cfg->addr.text, strerror(errno));
 			return;
 		}
-		if (http1_accept(w, fd, (struct sockaddr *)&peer, l->cfg) < 0)
+		if (http1_accept(w, fd, (struct sockaddr *)&peer, l) < 0)
 			log_error("listener %s: cannot start a session: out of memory",
 				  l->cfg->addr.text);
 	}
@@ -81,11 +117,81 @@ static void listener_on_event(struct io_handler *h, uint32_t events)
 	accept_ready(container_of(h, struct listener, io));
 }
 
+static struct listener *listener_open(struct worker *w, const struct cfg_listener *cl, char *err,
+				      size_t errlen)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->w = w;
+	l->cfg = cl;
+	l->refs = 1;
+	l->io.on_event = listener_on_event;
+	l->fd = open_listener(cl, err, errlen);
+	if (l->fd < 0) {
+		free(l);
+		return NULL;
+	}
+	int rc = loop_add_fd(w->loop, l->fd, EPOLLIN, &l->io);
+	if (rc < 0) {
+		snprintf(err, errlen, "listener %s: epoll: %s", cl->addr.text, strerror(-rc));
+		close(l->fd);
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+static void listener_log(const struct listener *l, const struct config *cfg)
+{
+	if (l->cfg->routed)
+		log_info("listening on %s -> sites", l->cfg->addr.text);
+	else
+		log_info("listening on %s -> pool \"%s\"", l->cfg->addr.text,
+			 cfg->pools[l->cfg->pool].name);
+}
+
+void listener_put(struct listener *l)
+{
+	if (--l->refs)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+}
+
+/* Stops accepting on l; sessions it accepted keep it until they end. */
+static void listener_close(struct listener *l)
+{
+	if (l->fd >= 0) {
+		close(l->fd);
+		l->fd = -1;
+	}
+	l->cfg = NULL;
+	listener_put(l);
+}
+
+static void close_listeners(struct worker *w)
+{
+	while (w->listeners) {
+		struct listener *l = w->listeners;
+		w->listeners = l->next;
+		listener_close(l);
+	}
+}
+
+static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
+}
+
 static void resume_accepting(struct worker *w)
 {
-	for (size_t i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].full && w->listeners[i].fd >= 0)
-			accept_ready(&w->listeners[i]);
+	for (struct listener *l = w->listeners; l; l = l->next)
+		if (l->full)
+			accept_ready(l);
 }
 
 static void accept_retry_fired(struct timer *t)
@@ -93,14 +199,7 @@ static void accept_retry_fired(struct timer *t)
 	resume_accepting(container_of(t, struct worker, accept_retry));
 }
 
-static void close_listeners(struct worker *w)
-{
-	for (size_t i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].fd >= 0) {
-			close(w->listeners[i].fd);
-			w->listeners[i].fd = -1;
-		}
-}
+/* --- stopping --- */
 
 static void stop_if_done(struct worker *w)
 {
@@ -116,8 +215,8 @@ void worker_client_closed(struct worker *w)
 	}
 	/* Not from here: we may be deep inside another session's code. */
 	if (!timer_armed(&w->accept_retry))
-		for (size_t i = 0; i < w->nlisteners; i++)
-			if (w->listeners[i].full)
+		for (struct listener *l = w->listeners; l; l = l->next)
+			if (l->full)
 				timer_arm(w->loop, &w->accept_retry, 0);
 }
 
@@ -135,11 +234,124 @@ void worker_shutdown(struct worker *w)
 		return;
 	w->draining = true;
 	close_listeners(w);
-	log_info("stopping: no new connections; %u open, waiting up to %u ms for them",
-		 w->nclients, w->cfg->timeouts.shutdown_ms);
+	uint32_t deadline = w->gen->cfg->timeouts.shutdown_ms;
+	log_info("stopping: no new connections; %u open, waiting up to %u ms for them", w->nclients,
+		 deadline);
 	http1_drain(w);
-	timer_arm(w->loop, &w->shutdown_deadline, w->cfg->timeouts.shutdown_ms);
+	timer_arm(w->loop, &w->shutdown_deadline, deadline);
 	stop_if_done(w);
+}
+
+/* --- reload --- */
+
+static void apply_logging(struct worker *w, const struct config *cfg)
+{
+	log_set_level((enum log_level)cfg->log_level);
+	/* Reopened on every reload, so that a rotated log file is let go. */
+	access_log_close(&w->access_log);
+	int rc = access_log_open(&w->access_log, cfg->access_log);
+	if (rc < 0)
+		log_error("access_log %s: %s; access logging is off", cfg->access_log, strerror(-rc));
+}
+
+int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->limits.max_header_size > w->bufs.size) {
+		snprintf(err, errlen,
+			 "max_header_size %u exceeds the running buffer_size %zu (buffer_size "
+			 "changes need a restart)",
+			 cfg->limits.max_header_size, w->bufs.size);
+		return -1;
+	}
+	if (cfg->limits.buffer_size != w->bufs.size)
+		log_warn("reload: buffer_size changes need a restart; keeping %zu", w->bufs.size);
+
+	/* Open what is new first: if one fails, nothing has changed yet. */
+	struct listener *opened = NULL;
+	struct listener **kept = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*kept));
+	if (!kept) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		for (struct listener *l = w->listeners; l && !kept[i]; l = l->next)
+			if (same_addr(&l->cfg->addr, &cfg->listeners[i].addr))
+				kept[i] = l;
+		if (kept[i])
+			continue;
+		struct listener *l = listener_open(w, &cfg->listeners[i], err, errlen);
+		if (!l) {
+			while (opened) {
+				struct listener *o = opened;
+				opened = o->next;
+				listener_close(o);
+			}
+			free(kept);
+			return -1;
+		}
+		l->next = opened;
+		opened = l;
+		kept[i] = l;
+	}
+	struct generation *g = gen_create(w, cfg);
+	if (!g) {
+		snprintf(err, errlen, "out of memory");
+		while (opened) {
+			struct listener *o = opened;
+			opened = o->next;
+			listener_close(o);
+		}
+		free(kept);
+		return -1;
+	}
+
+	/* Listeners the new config does not name stop; the others now read it. */
+	struct listener *old = w->listeners;
+	w->listeners = NULL;
+	while (old) {
+		struct listener *l = old;
+		old = l->next;
+		bool keep = false;
+		for (size_t i = 0; i < cfg->nlisteners; i++)
+			keep |= kept[i] == l;
+		if (!keep) {
+			log_info("listener %s closed", l->cfg->addr.text);
+			listener_close(l);
+		}
+	}
+	for (size_t i = cfg->nlisteners; i-- > 0;) {
+		struct listener *l = kept[i];
+		bool is_new = l->cfg == &cfg->listeners[i];
+		l->cfg = &cfg->listeners[i];
+		l->next = w->listeners;
+		w->listeners = l;
+		if (is_new)
+			listener_log(l, cfg);
+	}
+	free(kept);
+
+	upstream_adopt_idle(&g->up, &w->gen->up);
+	struct generation *prev = w->gen;
+	w->gen = g;
+	worker_gen_put(prev);
+	apply_logging(w, cfg);
+	log_info("configuration reloaded: %zu listener(s), %zu pool(s), %zu site(s)", cfg->nlisteners,
+		 cfg->npools, cfg->router.nsites);
+	resume_accepting(w);
+	return 0;
+}
+
+static void reload_from_file(struct worker *w)
+{
+	char err[1024];
+	struct config *cfg = config_load(w->config_path, err, sizeof(err));
+	if (!cfg) {
+		log_error("reload failed, the running configuration stays: %s", err);
+		return;
+	}
+	if (worker_reload(w, cfg, err, sizeof(err)) < 0)
+		log_error("reload failed, the running configuration stays: %s", err);
+	config_unref(cfg);
 }
 
 static void signal_on_event(struct io_handler *h, uint32_t events)
@@ -155,7 +367,10 @@ static void signal_on_event(struct io_handler *h, uint32_t events)
 			worker_shutdown(w);
 			break;
 		case SIGHUP:
-			log_warn("SIGHUP received: configuration reload is not supported yet; ignored");
+			log_info("SIGHUP received: reloading %s",
+				 w->config_path ? w->config_path : "the default config");
+			if (!w->draining)
+				reload_from_file(w);
 			break;
 		default:
 			break;
@@ -170,22 +385,24 @@ static void flush_access_log(struct loop_hook *hook)
 		access_log_flush(&w->access_log);
 }
 
-int worker_init(struct worker *w, struct config *cfg, int sigfd, char *err, size_t errlen)
+int worker_init(struct worker *w, struct config *cfg, const char *config_path, int sigfd, char *err,
+		size_t errlen)
 {
 	memset(w, 0, sizeof(*w));
 	w->sigfd = sigfd;
+	w->config_path = config_path;
 	list_init(&w->clients);
 	w->shutdown_deadline.on_expire = shutdown_deadline_fired;
 	w->accept_retry.on_expire = accept_retry_fired;
 	w->access_log.fd = -1;
-	w->cfg = config_ref(cfg);
 	w->loop = loop_create();
 	if (!w->loop) {
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		return -1;
 	}
-	buf_pool_init(&w->bufs, cfg->limits.buffer_size, 1024);
-	if (upstream_init(&w->up, w->loop, cfg) < 0) {
+	buf_pool_init(&w->bufs, cfg->limits.buffer_size, BUF_POOL_KEEP);
+	w->gen = gen_create(w, cfg);
+	if (!w->gen) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -196,33 +413,15 @@ int worker_init(struct worker *w, struct config *cfg, int sigfd, char *err, size
 	}
 	w->flush_hook.run = flush_access_log;
 	loop_add_hook(w->loop, &w->flush_hook);
-	w->listeners = calloc(cfg->nlisteners, sizeof(*w->listeners));
-	if (!w->listeners) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < cfg->nlisteners; i++)
-		w->listeners[i].fd = -1;
-	w->nlisteners = cfg->nlisteners;
-	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		struct listener *l = &w->listeners[i];
-		l->w = w;
-		l->cfg = &cfg->listeners[i];
-		l->io.on_event = listener_on_event;
-		l->fd = open_listener(l->cfg, err, errlen);
-		if (l->fd < 0)
+	for (size_t i = cfg->nlisteners; i-- > 0;) {
+		struct listener *l = listener_open(w, &cfg->listeners[i], err, errlen);
+		if (!l)
 			return -1;
-		rc = loop_add_fd(w->loop, l->fd, EPOLLIN, &l->io);
-		if (rc < 0) {
-			snprintf(err, errlen, "listener %s: epoll: %s", l->cfg->addr.text, strerror(-rc));
-			return -1;
-		}
-		if (l->cfg->routed)
-			log_info("listening on %s -> sites", l->cfg->addr.text);
-		else
-			log_info("listening on %s -> pool \"%s\"", l->cfg->addr.text,
-				 cfg->pools[l->cfg->pool].name);
+		l->next = w->listeners;
+		w->listeners = l;
 	}
+	for (struct listener *l = w->listeners; l; l = l->next)
+		listener_log(l, cfg);
 	if (sigfd >= 0) {
 		w->sig_io.on_event = signal_on_event;
 		rc = loop_add_fd(w->loop, sigfd, EPOLLIN, &w->sig_io);
@@ -241,14 +440,12 @@ void worker_destroy(struct worker *w)
 	if (w->loop) {
 		http1_close_all(w);
 		close_listeners(w);
-		upstream_destroy(&w->up);
 		timer_cancel(w->loop, &w->shutdown_deadline);
 		timer_cancel(w->loop, &w->accept_retry);
 	}
+	worker_gen_put(w->gen);
 	access_log_close(&w->access_log);
 	loop_destroy(w->loop); /* frees what the closes above left for later */
 	buf_pool_destroy(&w->bufs);
-	free(w->listeners);
-	config_unref(w->cfg);
 	memset(w, 0, sizeof(*w));
 }

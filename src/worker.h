@@ -19,26 +19,39 @@
 
 struct worker;
 
+/*
+ * A config snapshot with the backend state that belongs to it. A reload
+ * makes a new generation; transactions keep the one they started on, and an
+ * old generation is freed when its last transaction ends.
+ */
+struct generation {
+	struct config *cfg;
+	struct upstream up;
+	unsigned refs;
+	struct worker *w;
+};
+
 struct listener {
 	struct io_handler io;
-	int fd;
+	int fd;		/* -1 once closed */
 	struct worker *w;
-	const struct cfg_listener *cfg;
-	bool full; /* stopped accepting at max_connections, or out of fds */
+	const struct cfg_listener *cfg; /* in the current generation; NULL once removed */
+	unsigned refs;	/* the worker's (while configured) and one per client */
+	bool full;	/* stopped accepting at max_connections, or out of fds */
+	struct listener *next;
 };
 
 struct worker {
 	struct loop *loop;
-	struct config *cfg;
+	struct generation *gen; /* the current one */
+	const char *config_path; /* re-read on reload; NULL: the embedded default */
 	struct buf_pool bufs;
-	struct upstream up;
 	struct access_log access_log;
 	struct loop_hook flush_hook;
-	struct listener *listeners;
-	size_t nlisteners;
-	struct list clients; /* every client session (struct client) */
+	struct listener *listeners; /* configured ones */
+	struct list clients;	    /* every client session (struct client) */
 	uint32_t nclients;
-	bool draining;	     /* stopping: finish in-flight requests, take no new ones */
+	bool draining; /* stopping: finish in-flight requests, take no new ones */
 	struct timer shutdown_deadline;
 	struct timer accept_retry;
 	int sigfd;
@@ -47,16 +60,29 @@ struct worker {
 
 /*
  * Opens cfg's listeners and sets the worker up; sigfd (a signalfd, or -1) is
- * watched for SIGTERM/SIGINT/SIGHUP. Returns 0, or -1 with a message in err.
- * The worker takes a reference to cfg.
+ * watched for SIGTERM/SIGINT/SIGHUP; SIGHUP re-reads config_path. Returns 0,
+ * or -1 with a message in err. The worker takes a reference to cfg.
  */
-int worker_init(struct worker *w, struct config *cfg, int sigfd, char *err, size_t errlen);
+int worker_init(struct worker *w, struct config *cfg, const char *config_path, int sigfd, char *err,
+		size_t errlen);
 /* Runs until a graceful stop is over. Returns 0 or -errno. */
 int worker_run(struct worker *w);
 void worker_destroy(struct worker *w);
 
 /* Starts a graceful stop: listeners close, idle clients go, in-flight requests finish. */
 void worker_shutdown(struct worker *w);
+/*
+ * Switches to cfg (one reference taken): listeners are opened and closed to
+ * match, new requests use it, in-flight ones finish on the old one. Returns 0,
+ * or -1 with a message in err and nothing changed.
+ */
+int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen);
+
+/* For a transaction: a reference to the current generation. */
+struct generation *worker_gen_get(struct worker *w);
+void worker_gen_put(struct generation *g);
+void listener_put(struct listener *l);
+
 /* Called by http1 when a client session ended. */
 void worker_client_closed(struct worker *w);
 

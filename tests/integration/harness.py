@@ -243,11 +243,14 @@ class ConnectionClosed(Exception):
 class RawClient:
     """A byte-exact HTTP/1.1 client over one TCP connection."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=15, rcvbuf=None):
+    def __init__(self, port, host="127.0.0.1", timeout=15, rcvbuf=None, source=None):
+        """source: local address to connect from (e.g. "127.0.0.7": all of 127/8 is loopback)."""
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:
+            self.sock.bind((source, 0))
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -496,10 +499,12 @@ class Sluice:
     def connect(self, **kw):
         return RawClient(self.port, self.host, **kw)
 
-    def get(self, target, method="GET", headers=(), body=None, version="HTTP/1.1", timeout=15):
-        """One request on a fresh connection."""
-        with self.connect(timeout=timeout) as c:
-            c.request(method, target, headers=headers, body=body, version=version)
+    def get(self, target, method="GET", headers=(), body=None, version="HTTP/1.1", timeout=15,
+            host="test.local", source=None):
+        """One request on a fresh connection (Host: host unless headers name one;
+        host=None sends none; source: local address to connect from)."""
+        with self.connect(timeout=timeout, source=source) as c:
+            c.request(method, target, headers=headers, body=body, version=version, host=host)
             return c.read_response(method)
 
     def url(self, path):
@@ -618,6 +623,44 @@ class Env:
         cfg = {
             "listeners": listeners,
             "pools": {"web": p},
+            "timeouts": t,
+            "limits": lim,
+            "access_log": access_log if access_log else False,
+            "log_level": log_level,
+        }
+        cfg.update(extra or {})
+        return cfg
+
+    def routed_config(self, pools, sites, timeouts=None, limits=None, access_log=None,
+                      log_level="info", listeners=None, extra=None):
+        """A config dict that routes by `sites` (a list of site tables, written as
+        given) over `pools`: {name: [servers]} or {name: {"servers": [...], ...}}.
+        A server is a Backend, a "host:port" string, or a table whose "address"
+        may be a Backend.  The one listener (unless `listeners`) has no pool."""
+        def server(x):
+            if isinstance(x, Backend):
+                return x.addr
+            if isinstance(x, dict):
+                x = dict(x)
+                if isinstance(x.get("address"), Backend):
+                    x["address"] = x["address"].addr
+            return x
+
+        ps = {}
+        for name, p in pools.items():
+            p = dict(p) if isinstance(p, dict) else {"servers": list(p)}
+            p["servers"] = [server(x) for x in p["servers"]]
+            ps[name] = p
+        t = dict(DEFAULT_TIMEOUTS)
+        t.update(timeouts or {})
+        lim = dict(DEFAULT_LIMITS)
+        lim.update(limits or {})
+        if listeners is None:
+            listeners = [{"address": "127.0.0.1:%d" % free_port()}]
+        cfg = {
+            "listeners": listeners,
+            "pools": ps,
+            "sites": sites,
             "timeouts": t,
             "limits": lim,
             "access_log": access_log if access_log else False,

@@ -1,0 +1,152 @@
+"""Reload: SIGHUP and `sluice -s reload` switch to a new config without failing a request."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from harness import lua_config, free_port, port_refuses, wait_until
+
+
+def _routed(env, a, b, site_pool, port, keepalive_timeout=60, extra=None):
+    return env.routed_config(
+        pools={"a": {"servers": [a], "keepalive_timeout": keepalive_timeout},
+               "b": {"servers": [b], "keepalive_timeout": keepalive_timeout}},
+        sites=[{"hosts": ["example.com"], "pool": site_pool}],
+        listeners=[{"address": "127.0.0.1:%d" % port}],
+        extra=extra)
+
+
+def _write(path, cfg):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(lua_config(cfg))
+    os.replace(tmp, path)
+
+
+def _backend_of(s):
+    r = s.get("/", host="example.com")
+    assert r.status == 200, r
+    return r.header("X-Backend")
+
+
+def test_reload_switches_routing(env):
+    a, b = env.backend("A"), env.backend("B")
+    port = free_port()
+    s = env.sluice(config=_routed(env, a, b, "a", port))
+    assert _backend_of(s) == "A"
+    _write(s.config_path, _routed(env, a, b, "b", port))
+    s.signal(signal.SIGHUP)
+    s.expected_exit = False
+    wait_until(lambda: _backend_of(s) == "B", 10 * env.slow, what="routing to follow the reload")
+    assert "configuration reloaded" in s.stderr_text()
+
+
+def test_broken_config_on_reload_keeps_the_running_one(env):
+    a, b = env.backend("A"), env.backend("B")
+    port = free_port()
+    s = env.sluice(config=_routed(env, a, b, "a", port))
+    with open(s.config_path, "w") as f:
+        f.write("return {\n  listeners = {},\n  pools = { a = { servers = { '127.0.0.1:99999' } } },\n}\n")
+    s.signal(signal.SIGHUP)
+    s.expected_exit = False
+    wait_until(lambda: "reload failed" in s.stderr_text(), 10 * env.slow, what="the reload error")
+    err = s.stderr_text()
+    assert "%s:3:" % s.config_path in err, err
+    assert "port out of range" in err, err
+    assert _backend_of(s) == "A"
+
+
+def test_signal_flag_reloads_through_the_pid_file(env):
+    a, b = env.backend("A"), env.backend("B")
+    port = free_port()
+    pid_file = env.path("sluice.pid")
+    s = env.sluice(config=_routed(env, a, b, "a", port, extra={"pid_file": pid_file}))
+    wait_until(lambda: os.path.exists(pid_file), 5 * env.slow, what="the pid file")
+    with open(pid_file) as f:
+        assert int(f.read()) == s.pid
+    _write(s.config_path, _routed(env, a, b, "b", port, extra={"pid_file": pid_file}))
+    p = subprocess.run([env.sluice_path, "-s", "reload", "-c", s.config_path],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p
+    wait_until(lambda: _backend_of(s) == "B", 10 * env.slow, what="routing to follow the reload")
+    p = subprocess.run([env.sluice_path, "-s", "stop", "-p", pid_file],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p
+    s.expected_exit = True
+    assert s.wait_exit(10 * env.slow) == 0
+    assert not os.path.exists(pid_file), "the pid file outlived sluice"
+
+
+def test_reload_opens_added_and_closes_removed_listeners(env):
+    a, b = env.backend("A"), env.backend("B")
+    p1, p2 = free_port(), free_port()
+    cfg = _routed(env, a, b, "a", p1)
+    s = env.sluice(config=cfg)
+    cfg2 = _routed(env, a, b, "a", p2)
+    _write(s.config_path, cfg2)
+    s.signal(signal.SIGHUP)
+    s.expected_exit = False
+    wait_until(lambda: not port_refuses("127.0.0.1", p2), 10 * env.slow, what="the new listener")
+    wait_until(lambda: port_refuses("127.0.0.1", p1), 10 * env.slow, what="the old listener to close")
+
+
+def test_100_reloads_under_load_fail_no_request(env):
+    """Alternate two configs 100 times while clients keep sending: every request
+    succeeds, routing follows each reload, and the fd count returns to its baseline."""
+    a, b = env.backend("A"), env.backend("B")
+    port = free_port()
+    cfgs = [_routed(env, a, b, pool, port, keepalive_timeout=0.3) for pool in ("a", "b")]
+    s = env.sluice(config=cfgs[0])
+    baseline = s.fd_count()
+    stop = threading.Event()
+    failures, counts = [], {"requests": 0}
+    lock = threading.Lock()
+
+    def client(keepalive):
+        while not stop.is_set():
+            try:
+                if keepalive:
+                    with s.connect(timeout=10) as c:
+                        for _ in range(20):
+                            if stop.is_set():
+                                break
+                            c.request("GET", "/", host="example.com")
+                            r = c.read_response()
+                            with lock:
+                                counts["requests"] += 1
+                                if r.status != 200:
+                                    failures.append(r.status)
+                else:
+                    r = s.get("/", host="example.com", timeout=10)
+                    with lock:
+                        counts["requests"] += 1
+                        if r.status != 200:
+                            failures.append(r.status)
+            except Exception as e:  # noqa: BLE001 - any client error is a failed request
+                with lock:
+                    failures.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(i % 2 == 0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(100):
+            want = "AB"[(i + 1) % 2]
+            _write(s.config_path, cfgs[(i + 1) % 2])
+            s.signal(signal.SIGHUP)
+            s.expected_exit = False
+            wait_until(lambda: _backend_of(s) == want, 10 * env.slow,
+                       what="reload %d to route to %s" % (i + 1, want))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, "%d of %d requests failed: %r" % (len(failures), counts["requests"],
+                                                           failures[:5])
+    assert counts["requests"] > 200, counts
+    assert s.stderr_text().count("configuration reloaded") == 100
+    # Idle backend connections expire after 0.3 s; clients are gone.
+    wait_until(lambda: s.fd_count() <= baseline, 10 * env.slow,
+               what="fd count back to %d (now %d)" % (baseline, s.fd_count()))

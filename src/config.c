@@ -592,6 +592,9 @@ static const struct header_kv *load_header_map(struct vctx *v, struct config *cf
 		path_push(&p, name, false);
 		if (!valid_header_name(name, nl))
 			fail(v, &p, "%s: %s: \"%s\" is not a valid header name", s->label, what, name);
+		else if (!router_header_editable(name, nl))
+			fail(v, &p, "%s: %s: \"%s\" is managed by sluice and cannot be set", s->label,
+			     what, name);
 		else if (!valid_header_value(value, vl))
 			fail(v, &p, "%s: %s: header \"%s\": value contains CR, LF or NUL", s->label, what,
 			     name);
@@ -632,10 +635,11 @@ static void load_header_rules(struct vctx *v, struct config *cfg, int idx, const
 			lua_rawgeti(L, -1, (int)i);
 			size_t nl = 0;
 			const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nl) : NULL;
-			if (!name || !valid_header_name(name, nl)) {
+			if (!name || !valid_header_name(name, nl) || !router_header_editable(name, nl)) {
 				struct cfg_path p = s.path;
 				path_push(&p, "remove", false);
-				fail(v, &p, "%s: remove must list header names", label);
+				fail(v, &p, "%s: remove must list header names (not framing or connection ones)",
+				     label);
 			} else {
 				kv[rules->nremove++] = (struct header_kv){
 					arena_strndup(&cfg->arena, name, nl), "", (uint32_t)nl, 0};
@@ -1016,7 +1020,7 @@ static void load_timeouts(struct vctx *v, struct config *cfg)
 static void load_limits(struct vctx *v, struct config *cfg)
 {
 	static const char *const keys[] = {"max_request_line", "max_header_size", "buffer_size",
-					   "max_connections", NULL};
+					   "max_connections",  "hook_instructions", NULL};
 	struct cfg_limits *l = &cfg->limits;
 	struct section top = {.label = ""};
 	if (!get_table(v, 1, &top, "limits", false))
@@ -1031,6 +1035,7 @@ static void load_limits(struct vctx *v, struct config *cfg)
 	get_size(v, idx, &s, "max_request_line", 64, 1 << 20, &l->max_request_line);
 	get_size(v, idx, &s, "buffer_size", 1024, 16 << 20, &l->buffer_size);
 	get_size(v, idx, &s, "max_connections", 1, 10000000, &l->max_connections);
+	get_size(v, idx, &s, "hook_instructions", 1000, 1e9, &l->hook_instructions);
 	if (l->max_request_line > l->max_header_size) {
 		struct cfg_path p = s.path;
 		path_push(&p, "max_request_line", false);
@@ -1086,7 +1091,7 @@ static void load_logging(struct vctx *v, struct config *cfg)
 static void load_config(struct vctx *v, struct config *cfg)
 {
 	static const char *const keys[] = {"listeners",	 "pools",     "sites",	  "timeouts", "limits",
-					   "access_log", "log_level", "pid_file", NULL};
+					   "access_log", "log_level", "pid_file", "hook",     NULL};
 	struct section top = {.label = ""};
 	check_keys(v, 1, &top, keys);
 	load_pools(v, cfg);
@@ -1113,6 +1118,7 @@ static void set_defaults(struct config *cfg)
 		.max_header_size = 16384,
 		.buffer_size = 16384,
 		.max_connections = 10000,
+		.hook_instructions = 1000000,
 	};
 	cfg->log_level = LOG_INFO;
 }
@@ -1131,6 +1137,8 @@ static void config_free(struct config *cfg)
 	free(cfg->listeners);
 	free(cfg->access_log);
 	free(cfg->pid_file);
+	if (cfg->has_hook)
+		lua_close(cfg->hook.L);
 	arena_free(&cfg->arena);
 	free(cfg);
 }
@@ -1179,6 +1187,27 @@ struct config *config_load_string(const char *name, const char *source, char *er
 	load_config(&v, cfg);
 	if (v.failed)
 		goto fail;
+	lua_getfield(v.L, 1, "hook");
+	if (lua_isfunction(v.L, -1)) {
+		/* The state stays: the hook runs in it for as long as this snapshot lives. */
+		if (hook_init(&cfg->hook, v.L, cfg->limits.hook_instructions) < 0) {
+			snprintf(err, errlen, "%s: out of memory", name);
+			goto fail;
+		}
+		cfg->has_hook = true;
+		/* Only the hook (and what it refers to) stays: 100k sites' tables go now. */
+		lua_settop(v.L, 0);
+		lua_gc(v.L, LUA_GCCOLLECT, 0);
+		free(v.text);
+		return cfg;
+	}
+	if (!lua_isnil(v.L, -1)) {
+		struct cfg_path p = {0};
+		path_push(&p, "hook", false);
+		char d[64];
+		fail(&v, &p, "hook must be a function(r), got %s", describe(v.L, -1, d, sizeof(d)));
+		goto fail;
+	}
 	lua_close(v.L);
 	free(v.text);
 	return cfg;

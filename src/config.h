@@ -12,6 +12,7 @@
 
 #include "arena.h"
 #include "balance.h"
+#include "hook.h"
 #include "router.h"
 
 struct cfg_addr {
@@ -64,6 +65,7 @@ struct cfg_limits {
 	uint32_t max_header_size;
 	uint32_t buffer_size;
 	uint32_t max_connections;
+	uint32_t hook_instructions; /* Lua instructions one hook call may run */
 };
 
 struct config {
@@ -80,6 +82,8 @@ struct config {
 	bool has_sites;
 	struct router router; /* its memory is in arena */
 	struct arena arena;
+	bool has_hook;
+	struct hook hook; /* its Lua state is the one that ran the config */
 };
 
 /* The config used when no file is given (also printed by --default-config). */

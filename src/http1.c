@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "common.h"
 #include "conn.h"
+#include "hook.h"
 #include "log.h"
 #include "router.h"
 #include "upstream.h"
@@ -117,8 +118,11 @@ struct txn {
 	const struct route *route; /* NULL for a listener with a pool of its own */
 	struct span target;	/* origin-form part of the request target, in the head */
 	struct span host;	/* Host, or the absolute-form authority, in the head */
-	const char *static_body; /* a route's fixed response body (config memory) */
+	const char *static_body; /* a fixed response body: config memory or owned_body */
 	uint32_t static_body_left;
+	char *owned_body;	/* a hook's answer, copied out of Lua */
+	const struct header_rules *hook_rules; /* while the head is rewritten */
+	int32_t forced_server;	/* a server the hook named, or -1 */
 	uint16_t status;
 	uint16_t last_status; /* what the last failed attempt would answer */
 	uint64_t start_us;
@@ -350,6 +354,9 @@ static bool drop_header(const char *base, const struct head *h, struct span name
 	return named_by_connection(base, h, name);
 }
 
+/* A string literal, its length counted by the compiler. */
+#define buf_append_lit(b, pool, lit) buf_append((b), (pool), (lit), sizeof(lit) - 1)
+
 /* Appends printf output to b; returns false if it does not fit. */
 static bool append_fmt(struct buf *b, const struct buf_pool *pool, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -378,7 +385,7 @@ struct head_edit {
 	bool is_request;	/* X-Forwarded-* are ours to set */
 	bool drop_te;		/* de-chunking */
 	bool drop_host;		/* absolute-form target: its authority is the Host */
-	const struct header_rules *rules; /* a route's set/add/remove, or NULL */
+	const struct header_rules *rules[2]; /* a route's and the hook's set/add/remove, or NULL */
 };
 
 static bool kv_names(const struct header_kv *kv, uint32_t n, const char *name, uint32_t len)
@@ -389,13 +396,24 @@ static bool kv_names(const struct header_kv *kv, uint32_t n, const char *name, u
 	return false;
 }
 
+/* Is name set or removed by one of the edit's rules? Then the rules decide it. */
+static bool rules_own(const struct head_edit *e, const char *name, uint32_t len)
+{
+	for (int k = 0; k < 2; k++) {
+		const struct header_rules *r = e->rules[k];
+		if (r && (kv_names(r->remove, r->nremove, name, len) || kv_names(r->set, r->nset, name, len)))
+			return true;
+	}
+	return false;
+}
+
 static bool append_kv(struct buf *out, const struct buf_pool *pool, const struct header_kv *kv,
 		      uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
-		if (buf_append(out, pool, kv[i].name, kv[i].name_len) || buf_append(out, pool, ": ", 2) ||
+		if (buf_append(out, pool, kv[i].name, kv[i].name_len) || buf_append_lit(out, pool, ": ") ||
 		    buf_append(out, pool, kv[i].value, kv[i].value_len) ||
-		    buf_append(out, pool, "\r\n", 2))
+		    buf_append_lit(out, pool, "\r\n"))
 			return false;
 	return true;
 }
@@ -404,7 +422,6 @@ static bool append_kv(struct buf *out, const struct buf_pool *pool, const struct
 static bool append_headers(struct buf *out, const struct buf_pool *pool, const char *base,
 			   const struct head *h, const struct head_edit *e)
 {
-	const struct header_rules *r = e->rules;
 	for (uint32_t i = 0; i < h->nh; i++) {
 		struct span name = h->h[i].name;
 		if (drop_header(base, h, name, e->keep_upgrade))
@@ -418,30 +435,40 @@ static bool append_headers(struct buf *out, const struct buf_pool *pool, const c
 				      span_eq(base, name, "x-real-ip") ||
 				      span_eq(base, name, "x-forwarded-proto")))
 			continue;
-		if (r && (kv_names(r->remove, r->nremove, base + name.off, name.len) ||
-			  kv_names(r->set, r->nset, base + name.off, name.len)))
+		if (rules_own(e, base + name.off, name.len))
 			continue;
-		if (!append_span(out, pool, base, name) || buf_append(out, pool, ": ", 2) ||
-		    !append_span(out, pool, base, h->h[i].value) || buf_append(out, pool, "\r\n", 2))
+		if (!append_span(out, pool, base, name) || buf_append_lit(out, pool, ": ") ||
+		    !append_span(out, pool, base, h->h[i].value) || buf_append_lit(out, pool, "\r\n"))
 			return false;
 	}
-	return !r || (append_kv(out, pool, r->set, r->nset) && append_kv(out, pool, r->add, r->nadd));
+	for (int k = 0; k < 2; k++) {
+		const struct header_rules *r = e->rules[k];
+		if (r && !(append_kv(out, pool, r->set, r->nset) && append_kv(out, pool, r->add, r->nadd)))
+			return false;
+	}
+	return true;
 }
 
 static bool append_forwarded(struct buf *out, const struct buf_pool *pool, const char *base,
-			     const struct head *h, const char *client_ip)
+			     const struct head *h, const char *client_ip, const struct head_edit *e)
 {
 	/* X-Forwarded-For: earlier hops as the client sent them, then the client itself. */
-	if (buf_append(out, pool, "X-Forwarded-For: ", 17))
-		return false;
-	for (uint32_t i = 0; i < h->nh; i++) {
-		if (!span_eq(base, h->h[i].name, "x-forwarded-for") || h->h[i].value.len == 0)
-			continue;
-		if (!append_span(out, pool, base, h->h[i].value) || buf_append(out, pool, ", ", 2))
+	if (!rules_own(e, "x-forwarded-for", 15)) {
+		if (buf_append_lit(out, pool, "X-Forwarded-For: "))
+			return false;
+		for (uint32_t i = 0; i < h->nh; i++) {
+			if (!span_eq(base, h->h[i].name, "x-forwarded-for") || h->h[i].value.len == 0)
+				continue;
+			if (!append_span(out, pool, base, h->h[i].value) || buf_append_lit(out, pool, ", "))
+				return false;
+		}
+		if (!append_fmt(out, pool, "%s\r\n", client_ip))
 			return false;
 	}
-	return append_fmt(out, pool, "%s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: http\r\n", client_ip,
-			  client_ip);
+	if (!rules_own(e, "x-real-ip", 9) && !append_fmt(out, pool, "X-Real-IP: %s\r\n", client_ip))
+		return false;
+	return rules_own(e, "x-forwarded-proto", 17) ||
+	       !buf_append_lit(out, pool, "X-Forwarded-Proto: http\r\n");
 }
 
 /* --- error responses --- */
@@ -491,6 +518,7 @@ static void txn_free(struct client *c)
 	buf_release(&t->rsp_buf, pool_of(c));
 	buf_release(&t->rsp_head, pool_of(c));
 	free(t->log_method_target);
+	free(t->owned_body);
 	worker_gen_put(t->gen);
 	free(t);
 	c->txn = NULL;
@@ -706,7 +734,9 @@ static void txn_connect(struct client *c)
 	struct upstream *up = &t->gen->up;
 	size_t nservers = up->pools[t->pool].cfg->nservers;
 	while (t->attempts < nservers) {
-		struct server_rt *srv = upstream_pick(up, t->pool, t->key_hash);
+		struct server_rt *srv = t->forced_server >= 0
+						? upstream_server(up, t->pool, (size_t)t->forced_server)
+						: upstream_pick(up, t->pool, t->key_hash);
 		if (!srv)
 			break;
 		t->attempts++;
@@ -777,7 +807,7 @@ static bool build_request_head(struct client *c, struct txn *t, const char *base
 		.keep_upgrade = t->upgrade,
 		.is_request = true,
 		.drop_host = t->absolute_form,
-		.rules = t->route ? &t->route->req : NULL,
+		.rules = {t->route ? &t->route->req : NULL, t->hook_rules},
 	};
 	/* "http://host" and "http://host?q" have an empty path: it is "/" (RFC 9112 3.2.1). */
 	bool root = !t->target.len || base[t->target.off] == '?';
@@ -785,16 +815,16 @@ static bool build_request_head(struct client *c, struct txn *t, const char *base
 		  append_span(out, pool, base, t->target) &&
 		  append_fmt(out, pool, " HTTP/1.%d\r\n", c->parser.http_minor ? 1 : 0) &&
 		  append_headers(out, pool, base, h, &edit) &&
-		  append_forwarded(out, pool, base, h, c->ip);
-	/* RFC 9112 3.2.2: the authority of an absolute-form target replaces Host. */
-	if (ok && t->absolute_form)
-		ok = !buf_append(out, pool, "Host: ", 6) && append_span(out, pool, base, t->host) &&
-		     !buf_append(out, pool, "\r\n", 2);
+		  append_forwarded(out, pool, base, h, c->ip, &edit);
+	/* RFC 9112 3.2.2: the authority of an absolute-form target replaces Host (unless a rule sets it). */
+	if (ok && t->absolute_form && !rules_own(&edit, "host", 4))
+		ok = !buf_append_lit(out, pool, "Host: ") && append_span(out, pool, base, t->host) &&
+		     !buf_append_lit(out, pool, "\r\n");
 	if (ok && t->upgrade)
-		ok = !buf_append(out, pool, "Connection: upgrade\r\n", 21);
+		ok = !buf_append_lit(out, pool, "Connection: upgrade\r\n");
 	else if (ok && c->parser.http_minor == 0)
-		ok = !buf_append(out, pool, "Connection: keep-alive\r\n", 24);
-	return ok && !buf_append(out, pool, "\r\n", 2);
+		ok = !buf_append_lit(out, pool, "Connection: keep-alive\r\n");
+	return ok && !buf_append_lit(out, pool, "\r\n");
 }
 
 static int check_request(struct client *c, struct txn *t, const char *base, uint32_t head_len,
@@ -859,18 +889,10 @@ static int split_target(struct txn *t, const char *base, const char **why)
 /* Decides where the request goes: the listener's pool, or its site's route. */
 static int route_request(struct client *c, struct txn *t, const char *base, const char **why)
 {
-	int status = split_target(t, base, why);
-	if (status)
-		return status;
 	const struct cfg_listener *l = c->listener->cfg;
 	if (!l) {
 		*why = "the listener was removed by a reload";
 		return 503;
-	}
-	if (t->gen != c->w->gen) {
-		/* A reload came while the head arrived: the listener speaks for the new config. */
-		worker_gen_put(t->gen);
-		t->gen = worker_gen_get(c->w);
 	}
 	if (!l->routed) {
 		t->pool = l->pool;
@@ -959,34 +981,49 @@ static uint64_t balance_key(const struct client *c, const struct txn *t, const c
 	return balance_hash("", 0);
 }
 
-/* A route that answers by itself: a fixed response or a redirect. */
-static int local_response(struct client *c, struct txn *t, const char *base, const char **why)
+/* An answer of our own: a route's fixed response or redirect, or a hook's. */
+struct local_answer {
+	uint16_t status;
+	const struct header_kv *headers;
+	uint32_t nheaders;
+	const char *location; /* Location, or NULL */
+	uint32_t location_len;
+	bool keep_path;	      /* Location gets the request's path and query appended */
+	const char *body;
+	uint32_t body_len;
+	const struct header_rules *rules; /* the route's response rules, or NULL */
+};
+
+static int local_response(struct client *c, struct txn *t, const char *base,
+			  const struct local_answer *a, const char **why)
 {
-	const struct route *rt = t->route;
 	struct buf *out = &t->rsp_head;
 	struct buf_pool *pool = pool_of(c);
+	const struct header_rules *r = a->rules;
 	/* A body we will not read would be taken for the next request. */
 	t->close_after = !t->req_keepalive || c->w->draining || (c->parser.flags & F_CHUNKED) ||
 			 c->parser.content_length > 0;
-	uint32_t body_len = rt->action == ROUTE_RESPOND ? rt->body_len : 0;
 	bool ok = buf_reserve(out, pool) == 0 &&
-		  append_fmt(out, pool, "HTTP/1.1 %03d %s\r\n", rt->status, reason_phrase(rt->status));
+		  append_fmt(out, pool, "HTTP/1.1 %03d %s\r\n", a->status, reason_phrase(a->status));
 	/* The route's response rules edit its own fixed headers as they would a backend's. */
-	for (uint32_t i = 0; ok && i < rt->nrespond_headers; i++) {
-		const struct header_kv *kv = &rt->respond_headers[i];
-		if (!kv_names(rt->rsp.remove, rt->rsp.nremove, kv->name, kv->name_len) &&
-		    !kv_names(rt->rsp.set, rt->rsp.nset, kv->name, kv->name_len))
+	for (uint32_t i = 0; ok && i < a->nheaders; i++) {
+		const struct header_kv *kv = &a->headers[i];
+		if (!r || (!kv_names(r->remove, r->nremove, kv->name, kv->name_len) &&
+			   !kv_names(r->set, r->nset, kv->name, kv->name_len)))
 			ok = append_kv(out, pool, kv, 1);
 	}
-	if (ok && rt->action == ROUTE_REDIRECT) {
-		ok = !buf_append(out, pool, "Location: ", 10) &&
-		     !buf_append(out, pool, rt->location, rt->location_len) &&
-		     (!rt->keep_path || append_span(out, pool, base, t->target)) &&
-		     !buf_append(out, pool, "\r\n", 2);
+	if (ok && a->location) {
+		ok = !buf_append_lit(out, pool, "Location: ") &&
+		     !buf_append(out, pool, a->location, a->location_len) &&
+		     (!a->keep_path || append_span(out, pool, base, t->target)) &&
+		     !buf_append_lit(out, pool, "\r\n");
 	}
-	ok = ok && append_kv(out, pool, rt->rsp.set, rt->rsp.nset) &&
-	     append_kv(out, pool, rt->rsp.add, rt->rsp.nadd) &&
-	     append_fmt(out, pool, "Content-Length: %u\r\n%s\r\n", body_len,
+	/* RFC 9110 8.6, 15.3.5: a 204 has no body and no Content-Length; a 304 no body. */
+	bool bodiless = a->status == 204 || a->status == 304;
+	uint32_t body_len = bodiless ? 0 : a->body_len;
+	ok = ok && (!r || (append_kv(out, pool, r->set, r->nset) && append_kv(out, pool, r->add, r->nadd))) &&
+	     (a->status == 204 || append_fmt(out, pool, "Content-Length: %u\r\n", body_len)) &&
+	     append_fmt(out, pool, "%s\r\n",
 			t->close_after ? "Connection: close\r\n"
 			: c->parser.http_minor == 0 ? "Connection: keep-alive\r\n"
 						    : "");
@@ -995,12 +1032,141 @@ static int local_response(struct client *c, struct txn *t, const char *base, con
 		*why = "fixed response head too large";
 		return 500;
 	}
-	t->static_body = t->is_head ? NULL : rt->body;
+	t->static_body = t->is_head ? NULL : a->body;
 	t->static_body_left = t->is_head ? 0 : body_len;
-	t->status = rt->status;
+	t->status = a->status;
 	t->rsp_head_done = true;
 	t->rsp_complete = true;
 	return 0;
+}
+
+static int route_answer(struct client *c, struct txn *t, const char *base, const char **why)
+{
+	const struct route *rt = t->route;
+	bool redirect = rt->action == ROUTE_REDIRECT;
+	struct local_answer a = {
+		.status = rt->status,
+		.headers = rt->respond_headers,
+		.nheaders = rt->nrespond_headers,
+		.location = redirect ? rt->location : NULL,
+		.location_len = rt->location_len,
+		.keep_path = rt->keep_path,
+		.body = redirect ? NULL : rt->body,
+		.body_len = redirect ? 0 : rt->body_len,
+		.rules = &rt->rsp,
+	};
+	return local_response(c, t, base, &a, why);
+}
+
+/* --- the Lua hook --- */
+
+struct hook_ctx {
+	const char *base;
+	const struct head *h;
+};
+
+static const char *hook_header(void *ctx, const char *name, size_t len, size_t *vlen)
+{
+	const struct hook_ctx *x = ctx;
+	for (uint32_t i = 0; i < x->h->nh; i++) {
+		struct span n = x->h->h[i].name;
+		if (n.len == len && !strncasecmp(x->base + n.off, name, len)) {
+			*vlen = x->h->h[i].value.len;
+			return x->base + x->h->h[i].value.off;
+		}
+	}
+	return NULL;
+}
+
+static void hook_each_header(void *ctx,
+			     void (*fn)(void *arg, const char *name, size_t nlen, const char *value,
+					size_t vlen),
+			     void *arg)
+{
+	const struct hook_ctx *x = ctx;
+	for (uint32_t i = 0; i < x->h->nh; i++)
+		fn(arg, x->base + x->h->h[i].name.off, x->h->h[i].name.len,
+		   x->base + x->h->h[i].value.off, x->h->h[i].value.len);
+}
+
+/*
+ * Runs the config's hook on the request. Returns a status to fail with, or
+ * 0; *answered when the hook answered by itself, *routed when it named the
+ * pool. The result's strings live until hook_release().
+ */
+static int run_hook(struct client *c, struct txn *t, const char *base, struct hook_result *res,
+		    bool *answered, bool *routed, const char **why)
+{
+	struct config *cfg = t->gen->cfg;
+	char host[256];
+	int hlen = t->host.len ? router_normalize_host(base + t->host.off, t->host.len, host,
+						       sizeof(host))
+			       : 0;
+	struct hook_ctx ctx = {base, &t->req};
+	struct hook_request req = {
+		.method = base + t->req.method.off,
+		.method_len = t->req.method.len,
+		.target = base + t->target.off,
+		.target_len = t->target.len,
+		.host = hlen > 0 ? host : NULL,
+		.host_len = hlen > 0 ? (size_t)hlen : 0,
+		.client = c->ip,
+		.ctx = &ctx,
+		.header = hook_header,
+		.each_header = hook_each_header,
+	};
+	enum hook_outcome outcome = hook_run(&cfg->hook, &req, res);
+	if (outcome == HOOK_FAIL) {
+		log_error("%s %s: %s", c->addr, t->log_method_target ? t->log_method_target : "-",
+			  res->error);
+		*why = "the Lua hook failed";
+		return 500;
+	}
+	if (outcome == HOOK_RESPOND) {
+		if (res->body_len && !(t->owned_body = malloc(res->body_len))) {
+			*why = "out of memory";
+			return 500;
+		}
+		if (res->body_len)
+			memcpy(t->owned_body, res->body, res->body_len);
+		struct local_answer a = {
+			.status = res->status,
+			.headers = res->headers,
+			.nheaders = res->nheaders,
+			.body = t->owned_body,
+			.body_len = (uint32_t)res->body_len,
+		};
+		*answered = true;
+		return local_response(c, t, base, &a, why);
+	}
+	t->hook_rules = &res->rules;
+	if (!res->pool)
+		return 0;
+	size_t k = 0;
+	while (k < cfg->npools && (strlen(cfg->pools[k].name) != res->pool_len ||
+				   memcmp(cfg->pools[k].name, res->pool, res->pool_len)))
+		k++;
+	if (k == cfg->npools) {
+		log_error("%s: the hook named pool \"%.*s\", which the config does not have", c->addr,
+			  (int)res->pool_len, res->pool);
+		*why = "the Lua hook named an unknown pool";
+		return 500;
+	}
+	t->pool = k;
+	*routed = true;
+	if (!res->server)
+		return 0;
+	const struct cfg_pool *p = &cfg->pools[k];
+	for (size_t i = 0; i < p->nservers; i++)
+		if (strlen(p->servers[i].addr.text) == res->server_len &&
+		    !memcmp(p->servers[i].addr.text, res->server, res->server_len)) {
+			t->forced_server = (int32_t)i;
+			return 0;
+		}
+	log_error("%s: the hook named server \"%.*s\", which pool \"%s\" does not have", c->addr,
+		  (int)res->server_len, res->server, p->name);
+	*why = "the Lua hook named an unknown server";
+	return 500;
 }
 
 /* The request head is complete in c->in: check it, rewrite it, start the backend side. */
@@ -1008,10 +1174,16 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 {
 	const char *base = buf_start(&c->in);
 	const char *why;
+	if (t->gen != c->w->gen) {
+		/* A reload came while the head arrived: the listener speaks for the new config. */
+		worker_gen_put(t->gen);
+		t->gen = worker_gen_get(c->w);
+	}
 	int status = check_request(c, t, base, head_len, &why);
 	t->is_head = c->parser.method == HTTP_HEAD;
 	t->req_keepalive = llhttp_should_keep_alive(&c->parser);
 	t->upgrade = c->parser.upgrade;
+	t->forced_server = -1;
 	t->log_method_len = t->req.method.len;
 	t->log_method_target = malloc(t->req.method.len + t->req.url.len + 2);
 	if (t->log_method_target) {
@@ -1022,15 +1194,27 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 		t->log_method_target[t->req.method.len + 1 + t->req.url.len] = 0;
 	}
 	if (!status)
+		status = split_target(t, base, &why);
+	struct hook_result hook_res;
+	bool hooked = !status && t->gen->cfg->has_hook, local = false, routed = false;
+	if (hooked)
+		status = run_hook(c, t, base, &hook_res, &local, &routed, &why);
+	if (!status && !local && !routed)
 		status = route_request(c, t, base, &why);
-	bool local = !status && t->route && t->route->action != ROUTE_PROXY;
-	if (!status && !local)
+	if (!status && !local && t->route && t->route->action != ROUTE_PROXY) {
+		local = true;
+		status = route_answer(c, t, base, &why);
+	}
+	if (!status && !local) {
 		t->key_hash = balance_key(c, t, base);
-	if (!status && local)
-		status = local_response(c, t, base, &why);
-	else if (!status && !build_request_head(c, t, base)) {
-		status = 431;
-		why = "request head too large once rewritten";
+		if (!build_request_head(c, t, base)) {
+			status = 431;
+			why = "request head too large once rewritten";
+		}
+	}
+	if (hooked) {
+		t->hook_rules = NULL;
+		hook_release(&t->gen->cfg->hook);
 	}
 	buf_consume(&c->in, head_len);
 	c->in_parsed = c->in.head;
@@ -1138,18 +1322,18 @@ static int build_response_head(struct client *c, struct txn *t, const char *base
 	if (buf_reserve(out, pool) < 0)
 		return -1;
 	bool ok = append_fmt(out, pool, "HTTP/1.1 %03d ", status) &&
-		  append_span(out, pool, base, h->reason) && !buf_append(out, pool, "\r\n", 2) &&
+		  append_span(out, pool, base, h->reason) && !buf_append_lit(out, pool, "\r\n") &&
 		  append_headers(out, pool, base, h,
 				 &(struct head_edit){.keep_upgrade = switching,
 						     .drop_te = t->dechunk,
-						     .rules = t->route ? &t->route->rsp : NULL});
+						     .rules = {t->route ? &t->route->rsp : NULL}});
 	if (ok && switching)
-		ok = !buf_append(out, pool, "Connection: upgrade\r\n", 21);
+		ok = !buf_append_lit(out, pool, "Connection: upgrade\r\n");
 	else if (ok && status >= 200 && t->close_after)
-		ok = !buf_append(out, pool, "Connection: close\r\n", 19);
+		ok = !buf_append_lit(out, pool, "Connection: close\r\n");
 	else if (ok && status >= 200 && c->parser.http_minor == 0)
-		ok = !buf_append(out, pool, "Connection: keep-alive\r\n", 24);
-	return ok && !buf_append(out, pool, "\r\n", 2) ? 0 : -1;
+		ok = !buf_append_lit(out, pool, "Connection: keep-alive\r\n");
+	return ok && !buf_append_lit(out, pool, "\r\n") ? 0 : -1;
 }
 
 /* A response head is complete in t->rsp_buf: check it and queue its rewrite for the client. */

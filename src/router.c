@@ -62,6 +62,16 @@ static int table_put(struct host_table *t, const char *name, size_t len, uint32_
 	return 0;
 }
 
+bool router_header_editable(const char *name, size_t len)
+{
+	static const char *const owned[] = {"content-length", "transfer-encoding", "connection",
+					    "upgrade", "keep-alive", "te", "trailer"};
+	for (size_t i = 0; i < ARRAY_LEN(owned); i++)
+		if (strlen(owned[i]) == len && !strncasecmp(owned[i], name, len))
+			return false;
+	return true;
+}
+
 int router_init(struct router *r, struct arena *a, size_t nsites, size_t nhosts)
 {
 	memset(r, 0, sizeof(*r));

@@ -71,6 +71,13 @@ struct router {
 	int64_t default_site;	    /* -1: none */
 };
 
+/*
+ * May configuration or a hook set or remove this header? Not the ones that
+ * frame the message or manage the connection: sluice owns those, and a
+ * wrong one would desynchronise a client or a backend.
+ */
+bool router_header_editable(const char *name, size_t len);
+
 /* Sizes the tables for nhosts names; returns 0 or -ENOMEM. Entries live in arena. */
 int router_init(struct router *r, struct arena *a, size_t nsites, size_t nhosts);
 /*

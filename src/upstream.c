@@ -122,6 +122,12 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 	}
 }
 
+struct server_rt *upstream_server(struct upstream *up, size_t pool, size_t index)
+{
+	struct server_rt *s = &up->pools[pool].servers[index];
+	return s->down_until_ms > loop_now_ms(up->loop) || s->cfg->drain ? NULL : s;
+}
+
 void upstream_server_failed(struct upstream *up, struct server_rt *srv)
 {
 	if (srv->down_until_ms <= loop_now_ms(up->loop))

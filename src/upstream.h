@@ -68,6 +68,8 @@ void upstream_destroy(struct upstream *up);
  * Returns NULL when no server is usable.
  */
 struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_hash);
+/* Server index of pool if it is usable now (not backing off, not drained), else NULL. */
+struct server_rt *upstream_server(struct upstream *up, size_t pool, size_t index);
 
 /*
  * Lends a connection to srv: an idle one if any, else a new one whose connect

@@ -61,9 +61,14 @@ run: build
 	@sh scripts/deps.sh test
 	@sh scripts/run-demo.sh build/sluice
 
-bench: build
+bench: build build/hook_cost
 	@sh scripts/deps.sh bench
 	python3 bench/bench.py --sluice build/sluice
+	build/hook_cost
+
+build/hook_cost: bench/hook_cost.c src/*.c src/*.h build/obj/llhttp_llhttp.o build/obj/llhttp_api.o build/obj/llhttp_http.o
+	$(CC) $(CFLAGS_COMMON) $(build/CFLAGS) -o $@ $< $(filter-out src/main.c,$(SRCS)) \
+		build/obj/llhttp_llhttp.o build/obj/llhttp_api.o build/obj/llhttp_http.o $(LDLIBS)
 
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h

@@ -136,7 +136,9 @@ static int path_line(const char *text, const struct cfg_path *path)
 struct vctx {
 	lua_State *L;
 	const char *name; /* file name for messages */
-	char *text;	  /* source with comments blanked */
+	const char *source;
+	size_t source_len;
+	char *text; /* source with comments blanked, once an error needs it */
 	char *err;
 	size_t errlen;
 	bool failed;
@@ -150,6 +152,9 @@ static void fail(struct vctx *v, const struct cfg_path *path, const char *fmt, .
 	if (v->failed)
 		return;
 	v->failed = true;
+	/* Only a mistake needs the source searched: blank its comments now, not for every load. */
+	if (path && !v->text)
+		v->text = blank_comments(v->source, v->source_len);
 	int line = path ? path_line(v->text, path) : 0;
 	int n = line ? snprintf(v->err, v->errlen, "%s:%d: ", v->name, line)
 		     : snprintf(v->err, v->errlen, "%s: ", v->name);
@@ -1171,8 +1176,9 @@ struct config *config_load_string(const char *name, const char *source, char *er
 	size_t len = strlen(source);
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	v.L = luaL_newstate();
-	v.text = blank_comments(source, len);
-	if (!cfg || !v.L || !v.text) {
+	v.source = source;
+	v.source_len = len;
+	if (!cfg || !v.L) {
 		snprintf(err, errlen, "%s: out of memory", name);
 		goto fail;
 	}

@@ -56,6 +56,17 @@ def test_check_example_config_is_ok(env):
     assert p.stdout.strip() == "example.lua: ok", p.stdout
 
 
+def test_check_every_example_config_is_ok(env):
+    for name in sorted(os.listdir(os.path.join(REPO, "examples"))):
+        if not name.endswith(".lua"):
+            continue
+        shutil.copy(os.path.join(REPO, "examples", name), env.path(name))
+        p = subprocess.run([env.sluice_path, "-t", "-c", name], cwd=env.dir,
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, (name, p.stderr)
+        assert p.stdout.strip() == name + ": ok", p.stdout
+
+
 def test_check_lua_syntax_error_names_line(env):
     text = GOOD.replace('{ address = "127.0.0.1:8080", pool = "web" },',
                         '{ address = "127.0.0.1:8080" pool = "web" },')

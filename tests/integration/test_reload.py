@@ -150,3 +150,31 @@ def test_100_reloads_under_load_fail_no_request(env):
     # Idle backend connections expire after 0.3 s; clients are gone.
     wait_until(lambda: s.fd_count() <= baseline, 10 * env.slow,
                what="fd count back to %d (now %d)" % (baseline, s.fd_count()))
+
+
+def test_reload_closes_idle_connections_to_removed_servers_and_keeps_the_others(env):
+    a, b = env.backend("A"), env.backend("B")
+    port = free_port()
+    s = env.sluice(config=_routed(env, a, b, "a", port))
+    both = _routed(env, a, b, "a", port)
+    both["sites"].append({"hosts": ["b.example.com"], "pool": "b"})
+    _write(s.config_path, both)
+    s.signal(signal.SIGHUP)
+    s.expected_exit = False
+    wait_until(lambda: s.get("/", host="b.example.com").header("X-Backend") == "B", 10 * env.slow,
+               what="the site of pool b")
+    assert _backend_of(s) == "A"
+    # One idle pooled connection to each backend now.
+    with_both = s.fd_count()
+    only_a = _routed(env, a, b, "a", port)
+    del only_a["pools"]["b"]
+    _write(s.config_path, only_a)
+    s.signal(signal.SIGHUP)
+    s.expected_exit = False
+    wait_until(lambda: s.stderr_text().count("configuration reloaded") == 2, 10 * env.slow,
+               what="the second reload")
+    wait_until(lambda: s.fd_count() == with_both - 1, 5 * env.slow,
+               what="the idle connection to B to close (fds %d -> %d)" % (with_both, s.fd_count()))
+    # The connection to A was kept: the next request reuses it.
+    r = s.get("/", host="example.com")
+    assert r.header("X-Backend") == "A" and r.header("X-Backend-Conn") == "1", r

@@ -14,21 +14,23 @@ struct arena_block {
 void *arena_alloc(struct arena *a, size_t size)
 {
 	size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-	if (!a->next || (size_t)(a->end - a->next) < size) {
-		size_t cap = size > ARENA_BLOCK / 4 ? size : ARENA_BLOCK;
-		struct arena_block *b = malloc(sizeof(*b) + cap);
+	if (size > ARENA_BLOCK / 4) {
+		/* A big one-off (a hash table): calloc, whose fresh pages are zero already. */
+		struct arena_block *b = calloc(1, sizeof(*b) + size);
 		if (!b)
 			return NULL;
 		b->next = a->blocks;
 		a->blocks = b;
-		if (cap == ARENA_BLOCK || !a->next) {
-			a->next = b->data;
-			a->end = b->data + cap;
-		} else {
-			/* A big one-off: keep bumping in the current block. */
-			memset(b->data, 0, size);
-			return b->data;
-		}
+		return b->data;
+	}
+	if (!a->next || (size_t)(a->end - a->next) < size) {
+		struct arena_block *b = malloc(sizeof(*b) + ARENA_BLOCK);
+		if (!b)
+			return NULL;
+		b->next = a->blocks;
+		a->blocks = b;
+		a->next = b->data;
+		a->end = b->data + ARENA_BLOCK;
 	}
 	void *p = a->next;
 	a->next += size;

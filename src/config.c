@@ -897,17 +897,26 @@ static void load_sites(struct vctx *v, struct config *cfg)
 	if (!get_table(v, 1, &top, "sites", false))
 		return;
 	int idx = lua_gettop(L);
-	size_t n = lua_objlen(L, idx), nhosts = 0;
+	size_t n = lua_objlen(L, idx), nexact = 0, nwildcard = 0;
 	for (size_t i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, (int)i);
 		if (lua_istable(L, -1)) {
 			lua_getfield(L, -1, "hosts");
-			nhosts += lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+			size_t nh = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+			for (size_t k = 1; k <= nh; k++) {
+				lua_rawgeti(L, -1, (int)k);
+				const char *h = lua_tostring(L, -1);
+				if (h && h[0] == '*')
+					nwildcard++;
+				else
+					nexact++;
+				lua_pop(L, 1);
+			}
 			lua_pop(L, 1);
 		}
 		lua_pop(L, 1);
 	}
-	if (router_init(&cfg->router, &cfg->arena, n, nhosts) < 0) {
+	if (router_init(&cfg->router, &cfg->arena, n, nexact, nwildcard) < 0) {
 		fail(v, NULL, "out of memory");
 		lua_pop(L, 1);
 		return;

@@ -9,7 +9,6 @@
 
 #define MAX_HOST 255
 #define MAX_MATCH_PATH 16384
-#define EMPTY UINT32_MAX
 
 /* FNV-1a: host names are short; the table's job is one probe, not resisting floods. */
 static uint64_t hash_name(const char *s, size_t len)
@@ -28,8 +27,6 @@ static int table_init(struct host_table *t, struct arena *a, size_t n)
 	t->slots = arena_alloc(a, cap * sizeof(*t->slots));
 	if (!t->slots)
 		return -ENOMEM;
-	for (size_t i = 0; i < cap; i++)
-		t->slots[i].site = EMPTY;
 	t->mask = cap - 1;
 	t->used = 0;
 	return 0;
@@ -40,7 +37,7 @@ static const struct host_entry *table_find(const struct host_table *t, const cha
 {
 	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
 		const struct host_entry *e = &t->slots[i];
-		if (e->site == EMPTY)
+		if (!e->site)
 			return NULL;
 		if (e->hash == h && e->len == len && !memcmp(e->name, name, len))
 			return e;
@@ -55,9 +52,9 @@ static int table_put(struct host_table *t, const char *name, size_t len, uint32_
 	/* router_init sized the table for every host: it is at most half full. */
 	BUG_ON(t->used * 2 > t->mask + 1);
 	size_t i = h & t->mask;
-	while (t->slots[i].site != EMPTY)
+	while (t->slots[i].site)
 		i = (i + 1) & t->mask;
-	t->slots[i] = (struct host_entry){.name = name, .len = (uint32_t)len, .site = site, .hash = h};
+	t->slots[i] = (struct host_entry){.name = name, .len = (uint32_t)len, .site = site + 1, .hash = h};
 	t->used++;
 	return 0;
 }
@@ -72,14 +69,14 @@ bool router_header_editable(const char *name, size_t len)
 	return true;
 }
 
-int router_init(struct router *r, struct arena *a, size_t nsites, size_t nhosts)
+int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact, size_t nwildcard)
 {
 	memset(r, 0, sizeof(*r));
 	r->default_site = -1;
 	r->nsites = nsites;
 	if (nsites && !(r->sites = arena_alloc(a, nsites * sizeof(*r->sites))))
 		return -ENOMEM;
-	if (table_init(&r->exact, a, nhosts) < 0 || table_init(&r->wildcard, a, nhosts) < 0)
+	if (table_init(&r->exact, a, nexact) < 0 || table_init(&r->wildcard, a, nwildcard) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -137,7 +134,7 @@ const struct site *router_find_site(const struct router *r, const char *host, si
 	if (len) {
 		const struct host_entry *e = table_find(&r->exact, host, len, hash_name(host, len));
 		if (e)
-			return &r->sites[e->site];
+			return &r->sites[e->site - 1];
 		/* a.b.example.com: try b.example.com, example.com, com; the longest wins. */
 		for (size_t i = 0; i < len && r->wildcard.used; i++) {
 			if (host[i] != '.')
@@ -146,7 +143,7 @@ const struct site *router_find_site(const struct router *r, const char *host, si
 			size_t slen = len - i - 1;
 			e = table_find(&r->wildcard, suffix, slen, hash_name(suffix, slen));
 			if (e)
-				return &r->sites[e->site];
+				return &r->sites[e->site - 1];
 		}
 	}
 	return r->default_site >= 0 ? &r->sites[r->default_site] : NULL;

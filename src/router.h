@@ -53,7 +53,7 @@ struct site {
 struct host_entry {
 	const char *name; /* lower case, no port, no trailing dot */
 	uint32_t len;
-	uint32_t site;	  /* index into router.sites; UINT32_MAX: empty slot */
+	uint32_t site;	  /* index into router.sites + 1; 0: empty slot (zeroed memory is empty) */
 	uint64_t hash;
 };
 
@@ -78,8 +78,8 @@ struct router {
  */
 bool router_header_editable(const char *name, size_t len);
 
-/* Sizes the tables for nhosts names; returns 0 or -ENOMEM. Entries live in arena. */
-int router_init(struct router *r, struct arena *a, size_t nsites, size_t nhosts);
+/* Sizes the tables for nexact names and nwildcard patterns; returns 0 or -ENOMEM. Entries live in arena. */
+int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact, size_t nwildcard);
 /*
  * Adds a host ("example.com", "*.example.com") of site. Returns 0, -EEXIST if
  * the name is taken already, or -EINVAL if it is not a valid host pattern.

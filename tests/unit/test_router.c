@@ -15,7 +15,7 @@ struct fixture {
 static int fixture_init(struct fixture *f, size_t nsites, size_t nhosts)
 {
 	memset(f, 0, sizeof(*f));
-	return router_init(&f->r, &f->arena, nsites, nhosts);
+	return router_init(&f->r, &f->arena, nsites, nhosts, nhosts);
 }
 
 /* Adds a host; the router keeps the pointer, so the name lives in the arena as config.c does it. */

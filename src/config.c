@@ -457,7 +457,7 @@ static void load_balance(struct vctx *v, struct cfg_pool *pool, int idx, const s
 	lua_pop(L, 1);
 }
 
-static void load_pool(struct vctx *v, struct config *cfg, struct cfg_pool *pool, const char *name)
+static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
 	static const char *const keys[] = {"servers",	      "keepalive", "keepalive_timeout",
 					   "connect_backoff", "balance",   "hash",
@@ -469,7 +469,6 @@ static void load_pool(struct vctx *v, struct config *cfg, struct cfg_pool *pool,
 	struct section s = {.label = label};
 	path_push(&s.path, "pools", false);
 	path_push(&s.path, name, false);
-	(void)cfg;
 
 	pool->name = strdup(name);
 	pool->keepalive = 64;
@@ -530,7 +529,7 @@ static void load_pools(struct vctx *v, struct config *cfg)
 			continue;
 		}
 		const char *name = lua_tostring(L, -2);
-		load_pool(v, cfg, &cfg->pools[cfg->npools++], name);
+		load_pool(v, &cfg->pools[cfg->npools++], name);
 	}
 	if (n == 0)
 		fail(v, &top.path, "pools: define at least one pool");
@@ -546,28 +545,6 @@ static size_t find_pool(const struct config *cfg, const char *name)
 }
 
 /* --- sites --- */
-
-/* A header name must be a token; a value must not smuggle a line break or a NUL into a head. */
-static bool valid_header_name(const char *s, size_t len)
-{
-	if (!len)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      (ch && strchr("!#$%&'*+-.^_`|~", ch))))
-			return false;
-	}
-	return true;
-}
-
-static bool valid_header_value(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == '\r' || s[i] == '\n' || s[i] == 0)
-			return false;
-	return true;
-}
 
 /* Reads { ["Name"] = "value", ... } at the top of the stack into an array in the arena. */
 static const struct header_kv *load_header_map(struct vctx *v, struct config *cfg,
@@ -595,12 +572,12 @@ static const struct header_kv *load_header_map(struct vctx *v, struct config *cf
 		const char *name = lua_tolstring(L, -2, &nl);
 		const char *value = lua_tolstring(L, -1, &vl);
 		path_push(&p, name, false);
-		if (!valid_header_name(name, nl))
+		if (!header_name_valid(name, nl))
 			fail(v, &p, "%s: %s: \"%s\" is not a valid header name", s->label, what, name);
 		else if (!router_header_editable(name, nl))
 			fail(v, &p, "%s: %s: \"%s\" is managed by sluice and cannot be set", s->label,
 			     what, name);
-		else if (!valid_header_value(value, vl))
+		else if (!header_value_valid(value, vl))
 			fail(v, &p, "%s: %s: header \"%s\": value contains CR, LF or NUL", s->label, what,
 			     name);
 		kv[*count] = (struct header_kv){arena_strndup(&cfg->arena, name, nl),
@@ -640,7 +617,7 @@ static void load_header_rules(struct vctx *v, struct config *cfg, int idx, const
 			lua_rawgeti(L, -1, (int)i);
 			size_t nl = 0;
 			const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nl) : NULL;
-			if (!name || !valid_header_name(name, nl) || !router_header_editable(name, nl)) {
+			if (!name || !header_name_valid(name, nl) || !router_header_editable(name, nl)) {
 				struct cfg_path p = s.path;
 				path_push(&p, "remove", false);
 				fail(v, &p, "%s: remove must list header names (not framing or connection ones)",
@@ -749,7 +726,7 @@ static void load_route(struct vctx *v, struct config *cfg, const struct section 
 		lua_getfield(L, r, "to");
 		size_t tlen = 0;
 		const char *to = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tlen) : NULL;
-		if (!to || !tlen || !valid_header_value(to, tlen)) {
+		if (!to || !tlen || !header_value_valid(to, tlen)) {
 			struct cfg_path p = rs.path;
 			path_push(&p, "to", false);
 			fail(v, &p, "%s: redirect needs to = \"URL\" (no CR, LF or NUL)", label);

@@ -124,27 +124,6 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
-static bool valid_name(const char *s, size_t len)
-{
-	if (!len)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      (ch && strchr("!#$%&'*+-.^_`|~", ch))))
-			return false;
-	}
-	return true;
-}
-
-static bool valid_value(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == '\r' || s[i] == '\n' || s[i] == 0)
-			return false;
-	return true;
-}
-
 /* Reads the { name = value } table at idx into kv; false with a message on bad input. */
 static bool read_map(lua_State *L, int idx, const char *what, struct header_kv *kv, uint32_t *n,
 		     struct hook_result *res)
@@ -162,7 +141,7 @@ static bool read_map(lua_State *L, int idx, const char *what, struct header_kv *
 			}
 			const char *name = lua_tolstring(L, -2, &nl);
 			const char *value = lua_tolstring(L, -1, &vl);
-			if (*n == HOOK_MAX_HEADERS || !valid_name(name, nl) || !valid_value(value, vl) ||
+			if (*n == HOOK_MAX_HEADERS || !header_name_valid(name, nl) || !header_value_valid(value, vl) ||
 			    !router_header_editable(name, nl)) {
 				snprintf(res->error, sizeof(res->error),
 					 "hook: %s: bad or too many headers (at most %d; names are tokens, not "
@@ -239,7 +218,7 @@ static enum hook_outcome read_result(lua_State *L, struct hook_result *res)
 			size_t nl;
 			const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nl) : NULL;
 			lua_pop(L, 1); /* the table keeps the string alive */
-			if (!name || !valid_name(name, nl) || !router_header_editable(name, nl) ||
+			if (!name || !header_name_valid(name, nl) || !router_header_editable(name, nl) ||
 			    res->rules.nremove == HOOK_MAX_HEADERS) {
 				snprintf(res->error, sizeof(res->error),
 					 "hook: remove_headers must list at most %d header names", HOOK_MAX_HEADERS);

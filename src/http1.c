@@ -269,12 +269,6 @@ static bool span_eq(const char *base, struct span s, const char *lit)
 	return s.len == n && !strncasecmp(base + s.off, lit, n);
 }
 
-static bool is_tchar(unsigned char ch)
-{
-	/* RFC 9110 5.6.2 token characters */
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
 
 /*
  * llhttp accepts some forms RFC 9112 tells a server to reject, and a proxy
@@ -290,14 +284,9 @@ static const char *head_violation(const char *base, uint32_t len, const struct h
 		if (lf + 1 < base + len && (lf[1] == ' ' || lf[1] == '\t'))
 			return "obsolete line folding";
 	}
-	for (uint32_t i = 0; i < h->nh; i++) {
-		const struct span n = h->h[i].name;
-		if (n.len == 0)
-			return "empty header name";
-		for (uint32_t k = 0; k < n.len; k++)
-			if (!is_tchar((unsigned char)base[n.off + k]))
-				return "invalid character in header name";
-	}
+	for (uint32_t i = 0; i < h->nh; i++)
+		if (!header_name_valid(base + h->h[i].name.off, h->h[i].name.len))
+			return "invalid header name";
 	return NULL;
 }
 

@@ -71,6 +71,11 @@ struct router {
 	int64_t default_site;	    /* -1: none */
 };
 
+/* A field name is a token (RFC 9110 5.6.2). */
+bool header_name_valid(const char *name, size_t len);
+/* A value we write must not carry a line break or a NUL into the head. */
+bool header_value_valid(const char *value, size_t len);
+
 /*
  * May configuration or a hook set or remove this header? Not the ones that
  * frame the message or manage the connection: sluice owns those, and a

@@ -173,13 +173,20 @@ static void listener_close(struct listener *l)
 	listener_put(l);
 }
 
+/* Closes every listener of a list linked by next. */
+static void close_list(struct listener *l)
+{
+	while (l) {
+		struct listener *next = l->next;
+		listener_close(l);
+		l = next;
+	}
+}
+
 static void close_listeners(struct worker *w)
 {
-	while (w->listeners) {
-		struct listener *l = w->listeners;
-		w->listeners = l->next;
-		listener_close(l);
-	}
+	close_list(w->listeners);
+	w->listeners = NULL;
 }
 
 static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
@@ -281,11 +288,7 @@ int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen
 			continue;
 		struct listener *l = listener_open(w, &cfg->listeners[i], err, errlen);
 		if (!l) {
-			while (opened) {
-				struct listener *o = opened;
-				opened = o->next;
-				listener_close(o);
-			}
+			close_list(opened);
 			free(kept);
 			return -1;
 		}
@@ -296,11 +299,7 @@ int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen
 	struct generation *g = gen_create(w, cfg);
 	if (!g) {
 		snprintf(err, errlen, "out of memory");
-		while (opened) {
-			struct listener *o = opened;
-			opened = o->next;
-			listener_close(o);
-		}
+		close_list(opened);
 		free(kept);
 		return -1;
 	}

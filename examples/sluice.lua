@@ -12,7 +12,9 @@ return {
       servers = { "127.0.0.1:9001", "127.0.0.1:9002" },
       keepalive = 64,          -- idle connections kept open per server
       keepalive_timeout = 60,  -- an idle backend connection is closed after this
-      connect_backoff = 2,     -- a server whose connect failed is skipped this long
+      connect_backoff = 2,     -- a failing server is taken out this long ...
+      max_backoff = 30,        -- ... doubled for each outage in a row, up to this
+      max_fails = 1,           -- consecutive failures (refused, reset, no answer) that take it out
     },
   },
 

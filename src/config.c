@@ -459,9 +459,9 @@ static void load_balance(struct vctx *v, struct cfg_pool *pool, int idx, const s
 
 static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
-	static const char *const keys[] = {"servers",	      "keepalive", "keepalive_timeout",
-					   "connect_backoff", "balance",   "hash",
-					   NULL};
+	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
+					   "connect_backoff", "max_backoff", "max_fails",
+					   "balance",	      "hash",	     NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	char label[160];
@@ -474,10 +474,21 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 	pool->keepalive = 64;
 	pool->keepalive_timeout_ms = 60000;
 	pool->connect_backoff_ms = 2000;
+	pool->max_backoff_ms = 30000;
+	pool->max_fails = 1;
 	check_keys(v, idx, &s, keys);
 	get_size(v, idx, &s, "keepalive", 0, 100000, &pool->keepalive);
 	get_seconds(v, idx, &s, "keepalive_timeout", &pool->keepalive_timeout_ms);
 	get_seconds(v, idx, &s, "connect_backoff", &pool->connect_backoff_ms);
+	/* Unless set, the cool-down may grow to 30 s, or stays at a longer connect_backoff. */
+	pool->max_backoff_ms = MAX(pool->max_backoff_ms, pool->connect_backoff_ms);
+	get_seconds(v, idx, &s, "max_backoff", &pool->max_backoff_ms);
+	get_size(v, idx, &s, "max_fails", 1, 1000, &pool->max_fails);
+	if (pool->max_backoff_ms < pool->connect_backoff_ms) {
+		struct cfg_path p = s.path;
+		path_push(&p, "max_backoff", false);
+		fail(v, &p, "%s: max_backoff must be at least connect_backoff", label);
+	}
 	load_balance(v, pool, idx, &s);
 	if (!get_table(v, idx, &s, "servers", true))
 		return;

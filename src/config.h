@@ -37,7 +37,9 @@ struct cfg_pool {
 	size_t nservers;
 	uint32_t keepalive;	    /* idle connections kept per server */
 	uint32_t keepalive_timeout_ms;
-	uint32_t connect_backoff_ms;
+	uint32_t connect_backoff_ms; /* first cool-down of a failing server */
+	uint32_t max_backoff_ms;     /* the cool-down doubles per outage up to this */
+	uint32_t max_fails;	     /* consecutive failures that take a server out */
 	enum balance_algo balance;
 	enum hash_by hash_by;
 	char *hash_name; /* header or cookie name */

@@ -684,6 +684,7 @@ static void client_timed_out(struct client *c)
 		if (t->connecting) {
 			backend_failed(c, 504, "backend connect timed out");
 		} else if (t->req_sent && !t->rsp_head_done) {
+			/* Not held against the server: one slow URL must not take a whole server out. */
 			txn_fail(c, 504, "backend sent no response head in time");
 		} else if (!t->rsp_head_done) {
 			txn_fail(c, 408, "client stopped sending the request body");
@@ -733,7 +734,7 @@ static void txn_connect(struct client *c)
 		int err;
 		struct bconn *bc = upstream_acquire(up, srv, t, backend_on_io, &err);
 		if (!bc) {
-			upstream_server_failed(up, srv);
+			upstream_server_failed(up, srv, "connect failed");
 			log_debug("connect to %s failed: %s", srv->cfg->addr.text, strerror(-err));
 			continue;
 		}
@@ -764,8 +765,9 @@ static void backend_failed(struct client *c, int status, const char *why)
 	bool was_connecting = t->connecting;
 	bool stale = !was_connecting && t->bc->reused && t->req_body_sent == 0 && !t->rsp_started &&
 		     t->req_head.data;
-	if (was_connecting)
-		upstream_server_failed(&t->gen->up, t->srv);
+	/* A pooled connection the backend had closed says nothing about the server now. */
+	if (!stale)
+		upstream_server_failed(&t->gen->up, t->srv, why);
 	upstream_release(t->bc, false);
 	t->bc = NULL;
 	t->connecting = false;
@@ -1348,6 +1350,7 @@ static int response_head_done(struct client *c, struct txn *t, uint32_t head_len
 		}
 	} else {
 		t->status = (uint16_t)status;
+		upstream_server_ok(&t->gen->up, t->srv);
 		t->rsp_until_eof = llhttp_message_needs_eof(&t->rparser) && !t->is_head;
 		t->bk_keepalive = llhttp_should_keep_alive(&t->rparser);
 		/* HTTP/1.0 has no chunked coding: send the data and let the close end it. */

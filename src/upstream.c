@@ -101,8 +101,11 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 		for (size_t k = 0; k < p->cfg->nservers; k++) {
 			struct server_rt *from = &p->servers[k];
 			struct server_rt *to = find_server(up, from);
-			if (to && from->down_until_ms > to->down_until_ms)
+			if (to && from->down_until_ms > to->down_until_ms) {
 				to->down_until_ms = from->down_until_ms;
+				to->fails = from->fails;
+				to->outages = from->outages;
+			}
 			while (!list_empty(&from->idle)) {
 				struct bconn *bc = container_of(from->idle.next, struct bconn, idle_link);
 				if (!to || to->nidle >= to->pool->keepalive) {
@@ -128,12 +131,34 @@ struct server_rt *upstream_server(struct upstream *up, size_t pool, size_t index
 	return s->down_until_ms > loop_now_ms(up->loop) || s->cfg->drain ? NULL : s;
 }
 
-void upstream_server_failed(struct upstream *up, struct server_rt *srv)
+void upstream_server_failed(struct upstream *up, struct server_rt *srv, const char *why)
 {
-	if (srv->down_until_ms <= loop_now_ms(up->loop))
-		log_warn("server %s: connect failed; skipped for %u ms", srv->cfg->addr.text,
-			 srv->pool->connect_backoff_ms);
-	srv->down_until_ms = loop_now_ms(up->loop) + srv->pool->connect_backoff_ms;
+	uint64_t now = loop_now_ms(up->loop);
+	if (srv->down_until_ms > now)
+		return; /* out already: requests that were under way do not add to it */
+	if (++srv->fails < srv->pool->max_fails) {
+		log_info("server %s: %s (%u of %u failures before it is taken out)", srv->cfg->addr.text,
+			 why, srv->fails, srv->pool->max_fails);
+		return;
+	}
+	uint64_t cool = srv->pool->connect_backoff_ms;
+	for (uint32_t i = 0; i < srv->outages && cool < srv->pool->max_backoff_ms; i++)
+		cool *= 2;
+	cool = cool < srv->pool->max_backoff_ms ? cool : srv->pool->max_backoff_ms;
+	srv->down_until_ms = now + cool;
+	srv->outages++;
+	srv->fails = 0;
+	log_warn("server %s: %s; taken out for %llu ms (outage %u)", srv->cfg->addr.text, why,
+		 (unsigned long long)cool, srv->outages);
+}
+
+void upstream_server_ok(struct upstream *up, struct server_rt *srv)
+{
+	(void)up;
+	if (srv->outages)
+		log_info("server %s: answering again", srv->cfg->addr.text);
+	srv->fails = 0;
+	srv->outages = 0;
 }
 
 /* An idle connection must stay silent: any event means the backend closed it or misbehaves. */

@@ -24,7 +24,9 @@ struct server_rt {
 	const struct cfg_pool *pool;
 	struct pool_rt *prt;
 	struct balance_server *bal; /* its entry in prt->bal */
-	uint64_t down_until_ms; /* skipped until then after a failed connect */
+	uint64_t down_until_ms; /* skipped until then (passive health) */
+	uint32_t fails;		/* consecutive failures since the last success */
+	uint32_t outages;	/* times taken out since the last success: the cool-down doubles */
 	struct list idle;	/* struct bconn.idle_link, most recently used last */
 	uint32_t nidle;
 };
@@ -91,7 +93,14 @@ void upstream_release(struct bconn *bc, bool reusable);
  */
 void upstream_adopt_idle(struct upstream *up, struct upstream *old);
 
-/* Records a failed connect: the server is skipped for its pool's back-off. */
-void upstream_server_failed(struct upstream *up, struct server_rt *srv);
+/*
+ * Passive health. A failure (connect refused or timed out, reset or closed
+ * before answering) counts against the server;
+ * max_fails in a row take it out for connect_backoff, doubled for each
+ * outage since its last success (up to max_backoff). A response resets it.
+ * why names the failure for the log.
+ */
+void upstream_server_failed(struct upstream *up, struct server_rt *srv, const char *why);
+void upstream_server_ok(struct upstream *up, struct server_rt *srv);
 
 #endif

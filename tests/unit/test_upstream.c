@@ -45,7 +45,7 @@ TEST(test_failed_server_is_skipped_until_backoff_ends)
 	struct upstream up;
 	CHECK(upstream_init(&up, loop, cfg) == 0);
 	struct server_rt *bad = &up.pools[0].servers[1];
-	upstream_server_failed(&up, bad);
+	upstream_server_failed(&up, bad, "test");
 	for (int i = 0; i < 30; i++)
 		CHECK(upstream_pick(&up, 0, 0) != bad);
 	CHECK(bad->down_until_ms == loop_now_ms(loop) + 2000); /* connect_backoff */
@@ -67,8 +67,46 @@ TEST(test_no_server_when_all_are_backing_off)
 	struct upstream up;
 	CHECK(upstream_init(&up, loop, cfg) == 0);
 	for (int i = 0; i < 3; i++)
-		upstream_server_failed(&up, &up.pools[0].servers[i]);
+		upstream_server_failed(&up, &up.pools[0].servers[i], "test");
 	CHECK(upstream_pick(&up, 0, 0) == NULL);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_consecutive_failures_take_a_server_out_for_a_growing_cool_down)
+{
+	char err[256];
+	struct config *cfg = config_load_string(
+		"t.lua",
+		"return { listeners = {{ address = '127.0.0.1:1', pool = 'p' }},\n"
+		"  pools = { p = { servers = { '127.0.0.1:11', '127.0.0.1:12' },\n"
+		"                  max_fails = 2, connect_backoff = 1, max_backoff = 3 } } }\n",
+		err, sizeof(err));
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct server_rt *bad = &up.pools[0].servers[0];
+	uint64_t now = loop_now_ms(loop);
+	upstream_server_failed(&up, bad, "test");
+	CHECK(bad->down_until_ms <= now); /* one failure of two: still in */
+	upstream_server_failed(&up, bad, "test");
+	CHECK(bad->down_until_ms == now + 1000);
+	upstream_server_failed(&up, bad, "test"); /* while out: not counted */
+	CHECK(bad->down_until_ms == now + 1000 && bad->fails == 0);
+	uint64_t expect[] = {2000, 3000, 3000}; /* doubles, capped at max_backoff */
+	for (int i = 0; i < 3; i++) {
+		bad->down_until_ms = now; /* as if the cool-down had run out */
+		upstream_server_failed(&up, bad, "test");
+		upstream_server_failed(&up, bad, "test");
+		CHECK(bad->down_until_ms == now + expect[i]);
+	}
+	bad->down_until_ms = now;
+	upstream_server_ok(&up, bad);
+	upstream_server_failed(&up, bad, "test");
+	upstream_server_failed(&up, bad, "test");
+	CHECK(bad->down_until_ms == now + 1000); /* a success starts it over */
 	upstream_destroy(&up);
 	loop_destroy(loop);
 	config_unref(cfg);
@@ -79,5 +117,6 @@ int main(void)
 	RUN(test_round_robin_visits_servers_in_turn);
 	RUN(test_failed_server_is_skipped_until_backoff_ends);
 	RUN(test_no_server_when_all_are_backing_off);
+	RUN(test_consecutive_failures_take_a_server_out_for_a_growing_cool_down);
 	UNIT_EXIT();
 }

@@ -409,6 +409,77 @@ static void load_server(struct vctx *v, const struct section *s, size_t i, struc
 	lua_pop(L, 2);
 }
 
+/* health = { type = "http"|"tcp", interval, timeout, rise, fall, path, method, host, status = "200-399", body } */
+static void load_health(struct vctx *v, struct cfg_pool *pool, int idx, const struct section *ps)
+{
+	static const char *const keys[] = {"type", "interval", "timeout", "rise", "fall", "path",
+					   "method", "host", "status", "body", NULL};
+	lua_State *L = v->L;
+	if (!get_table(v, idx, ps, "health", false))
+		return;
+	int t = lua_gettop(L);
+	char label[200];
+	snprintf(label, sizeof(label), "%.150s: health", ps->label);
+	struct section s = {.label = label, .path = ps->path};
+	path_push(&s.path, "health", false);
+	check_keys(v, t, &s, keys);
+	struct cfg_health *h = &pool->health;
+	*h = (struct cfg_health){.enabled = true, .http = true, .interval_ms = 2000, .timeout_ms = 1000,
+				 .rise = 2, .fall = 3, .status_min = 200, .status_max = 399};
+	get_seconds(v, t, &s, "interval", &h->interval_ms);
+	get_seconds(v, t, &s, "timeout", &h->timeout_ms);
+	get_size(v, t, &s, "rise", 1, 100, &h->rise);
+	get_size(v, t, &s, "fall", 1, 100, &h->fall);
+	const char *type = "http", *path = "/", *method = "GET", *host = NULL, *status = NULL, *body = NULL;
+	const char *const names[] = {"type", "path", "method", "host", "status", "body"};
+	const char **vals[] = {&type, &path, &method, &host, &status, &body};
+	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+		lua_getfield(L, t, names[i]);
+		struct cfg_path p = s.path;
+		path_push(&p, names[i], false);
+		if (lua_type(L, -1) == LUA_TSTRING)
+			*vals[i] = lua_tostring(L, -1);
+		else if (!lua_isnil(L, -1))
+			fail(v, &p, "%s: %s must be a string", label, names[i]);
+		lua_pop(L, 1);
+	}
+	struct cfg_path p = s.path;
+	if (strcmp(type, "http") && strcmp(type, "tcp")) {
+		path_push(&p, "type", false);
+		fail(v, &p, "%s: type must be \"http\" or \"tcp\"", label);
+	}
+	h->http = !strcmp(type, "http");
+	unsigned lo = 200, hi = 399;
+	int end = 0;
+	if (status && !((sscanf(status, "%3u-%3u%n", &lo, &hi, &end) == 2 && !status[end]) ||
+			(sscanf(status, "%3u%n", &lo, &end) == 1 && !status[end] && (hi = lo))) ) {
+		path_push(&p, "status", false);
+		fail(v, &p, "%s: status must be \"200\" or a range \"200-399\"", label);
+	} else if (lo < 100 || hi > 599 || lo > hi) {
+		path_push(&p, "status", false);
+		fail(v, &p, "%s: status range must be within 100-599", label);
+	}
+	h->status_min = lo;
+	h->status_max = hi;
+	if (path[0] != '/' || !header_value_valid(path, strlen(path)) || strchr(path, ' ') ||
+	    !header_name_valid(method, strlen(method)) ||
+	    (host && (!header_value_valid(host, strlen(host)) || strchr(host, ' ')))) {
+		fail(v, &s.path, "%s: path, method and host must fit in a request line and header", label);
+	}
+	if (h->timeout_ms >= h->interval_ms) {
+		path_push(&p, "timeout", false);
+		fail(v, &p, "%s: timeout must be shorter than interval", label);
+	}
+	if (body)
+		h->body = strdup(body);
+	if (strlen(path) + strlen(method) + (host ? strlen(host) : 0) > 1024)
+		fail(v, &s.path, "%s: path, method and host together must fit in 1024 bytes", label);
+	h->method = strdup(method);
+	h->path = strdup(path);
+	h->host = host ? strdup(host) : NULL;
+	lua_pop(L, 1);
+}
+
 static const char *const balance_names[] = {
 	[BALANCE_ROUND_ROBIN] = "round_robin", [BALANCE_WEIGHTED] = "weighted",
 	[BALANCE_LEAST_CONN] = "least_conn",   [BALANCE_RANDOM2] = "random2",
@@ -461,7 +532,8 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
 	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
 					   "connect_backoff", "max_backoff", "max_fails",
-					   "balance",	      "hash",	     NULL};
+					   "balance",	      "hash",	     "health",
+					   NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	char label[160];
@@ -490,6 +562,7 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 		fail(v, &p, "%s: max_backoff must be at least connect_backoff", label);
 	}
 	load_balance(v, pool, idx, &s);
+	load_health(v, pool, idx, &s);
 	if (!get_table(v, idx, &s, "servers", true))
 		return;
 	size_t n = lua_objlen(L, -1);
@@ -1133,6 +1206,10 @@ static void config_free(struct config *cfg)
 		free(cfg->pools[i].name);
 		free(cfg->pools[i].servers);
 		free(cfg->pools[i].hash_name);
+		free(cfg->pools[i].health.method);
+		free(cfg->pools[i].health.path);
+		free(cfg->pools[i].health.host);
+		free(cfg->pools[i].health.body);
 		balance_ring_free(&cfg->pools[i].ring);
 	}
 	free(cfg->pools);

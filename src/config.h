@@ -28,6 +28,18 @@ struct cfg_server {
 	bool drain;  /* no new requests */
 };
 
+/* Active health checks of a pool's servers. */
+struct cfg_health {
+	bool enabled;
+	bool http; /* else a TCP connect */
+	uint32_t interval_ms, timeout_ms;
+	uint32_t rise, fall;
+	char *method, *path;
+	char *host; /* NULL: the server's address */
+	uint32_t status_min, status_max;
+	char *body; /* a substring the response body must contain, or NULL */
+};
+
 /* What balance = "hash" hashes. */
 enum hash_by { HASH_CLIENT, HASH_HOST, HASH_HEADER, HASH_COOKIE };
 
@@ -45,6 +57,7 @@ struct cfg_pool {
 	char *hash_name; /* header or cookie name */
 	uint32_t hash_name_len;
 	struct balance_ring ring; /* balance = "hash" */
+	struct cfg_health health;
 };
 
 struct cfg_listener {

@@ -54,6 +54,7 @@ static void bconn_destroy(struct bconn *bc)
 
 void upstream_destroy(struct upstream *up)
 {
+	health_stop(up);
 	for (size_t i = 0; i < up->npools; i++) {
 		struct pool_rt *p = &up->pools[i];
 		for (size_t k = 0; p->servers && k < p->cfg->nservers; k++)
@@ -74,7 +75,7 @@ struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_h
 	size_t n = p->cfg->nservers;
 	uint64_t now = loop_now_ms(up->loop);
 	for (size_t i = 0; i < n; i++)
-		p->bal[i].down = p->servers[i].down_until_ms > now;
+		p->bal[i].down = p->servers[i].down_until_ms > now || p->servers[i].check_down;
 	ssize_t k = balance_pick(&p->balancer, p->bal, n, &key_hash, sizeof(key_hash));
 	return k < 0 ? NULL : &p->servers[k];
 }
@@ -106,6 +107,12 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 				to->fails = from->fails;
 				to->outages = from->outages;
 			}
+			/* Checks go on where they were: a reload does not bring a dead server back. */
+			if (to && from->check && to->check) {
+				to->check_down = from->check_down;
+				to->check->ok_streak = from->check->ok_streak;
+				to->check->fail_streak = from->check->fail_streak;
+			}
 			while (!list_empty(&from->idle)) {
 				struct bconn *bc = container_of(from->idle.next, struct bconn, idle_link);
 				if (!to || to->nidle >= to->pool->keepalive) {
@@ -128,7 +135,7 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 struct server_rt *upstream_server(struct upstream *up, size_t pool, size_t index)
 {
 	struct server_rt *s = &up->pools[pool].servers[index];
-	return s->down_until_ms > loop_now_ms(up->loop) || s->cfg->drain ? NULL : s;
+	return s->down_until_ms > loop_now_ms(up->loop) || s->check_down || s->cfg->drain ? NULL : s;
 }
 
 void upstream_server_failed(struct upstream *up, struct server_rt *srv, const char *why)

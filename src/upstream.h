@@ -15,6 +15,7 @@
 #include "common.h"
 #include "config.h"
 #include "conn.h"
+#include "health.h"
 #include "loop.h"
 
 struct pool_rt;
@@ -27,6 +28,8 @@ struct server_rt {
 	uint64_t down_until_ms; /* skipped until then (passive health) */
 	uint32_t fails;		/* consecutive failures since the last success */
 	uint32_t outages;	/* times taken out since the last success: the cool-down doubles */
+	bool check_down;	/* failed its active health checks */
+	struct health_check *check; /* NULL unless the pool configures checks */
 	struct list idle;	/* struct bconn.idle_link, most recently used last */
 	uint32_t nidle;
 };

@@ -29,6 +29,11 @@ static struct generation *gen_create(struct worker *w, struct config *cfg)
 		free(g);
 		return NULL;
 	}
+	if (health_start(&g->up) < 0) {
+		upstream_destroy(&g->up);
+		free(g);
+		return NULL;
+	}
 	g->cfg = config_ref(cfg);
 	g->refs = 1;
 	g->w = w;
@@ -330,6 +335,8 @@ int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen
 	free(kept);
 
 	upstream_adopt_idle(&g->up, &w->gen->up);
+	/* The old generation lives on for its transactions, but checks are the new one's job. */
+	health_stop(&w->gen->up);
 	struct generation *prev = w->gen;
 	w->gen = g;
 	worker_gen_put(prev);

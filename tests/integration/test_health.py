@@ -35,3 +35,46 @@ def test_a_response_resets_the_count(env):
     # Two failures, but not in a row: the server is still in.
     assert s.get("/").status == 200
     assert "taken out for" not in s.stderr_text(), s.stderr_text()
+
+
+def _checked(env, servers, **health):
+    h = {"interval": 0.2, "timeout": 0.15, "rise": 2, "fall": 2}
+    h.update(health)
+    return env.sluice(servers, pool={"health": h, "max_fails": 1000})
+
+
+def test_health_check_takes_a_dead_server_out_and_brings_it_back(env):
+    a, b = env.backend("A"), env.backend("B")
+    s = _checked(env, [a, b], path="/")
+    b_port = b.port
+    b.stop()
+    wait_until(lambda: "server %s: health check failed 2 times in a row" % b.addr in s.stderr_text(),
+               10 * env.slow, what="B to be taken out")
+    for _ in range(10):
+        r = s.get("/")
+        assert r.status == 200 and r.header("X-Backend") == "A", r
+    env.backend("B", port=b_port)
+    wait_until(lambda: "server %s: health check passed 2 times in a row; back in" % b.addr
+               in s.stderr_text(), 10 * env.slow, what="B to come back")
+    seen = {s.get("/").header("X-Backend") for _ in range(6)}
+    assert seen == {"A", "B"}, seen
+
+
+def test_health_check_judges_status_and_body(env):
+    a, b = env.backend("A"), env.backend("B")
+    s = _checked(env, [a, b], path="/", body="hello from A")
+    wait_until(lambda: "server %s: health check failed 2 times in a row (body lacks" % b.addr
+               in s.stderr_text(), 10 * env.slow, what="B to fail the body check")
+    assert {s.get("/").header("X-Backend") for _ in range(6)} == {"A"}
+    s2 = _checked(env, [a], path="/status/500", status="200-399")
+    wait_until(lambda: "(status 500); taken out" in s2.stderr_text(), 10 * env.slow,
+               what="A to fail the status check")
+    assert s2.get("/").status == 503
+
+
+def test_health_config_errors_name_their_line(env):
+    p = env.check_config("return {\n  listeners = {{ address = '127.0.0.1:1', pool = 'a' }},\n"
+                         "  pools = { a = { servers = { '127.0.0.1:2' },\n"
+                         "    health = { type = 'udp' } } },\n}\n", "h.lua")
+    assert p.returncode == 1 and p.stderr.startswith("h.lua:4: "), p.stderr
+    assert 'type must be "http" or "tcp"' in p.stderr, p.stderr

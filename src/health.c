@@ -1,0 +1,204 @@
+#include "health.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "upstream.h"
+
+/* What a check keeps of a response: the status line and enough body to search. */
+#define CHECK_BUF 16384
+
+enum { CHECK_IDLE, CHECK_CONNECTING, CHECK_WAITING };
+
+static const struct cfg_health *cfg_of(const struct health_check *hc)
+{
+	return &hc->srv->pool->health;
+}
+
+static void check_finish(struct health_check *hc, bool ok, const char *why)
+{
+	const struct cfg_health *h = cfg_of(hc);
+	struct server_rt *srv = hc->srv;
+	conn_close(&hc->conn);
+	free(hc->buf);
+	hc->buf = NULL;
+	hc->len = hc->sent = 0;
+	hc->phase = CHECK_IDLE;
+	if (ok) {
+		hc->fail_streak = 0;
+		if (srv->check_down && ++hc->ok_streak >= h->rise) {
+			srv->check_down = false;
+			log_warn("server %s: health check passed %u times in a row; back in",
+				 srv->cfg->addr.text, hc->ok_streak);
+		}
+	} else {
+		hc->ok_streak = 0;
+		if (!srv->check_down && ++hc->fail_streak >= h->fall) {
+			srv->check_down = true;
+			log_warn("server %s: health check failed %u times in a row (%s); taken out",
+				 srv->cfg->addr.text, hc->fail_streak, why);
+		} else {
+			log_debug("server %s: health check failed: %s", srv->cfg->addr.text, why);
+		}
+	}
+	timer_arm(hc->up->loop, &hc->timer, h->interval_ms);
+}
+
+/* Judges a complete (or closed) response: status in range, body containing the text. */
+static void check_judge(struct health_check *hc)
+{
+	const struct cfg_health *h = cfg_of(hc);
+	hc->buf[hc->len] = 0;
+	unsigned status = 0;
+	if (sscanf(hc->buf, "HTTP/1.%*1[01] %3u", &status) != 1) {
+		check_finish(hc, false, "no HTTP status line");
+		return;
+	}
+	if (status < h->status_min || status > h->status_max) {
+		char why[64];
+		snprintf(why, sizeof(why), "status %u", status);
+		check_finish(hc, false, why);
+		return;
+	}
+	const char *body = strstr(hc->buf, "\r\n\r\n");
+	if (h->body && (!body || !strstr(body + 4, h->body))) {
+		check_finish(hc, false, "body lacks the expected text");
+		return;
+	}
+	check_finish(hc, true, NULL);
+}
+
+static void check_on_io(struct conn *c)
+{
+	struct health_check *hc = container_of(c, struct health_check, conn);
+	const struct cfg_health *h = cfg_of(hc);
+	if (hc->phase == CHECK_CONNECTING) {
+		int rc = conn_finish_connect(c);
+		if (rc == 1)
+			return;
+		if (rc < 0) {
+			check_finish(hc, false, strerror(-rc));
+			return;
+		}
+		if (!h->http) {
+			check_finish(hc, true, NULL);
+			return;
+		}
+		hc->phase = CHECK_WAITING;
+	}
+	if (hc->phase != CHECK_WAITING)
+		return;
+	while (hc->sent < hc->request_len && (c->flags & CONN_WRITABLE)) {
+		struct iovec iov = {hc->request + hc->sent, hc->request_len - hc->sent};
+		ssize_t n = conn_sendv(c, &iov, 1);
+		if (n < 0) {
+			check_finish(hc, false, "write failed");
+			return;
+		}
+		if (n == 0)
+			break;
+		hc->sent += (uint32_t)n;
+	}
+	while (c->flags & CONN_READABLE) {
+		if (hc->len == CHECK_BUF - 1) {
+			check_judge(hc); /* enough to judge; the rest is not ours to read */
+			return;
+		}
+		ssize_t n = conn_recv(c, hc->buf + hc->len, CHECK_BUF - 1 - hc->len);
+		if (n == IO_EOF) {
+			check_judge(hc);
+			return;
+		}
+		if (n < 0) {
+			check_finish(hc, false, strerror((int)-n));
+			return;
+		}
+		if (n == 0)
+			break;
+		hc->len += (uint32_t)n;
+	}
+}
+
+static void check_timer(struct timer *t)
+{
+	struct health_check *hc = container_of(t, struct health_check, timer);
+	const struct cfg_health *h = cfg_of(hc);
+	if (hc->phase != CHECK_IDLE) {
+		check_finish(hc, false, "timed out");
+		return;
+	}
+	if (h->http && !(hc->buf = malloc(CHECK_BUF))) {
+		timer_arm(hc->up->loop, &hc->timer, h->interval_ms);
+		return;
+	}
+	const struct cfg_addr *a = &hc->srv->cfg->addr;
+	int rc = conn_connect(&hc->conn, hc->up->loop, (const struct sockaddr *)&a->sa, a->len,
+			      check_on_io);
+	if (rc < 0) {
+		hc->phase = CHECK_CONNECTING; /* so that finishing it is the same path */
+		check_finish(hc, false, strerror(-rc));
+		return;
+	}
+	hc->phase = CHECK_CONNECTING;
+	timer_arm(hc->up->loop, &hc->timer, h->timeout_ms);
+}
+
+int health_start(struct upstream *up)
+{
+	for (size_t i = 0; i < up->npools; i++) {
+		struct pool_rt *p = &up->pools[i];
+		if (!p->cfg->health.enabled)
+			continue;
+		for (size_t k = 0; k < p->cfg->nservers; k++) {
+			struct health_check *hc = calloc(1, sizeof(*hc));
+			if (!hc)
+				return -ENOMEM;
+			hc->up = up;
+			hc->srv = &p->servers[k];
+			const struct cfg_health *h = &p->cfg->health;
+			if (h->http) {
+				const char *host = h->host ? h->host : hc->srv->cfg->addr.text;
+				size_t cap = strlen(h->method) + strlen(h->path) + strlen(host) + 128;
+				hc->request = malloc(cap);
+				if (!hc->request) {
+					free(hc);
+					return -ENOMEM;
+				}
+				int n = snprintf(hc->request, cap,
+						 "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-health-check\r\n"
+						 "Connection: close\r\n\r\n",
+						 h->method, h->path, host);
+				hc->request_len = (uint32_t)n;
+			}
+			hc->conn.fd = -1;
+			hc->timer.on_expire = check_timer;
+			p->servers[k].check = hc;
+			/* Spread the first checks over the interval rather than all at once. */
+			timer_arm(up->loop, &hc->timer, (p->cfg->health.interval_ms * k) / p->cfg->nservers);
+		}
+	}
+	return 0;
+}
+
+void health_stop(struct upstream *up)
+{
+	for (size_t i = 0; i < up->npools; i++) {
+		struct pool_rt *p = &up->pools[i];
+		for (size_t k = 0; p->servers && k < p->cfg->nservers; k++) {
+			struct health_check *hc = p->servers[k].check;
+			if (!hc)
+				continue;
+			timer_cancel(up->loop, &hc->timer);
+			conn_close(&hc->conn);
+			free(hc->buf);
+			free(hc->request);
+			/* Events for its socket may still be queued in this loop turn. */
+			loop_free_later(up->loop, hc);
+			p->servers[k].check = NULL;
+		}
+	}
+}

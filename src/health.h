@@ -1,0 +1,38 @@
+/*
+ * Active health checks: per server, every interval, a TCP connect or an
+ * HTTP request whose status (and optionally body) must be as configured.
+ * fall failures in a row take the server out, rise successes bring it back;
+ * each change of state is logged. Servers start in (as HAProxy's do).
+ */
+#ifndef SLUICE_HEALTH_H
+#define SLUICE_HEALTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "loop.h"
+
+struct server_rt;
+struct upstream;
+
+struct health_check {
+	struct conn conn;
+	struct timer timer;
+	struct upstream *up;
+	struct server_rt *srv;
+	char *request; /* built once for this server */
+	uint32_t request_len;
+	char *buf; /* the response so far, while a check runs */
+	uint32_t len;
+	uint32_t sent;
+	uint8_t phase;
+	uint32_t ok_streak, fail_streak;
+};
+
+/* Starts checks for every server of up's pools that configure them. Returns 0 or -ENOMEM. */
+int health_start(struct upstream *up);
+/* Stops them (a reload's old generation, or exit); closes any check under way. */
+void health_stop(struct upstream *up);
+
+#endif

@@ -4,7 +4,7 @@
 return {
   listeners = {
     { address = "127.0.0.1:8080", pool = "web" },
-    { address = "[::1]:8080", pool = "web" },
+    { address = "[::1]:8080", pool = "web", max_connections = 5000 },  -- the rest wait in the backlog
   },
 
   pools = {
@@ -15,6 +15,7 @@ return {
       connect_backoff = 2,     -- a failing server is taken out this long ...
       max_backoff = 30,        -- ... doubled for each outage in a row, up to this
       max_fails = 1,           -- consecutive failures (refused, reset, no answer) that take it out
+      max_requests = 0,        -- requests per backend connection before it is replaced (0: no limit)
     },
   },
 

@@ -532,8 +532,8 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
 	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
 					   "connect_backoff", "max_backoff", "max_fails",
-					   "balance",	      "hash",	     "health",
-					   NULL};
+					   "max_requests",    "balance",     "hash",
+					   "health",	      NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	char label[160];
@@ -556,6 +556,7 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 	pool->max_backoff_ms = MAX(pool->max_backoff_ms, pool->connect_backoff_ms);
 	get_seconds(v, idx, &s, "max_backoff", &pool->max_backoff_ms);
 	get_size(v, idx, &s, "max_fails", 1, 1000, &pool->max_fails);
+	get_size(v, idx, &s, "max_requests", 0, 1e9, &pool->max_requests);
 	if (pool->max_backoff_ms < pool->connect_backoff_ms) {
 		struct cfg_path p = s.path;
 		path_push(&p, "max_backoff", false);
@@ -999,7 +1000,7 @@ static void load_sites(struct vctx *v, struct config *cfg)
 
 static void load_listeners(struct vctx *v, struct config *cfg)
 {
-	static const char *const keys[] = {"address", "pool", NULL};
+	static const char *const keys[] = {"address", "pool", "max_connections", NULL};
 	lua_State *L = v->L;
 	struct section top = {.label = ""};
 	if (!get_table(v, 1, &top, "listeners", true))
@@ -1027,6 +1028,7 @@ static void load_listeners(struct vctx *v, struct config *cfg)
 			path_push(&s.path, addr, true);
 		check_keys(v, idx, &s, keys);
 		struct cfg_listener *l = &cfg->listeners[cfg->nlisteners++];
+		get_size(v, idx, &s, "max_connections", 1, 10000000, &l->max_connections);
 		char why[160];
 		if (!addr)
 			fail(v, &s.path, "listeners: entry %zu needs address = \"host:port\"", i);

@@ -52,6 +52,7 @@ struct cfg_pool {
 	uint32_t connect_backoff_ms; /* first cool-down of a failing server */
 	uint32_t max_backoff_ms;     /* the cool-down doubles per outage up to this */
 	uint32_t max_fails;	     /* consecutive failures that take a server out */
+	uint32_t max_requests;	     /* per backend connection; 0: no limit */
 	enum balance_algo balance;
 	enum hash_by hash_by;
 	char *hash_name; /* header or cookie name */
@@ -63,6 +64,7 @@ struct cfg_pool {
 struct cfg_listener {
 	struct cfg_addr addr;
 	size_t pool; /* index into config.pools, unless routed */
+	uint32_t max_connections; /* of this listener; 0: only the global limit */
 	bool routed; /* no pool of its own: requests go by config.router */
 };
 

@@ -217,6 +217,7 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 	}
 	bc->owner = owner;
 	bc->on_io = on_io;
+	bc->requests++;
 	srv->bal->active++;
 	return bc;
 }
@@ -228,7 +229,8 @@ void upstream_release(struct bconn *bc, bool reusable)
 	srv->bal->active--;
 	bc->owner = NULL;
 	bc->on_io = NULL;
-	if (!reusable || bc->conn.fd < 0 || srv->nidle >= srv->pool->keepalive) {
+	bool worn = srv->pool->max_requests && bc->requests >= srv->pool->max_requests;
+	if (!reusable || worn || bc->conn.fd < 0 || srv->nidle >= srv->pool->keepalive) {
 		bconn_destroy(bc);
 		return;
 	}

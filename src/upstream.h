@@ -56,6 +56,7 @@ struct bconn {
 	struct list idle_link;
 	struct timer idle_timer;
 	bool reused; /* served a request before this one */
+	uint32_t requests; /* lent this many times */
 	/* While lent: the owner's handler for readiness changes. */
 	void (*on_io)(struct bconn *bc);
 	void *owner;

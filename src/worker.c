@@ -85,8 +85,10 @@ static void accept_ready(struct listener *l)
 {
 	struct worker *w = l->w;
 	while (!w->draining && l->fd >= 0) {
-		if (w->nclients >= w->gen->cfg->limits.max_connections) {
-			/* The rest wait in the kernel's backlog until a session ends. */
+		/* The rest wait in the kernel's backlog until a session ends. A listener's
+		 * references are the worker's and one per session. */
+		if (w->nclients >= w->gen->cfg->limits.max_connections ||
+		    (l->cfg->max_connections && l->refs - 1 >= l->cfg->max_connections)) {
 			l->full = true;
 			return;
 		}

@@ -98,6 +98,7 @@ struct txn {
 	bool req_sent;		/* ... and all of it reached the backend */
 	bool req_keepalive;	/* the client wants the connection kept */
 	bool is_head;
+	bool idempotent;	/* RFC 9110 9.2.2: may be sent again if an answer was lost */
 	bool upgrade;		/* the request asks for a protocol switch */
 	bool tunnel;		/* switched: bytes flow raw both ways */
 	bool rsp_head_done;	/* the final response head is queued for the client */
@@ -754,17 +755,18 @@ static void txn_connect(struct client *c)
 
 /*
  * The backend connection failed before it answered anything. A connection
- * that never carried this request (connect failed) or a reused keep-alive
- * connection the backend had closed (the race every pooled proxy has) is
- * retried elsewhere when the request can be sent again whole: its head is
- * kept until the response starts, and no body byte has been forwarded.
+ * that never carried this request (connect failed) is retried on another
+ * server. So is an idempotent request on a reused keep-alive connection the
+ * backend closed (the race every pooled proxy has) when it can be sent again
+ * whole: its head is kept until the response starts, and no body byte has
+ * been forwarded. Anything else may have been acted on: 502, never a retry.
  */
 static void backend_failed(struct client *c, int status, const char *why)
 {
 	struct txn *t = c->txn;
 	bool was_connecting = t->connecting;
-	bool stale = !was_connecting && t->bc->reused && t->req_body_sent == 0 && !t->rsp_started &&
-		     t->req_head.data;
+	bool stale = !was_connecting && t->bc->reused && t->idempotent && t->req_body_sent == 0 &&
+		     !t->rsp_started && t->req_head.data;
 	/* A pooled connection the backend had closed says nothing about the server now. */
 	if (!stale)
 		upstream_server_failed(&t->gen->up, t->srv, why);
@@ -1172,6 +1174,14 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 	}
 	int status = check_request(c, t, base, head_len, &why);
 	t->is_head = c->parser.method == HTTP_HEAD;
+	switch (c->parser.method) {
+	case HTTP_GET: case HTTP_HEAD: case HTTP_OPTIONS: case HTTP_TRACE: case HTTP_PUT:
+	case HTTP_DELETE:
+		t->idempotent = true;
+		break;
+	default:
+		t->idempotent = false;
+	}
 	t->req_keepalive = llhttp_should_keep_alive(&c->parser);
 	t->upgrade = c->parser.upgrade;
 	t->forced_server = -1;

@@ -199,6 +199,10 @@ def run_integration(args, tests):
         if rc == 0 and not note:
             passed += 1
             out("PASS %s (%.1fs)" % (name, dt))
+            # A test reports figures on lines starting with "# " (failover counts and the like).
+            for line in output.splitlines():
+                if line.startswith("# "):
+                    out("    " + line)
             shutil.rmtree(wd, ignore_errors=True)
         else:
             failed += 1

@@ -16,6 +16,8 @@ return {
       max_backoff = 30,        -- ... doubled for each outage in a row, up to this
       max_fails = 1,           -- consecutive failures (refused, reset, no answer) that take it out
       max_requests = 0,        -- requests per backend connection before it is replaced (0: no limit)
+      slow_start = 0,          -- seconds over which a server back in ramps up its weight (0: off;
+                               -- weighted, least_conn and random2 balancing)
     },
   },
 

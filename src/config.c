@@ -532,8 +532,8 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
 	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
 					   "connect_backoff", "max_backoff", "max_fails",
-					   "max_requests",    "balance",     "hash",
-					   "health",	      NULL};
+					   "max_requests",    "slow_start",  "balance",
+					   "hash",	      "health",	     NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	char label[160];
@@ -557,6 +557,8 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 	get_seconds(v, idx, &s, "max_backoff", &pool->max_backoff_ms);
 	get_size(v, idx, &s, "max_fails", 1, 1000, &pool->max_fails);
 	get_size(v, idx, &s, "max_requests", 0, 1e9, &pool->max_requests);
+	get_number(v, idx, &s, "slow_start", 1000.0, 0, 86400.0, "a number of seconds, 0 for off",
+		   &pool->slow_start_ms);
 	if (pool->max_backoff_ms < pool->connect_backoff_ms) {
 		struct cfg_path p = s.path;
 		path_push(&p, "max_backoff", false);

@@ -53,6 +53,7 @@ struct cfg_pool {
 	uint32_t max_backoff_ms;     /* the cool-down doubles per outage up to this */
 	uint32_t max_fails;	     /* consecutive failures that take a server out */
 	uint32_t max_requests;	     /* per backend connection; 0: no limit */
+	uint32_t slow_start_ms;	     /* a server back in ramps its weight up over this; 0: off */
 	enum balance_algo balance;
 	enum hash_by hash_by;
 	char *hash_name; /* header or cookie name */

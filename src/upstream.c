@@ -69,13 +69,33 @@ void upstream_destroy(struct upstream *up)
 	up->npools = 0;
 }
 
+/*
+ * Weights are kept in hundredths so that a server in slow start can get a
+ * small share (the algorithms only compare weights with each other). Round
+ * robin ignores weights, and so slow start.
+ */
+#define WEIGHT_SCALE 100
+
+static uint32_t effective_weight(const struct server_rt *s, uint64_t now)
+{
+	uint32_t full = s->cfg->weight * WEIGHT_SCALE;
+	uint32_t ramp = s->pool->slow_start_ms;
+	if (!ramp || !s->back_since_ms || now >= s->back_since_ms + ramp)
+		return full;
+	uint64_t w = (uint64_t)full * (now - s->back_since_ms) / ramp;
+	return w ? (uint32_t)w : 1;
+}
+
 struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_hash)
 {
 	struct pool_rt *p = &up->pools[pool];
 	size_t n = p->cfg->nservers;
 	uint64_t now = loop_now_ms(up->loop);
-	for (size_t i = 0; i < n; i++)
-		p->bal[i].down = p->servers[i].down_until_ms > now || p->servers[i].check_down;
+	for (size_t i = 0; i < n; i++) {
+		struct server_rt *s = &p->servers[i];
+		p->bal[i].down = s->down_until_ms > now || s->check_down;
+		p->bal[i].weight = effective_weight(s, now);
+	}
 	ssize_t k = balance_pick(&p->balancer, p->bal, n, &key_hash, sizeof(key_hash));
 	return k < 0 ? NULL : &p->servers[k];
 }
@@ -106,6 +126,7 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 				to->down_until_ms = from->down_until_ms;
 				to->fails = from->fails;
 				to->outages = from->outages;
+				to->back_since_ms = from->back_since_ms;
 			}
 			/* Checks go on where they were: a reload does not bring a dead server back. */
 			if (to && from->check && to->check) {
@@ -153,6 +174,7 @@ void upstream_server_failed(struct upstream *up, struct server_rt *srv, const ch
 		cool *= 2;
 	cool = cool < srv->pool->max_backoff_ms ? cool : srv->pool->max_backoff_ms;
 	srv->down_until_ms = now + cool;
+	srv->back_since_ms = srv->down_until_ms;
 	srv->outages++;
 	srv->fails = 0;
 	log_warn("server %s: %s; taken out for %llu ms (outage %u)", srv->cfg->addr.text, why,

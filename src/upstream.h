@@ -29,6 +29,7 @@ struct server_rt {
 	uint32_t fails;		/* consecutive failures since the last success */
 	uint32_t outages;	/* times taken out since the last success: the cool-down doubles */
 	bool check_down;	/* failed its active health checks */
+	uint64_t back_since_ms;	/* when it last came back in: slow start counts from here */
 	struct health_check *check; /* NULL unless the pool configures checks */
 	struct list idle;	/* struct bconn.idle_link, most recently used last */
 	uint32_t nidle;

@@ -112,11 +112,43 @@ TEST(test_consecutive_failures_take_a_server_out_for_a_growing_cool_down)
 	config_unref(cfg);
 }
 
+TEST(test_slow_start_ramps_a_returning_server_up)
+{
+	char err[256];
+	struct config *cfg = config_load_string(
+		"t.lua",
+		"return { listeners = {{ address = '127.0.0.1:1', pool = 'p' }},\n"
+		"  pools = { p = { servers = { '127.0.0.1:11', '127.0.0.1:12' },\n"
+		"                  balance = 'weighted', slow_start = 10 } } }\n",
+		err, sizeof(err));
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct server_rt *back = &up.pools[0].servers[1];
+	uint64_t now = loop_now_ms(loop);
+	int picks[3][2] = {{0}};
+	uint64_t since[3] = {1000, 5000, 10000}; /* 10%, 50%, 100% of the ramp done */
+	for (int phase = 0; phase < 3; phase++) {
+		back->back_since_ms = now - since[phase];
+		for (int i = 0; i < 1000; i++)
+			picks[phase][upstream_pick(&up, 0, 0) - up.pools[0].servers]++;
+	}
+	/* Weights 1 : 0.1, 1 : 0.5, 1 : 1 of 1000 picks */
+	CHECK(picks[0][1] >= 85 && picks[0][1] <= 95);
+	CHECK(picks[1][1] >= 328 && picks[1][1] <= 338);
+	CHECK(picks[2][1] == 500);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
 int main(void)
 {
 	RUN(test_round_robin_visits_servers_in_turn);
 	RUN(test_failed_server_is_skipped_until_backoff_ends);
 	RUN(test_no_server_when_all_are_backing_off);
 	RUN(test_consecutive_failures_take_a_server_out_for_a_growing_cool_down);
+	RUN(test_slow_start_ramps_a_returning_server_up);
 	UNIT_EXIT();
 }

@@ -1048,14 +1048,11 @@ static void load_listeners(struct vctx *v, struct config *cfg)
 			if (!cfg->has_sites)
 				fail(v, &pp, "%s: no pool, and no sites to route by", label);
 		} else {
-			size_t k = 0;
-			while (k < cfg->npools && strcmp(cfg->pools[k].name, pool))
-				k++;
-			if (k == cfg->npools) {
+			l->pool = find_pool(cfg, pool);
+			if (l->pool == SIZE_MAX) {
 				path_push(&pp, pool, true);
 				fail(v, &pp, "%s: unknown pool \"%s\"", label, pool);
 			}
-			l->pool = k;
 		}
 		lua_pop(L, 2);
 	}

@@ -549,6 +549,25 @@ class Sluice:
             raise AssertionError("sluice did not exit within %.1fs" % timeout)
 
 
+def _assemble(listeners, pools, sites, timeouts, limits, access_log, log_level, extra):
+    """The config dict both Env.config and Env.routed_config build, keys in this order."""
+    t = dict(DEFAULT_TIMEOUTS)
+    t.update(timeouts or {})
+    lim = dict(DEFAULT_LIMITS)
+    lim.update(limits or {})
+    cfg = {"listeners": listeners, "pools": pools}
+    if sites is not None:
+        cfg["sites"] = sites
+    cfg.update({
+        "timeouts": t,
+        "limits": lim,
+        "access_log": access_log if access_log else False,
+        "log_level": log_level,
+    })
+    cfg.update(extra or {})
+    return cfg
+
+
 class Env:
     """Per-test environment: temp dir, processes, cleanup."""
 
@@ -614,22 +633,10 @@ class Env:
         srv = [s.addr if isinstance(s, Backend) else s for s in servers]
         p = {"servers": srv, "keepalive": 64, "keepalive_timeout": 60, "connect_backoff": 2}
         p.update(pool or {})
-        t = dict(DEFAULT_TIMEOUTS)
-        t.update(timeouts or {})
-        lim = dict(DEFAULT_LIMITS)
-        lim.update(limits or {})
         if listeners is None:
             listeners = [{"address": "127.0.0.1:%d" % free_port(), "pool": "web"}]
-        cfg = {
-            "listeners": listeners,
-            "pools": {"web": p},
-            "timeouts": t,
-            "limits": lim,
-            "access_log": access_log if access_log else False,
-            "log_level": log_level,
-        }
-        cfg.update(extra or {})
-        return cfg
+        return _assemble(listeners, {"web": p}, None, timeouts, limits, access_log,
+                         log_level, extra)
 
     def routed_config(self, pools, sites, timeouts=None, limits=None, access_log=None,
                       log_level="info", listeners=None, extra=None):
@@ -651,23 +658,9 @@ class Env:
             p = dict(p) if isinstance(p, dict) else {"servers": list(p)}
             p["servers"] = [server(x) for x in p["servers"]]
             ps[name] = p
-        t = dict(DEFAULT_TIMEOUTS)
-        t.update(timeouts or {})
-        lim = dict(DEFAULT_LIMITS)
-        lim.update(limits or {})
         if listeners is None:
             listeners = [{"address": "127.0.0.1:%d" % free_port()}]
-        cfg = {
-            "listeners": listeners,
-            "pools": ps,
-            "sites": sites,
-            "timeouts": t,
-            "limits": lim,
-            "access_log": access_log if access_log else False,
-            "log_level": log_level,
-        }
-        cfg.update(extra or {})
-        return cfg
+        return _assemble(listeners, ps, sites, timeouts, limits, access_log, log_level, extra)
 
     def sluice(self, servers=None, config=None, config_text=None, wait=True, **kw):
         """Starts sluice.  Either servers (+ config() keywords), a config dict or Lua text."""

@@ -16,8 +16,21 @@ return {
       max_backoff = 30,        -- ... doubled for each outage in a row, up to this
       max_fails = 1,           -- consecutive failures (refused, reset, no answer) that take it out
       max_requests = 0,        -- requests per backend connection before it is replaced (0: no limit)
-      slow_start = 0,          -- seconds over which a server back in ramps up its weight (0: off;
-                               -- weighted, least_conn and random2 balancing)
+      slow_start = 0,          -- seconds over which a server back in ramps up its weight (0: off)
+      max_connections = 0,     -- requests in flight to the whole pool (0: no limit); servers may
+                               -- have their own: { address = "...", max_connections = 50 }
+      queue = {                -- requests beyond max_connections wait here
+        size = 1000,           -- more waiting: 503 at once
+        timeout = 5,           -- waited longer: 503
+        retry_after = 1,       -- the Retry-After of those 503s (0: none)
+      },
+      retry = {                -- connect failures are always retried on another server
+        on = { "error", "timeout" },  -- and, for idempotent requests, these (or statuses: 503)
+        tries = 3,             -- attempts per request, the first included
+        buffer = 65536,        -- request body bytes kept to send again
+        budget = 20,           -- retries at most this percent of requests ...
+        budget_min = 10,       -- ... or this many per second
+      },
     },
   },
 

@@ -368,10 +368,14 @@ int config_parse_addr(const char *text, struct cfg_addr *out, char *err, size_t 
 
 /* --- sections --- */
 
-/* One entry of servers: "host:port" or { address = "host:port", weight = 1, backup = false, drain = false }. */
+/*
+ * One entry of servers: "host:port" or
+ * { address = "host:port", weight = 1, backup = false, drain = false, max_connections = 0 }.
+ */
 static void load_server(struct vctx *v, const struct section *s, size_t i, struct cfg_server *srv)
 {
-	static const char *const keys[] = {"address", "weight", "backup", "drain", NULL};
+	static const char *const keys[] = {"address", "weight", "backup", "drain", "max_connections",
+					   NULL};
 	lua_State *L = v->L;
 	struct cfg_path p = s->path;
 	path_push(&p, "servers", false);
@@ -402,6 +406,7 @@ static void load_server(struct vctx *v, const struct section *s, size_t i, struc
 	struct section ss = {.label = label, .path = p};
 	check_keys(v, idx, &ss, keys);
 	get_size(v, idx, &ss, "weight", 1, 1000, &srv->weight);
+	get_size(v, idx, &ss, "max_connections", 0, 1e6, &srv->max_connections);
 	lua_getfield(L, idx, "backup");
 	srv->backup = lua_toboolean(L, -1);
 	lua_getfield(L, idx, "drain");
@@ -480,6 +485,90 @@ static void load_health(struct vctx *v, struct cfg_pool *pool, int idx, const st
 	lua_pop(L, 1);
 }
 
+/* queue = { size = 1000, timeout = 5, retry_after = 1 } */
+static void load_queue(struct vctx *v, struct cfg_pool *pool, int idx, const struct section *ps)
+{
+	static const char *const keys[] = {"size", "timeout", "retry_after", NULL};
+	pool->queue = (struct cfg_queue){.size = 1000, .timeout_ms = 5000, .retry_after_s = 1};
+	if (!get_table(v, idx, ps, "queue", false))
+		return;
+	char label[200];
+	snprintf(label, sizeof(label), "%.150s: queue", ps->label);
+	struct section s = {.label = label, .path = ps->path};
+	path_push(&s.path, "queue", false);
+	int t = lua_gettop(v->L);
+	check_keys(v, t, &s, keys);
+	get_size(v, t, &s, "size", 0, 1e6, &pool->queue.size);
+	get_seconds(v, t, &s, "timeout", &pool->queue.timeout_ms);
+	get_size(v, t, &s, "retry_after", 0, 86400, &pool->queue.retry_after_s);
+	lua_pop(v->L, 1);
+}
+
+/* One entry of retry.on: "error", "timeout" or a status from 400 to 599. */
+static void load_retry_condition(struct vctx *v, struct cfg_retry *r, const struct section *s,
+				 size_t i)
+{
+	lua_State *L = v->L;
+	const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	double status = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+	if (name && !strcmp(name, "error")) {
+		r->on_error = true;
+	} else if (name && !strcmp(name, "timeout")) {
+		r->on_timeout = true;
+	} else if (status >= 400 && status < 600 && status == (double)(int)status) {
+		unsigned bit = (unsigned)status - 400;
+		r->on_status[bit / 64] |= 1ull << (bit % 64);
+	} else {
+		char d[64];
+		struct cfg_path p = s->path;
+		if (name)
+			path_push(&p, name, true);
+		fail(v, &p, "%s: on entry %zu must be \"error\", \"timeout\" or a status from 400 to 599, "
+			    "got %s",
+		     s->label, i, describe(L, -1, d, sizeof(d)));
+	}
+}
+
+/* retry = { on = { "error", "timeout", 503 }, tries = 3, buffer = 65536, budget = 20, budget_min = 10 } */
+static void load_retry(struct vctx *v, struct cfg_pool *pool, int idx, const struct section *ps)
+{
+	static const char *const keys[] = {"on", "tries", "buffer", "budget", "budget_min", NULL};
+	lua_State *L = v->L;
+	struct cfg_retry *r = &pool->retry;
+	*r = (struct cfg_retry){.tries = 3, .buffer = 65536, .budget_percent = 20, .budget_min = 10};
+	if (!get_table(v, idx, ps, "retry", false))
+		return;
+	char label[200];
+	snprintf(label, sizeof(label), "%.150s: retry", ps->label);
+	struct section s = {.label = label, .path = ps->path};
+	path_push(&s.path, "retry", false);
+	int t = lua_gettop(L);
+	check_keys(v, t, &s, keys);
+	get_size(v, t, &s, "tries", 1, CFG_MAX_TRIES, &r->tries);
+	get_size(v, t, &s, "buffer", 0, 1 << 30, &r->buffer);
+	get_size(v, t, &s, "budget", 0, 100, &r->budget_percent);
+	get_size(v, t, &s, "budget_min", 0, 1e6, &r->budget_min);
+	lua_getfield(L, t, "on");
+	if (lua_isnil(L, -1)) {
+		/* A retry table says retries are wanted: these two are safe for idempotent requests. */
+		r->on_error = r->on_timeout = true;
+	} else if (!lua_istable(L, -1)) {
+		struct cfg_path p = s.path;
+		path_push(&p, "on", false);
+		fail(v, &p, "%s: on must be a list such as { \"error\", \"timeout\", 503 }", label);
+	} else {
+		struct section on = {.label = label, .path = s.path};
+		path_push(&on.path, "on", false);
+		size_t n = lua_objlen(L, -1);
+		for (size_t i = 1; i <= n; i++) {
+			lua_rawgeti(L, -1, (int)i);
+			load_retry_condition(v, r, &on, i);
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 2);
+}
+
 static const char *const balance_names[] = {
 	[BALANCE_ROUND_ROBIN] = "round_robin", [BALANCE_WEIGHTED] = "weighted",
 	[BALANCE_LEAST_CONN] = "least_conn",   [BALANCE_RANDOM2] = "random2",
@@ -533,7 +622,8 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
 					   "connect_backoff", "max_backoff", "max_fails",
 					   "max_requests",    "slow_start",  "balance",
-					   "hash",	      "health",	     NULL};
+					   "hash",	      "health",	     "max_connections",
+					   "queue",	      "retry",	     NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	char label[160];
@@ -559,6 +649,9 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 	get_size(v, idx, &s, "max_requests", 0, 1e9, &pool->max_requests);
 	get_number(v, idx, &s, "slow_start", 1000.0, 0, 86400.0, "a number of seconds, 0 for off",
 		   &pool->slow_start_ms);
+	get_size(v, idx, &s, "max_connections", 0, 1e7, &pool->max_connections);
+	load_queue(v, pool, idx, &s);
+	load_retry(v, pool, idx, &s);
 	if (pool->max_backoff_ms < pool->connect_backoff_ms) {
 		struct cfg_path p = s.path;
 		path_push(&p, "max_backoff", false);

@@ -26,6 +26,7 @@ struct cfg_server {
 	uint32_t weight;
 	bool backup; /* only when no other server is usable */
 	bool drain;  /* no new requests */
+	uint32_t max_connections; /* requests in flight at once; 0: no limit */
 };
 
 /* Active health checks of a pool's servers. */
@@ -39,6 +40,40 @@ struct cfg_health {
 	uint32_t status_min, status_max;
 	char *body; /* a substring the response body must contain, or NULL */
 };
+
+/* Requests beyond a pool's or its servers' max_connections wait here, in order. */
+struct cfg_queue {
+	uint32_t size;		 /* waiting requests at most; the next gets 503 at once */
+	uint32_t timeout_ms;	 /* a request waiting longer gets 503 */
+	uint32_t retry_after_s;	 /* the Retry-After of those 503s */
+};
+
+/* Most attempts one request makes (the first included); bounds the tried-server list. */
+#define CFG_MAX_TRIES 8
+
+/*
+ * Retries. A failed connect (or a pooled connection found closed) is retried
+ * whatever the method; these settings say when a request that reached a
+ * backend may be sent again: idempotent, nothing answered to the client yet,
+ * its body still held whole.
+ */
+struct cfg_retry {
+	uint32_t tries;		 /* attempts per request, the first included */
+	bool on_error;		 /* the backend closed or reset before a response head */
+	bool on_timeout;	 /* no response head within backend_response */
+	uint64_t on_status[4];	 /* bit (status - 400): retry on that answer */
+	uint32_t buffer;	 /* request body bytes kept for a replay */
+	uint32_t budget_percent; /* retries at most this share of the pool's requests ... */
+	uint32_t budget_min;	 /* ... or this many per second, whichever is more */
+};
+
+static inline bool cfg_retry_on_status(const struct cfg_retry *r, unsigned status)
+{
+	if (status < 400 || status >= 600)
+		return false;
+	unsigned bit = status - 400;
+	return r->on_status[bit / 64] >> (bit % 64) & 1;
+}
 
 /* What balance = "hash" hashes. */
 enum hash_by { HASH_CLIENT, HASH_HOST, HASH_HEADER, HASH_COOKIE };
@@ -54,6 +89,9 @@ struct cfg_pool {
 	uint32_t max_fails;	     /* consecutive failures that take a server out */
 	uint32_t max_requests;	     /* per backend connection; 0: no limit */
 	uint32_t slow_start_ms;	     /* a server back in ramps its weight up over this; 0: off */
+	uint32_t max_connections;    /* requests in flight to the whole pool; 0: no limit */
+	struct cfg_queue queue;
+	struct cfg_retry retry;
 	enum balance_algo balance;
 	enum hash_by hash_by;
 	char *hash_name; /* header or cookie name */

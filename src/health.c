@@ -32,7 +32,7 @@ static void check_finish(struct health_check *hc, bool ok, const char *why)
 		hc->fail_streak = 0;
 		if (srv->check_down && ++hc->ok_streak >= h->rise) {
 			srv->check_down = false;
-			srv->back_since_ms = loop_now_ms(hc->up->loop);
+			upstream_server_back(hc->up, srv);
 			log_warn("server %s: health check passed %u times in a row; back in",
 				 srv->cfg->addr.text, hc->ok_streak);
 		}

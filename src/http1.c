@@ -88,7 +88,13 @@ struct txn {
 
 	struct buf req_head;	/* rewritten request head; kept whole for a replay */
 	uint32_t req_head_sent;
-	uint64_t req_body_sent;
+	uint64_t body_consumed;	/* request body bytes taken from the client's buffer */
+	/* The request body sent so far, kept (up to retry.buffer) to send it again. */
+	struct {
+		char *data;
+		uint32_t len, cap, sent;
+		bool keep; /* still keeping: the pool retries and it fitted so far */
+	} replay;
 	struct buf rsp_buf;	/* bytes from the backend; response body is forwarded from here */
 	uint32_t rsp_parsed;	/* index in rsp_buf.data: bytes before it were fed to llhttp */
 	uint32_t rsp_fwd;	/* index: bytes from head to here go to the client */
@@ -113,9 +119,8 @@ struct txn {
 	bool rsp_started;	/* a response byte arrived: the request can no longer be replayed */
 	bool backend_eof;
 	bool absolute_form;	/* the target named its authority: it is the Host */
-	uint8_t attempts;
 	size_t pool;		/* index into the config's pools */
-	uint64_t key_hash;	/* what balance = "hash" maps to a server */
+	struct upstream_request ureq; /* servers tried, place in the pool's queue */
 	const struct route *route; /* NULL for a listener with a pool of its own */
 	struct span target;	/* origin-form part of the request target, in the head */
 	struct span host;	/* Host, or the absolute-form authority, in the head */
@@ -125,9 +130,10 @@ struct txn {
 	const struct header_rules *hook_rules; /* while the head is rewritten */
 	int32_t forced_server;	/* a server the hook named, or -1 */
 	uint16_t status;
-	uint16_t last_status; /* what the last failed attempt would answer */
+	uint16_t last_status; /* what the last failed attempt would answer, and why */
+	const char *last_why;
 	uint64_t start_us;
-	uint64_t phase_since_ms; /* connect start, or request fully sent */
+	uint64_t phase_since_ms; /* queued, connect start, or request fully sent */
 	uint64_t last_io_ms;
 	uint64_t bytes_to_client;
 	char *log_method_target; /* "METHOD TARGET" for the access log */
@@ -502,8 +508,10 @@ static void txn_free(struct client *c)
 	struct txn *t = c->txn;
 	if (!t)
 		return;
+	upstream_dequeue(&t->gen->up, &t->ureq);
 	if (t->bc)
 		upstream_release(t->bc, false);
+	free(t->replay.data);
 	buf_release(&t->req_head, pool_of(c));
 	buf_release(&t->rsp_buf, pool_of(c));
 	buf_release(&t->rsp_head, pool_of(c));
@@ -571,6 +579,7 @@ static void txn_fail(struct client *c, int status, const char *why)
 	const char *mt = t->log_method_target;
 	log_warn("%s %s: %d %s: %s%s%s", c->addr, mt ? mt : "-", status, reason_phrase(status), why,
 		 t->srv ? " server " : "", t->srv ? t->srv->cfg->addr.text : "");
+	upstream_dequeue(&t->gen->up, &t->ureq);
 	if (t->bc) {
 		upstream_release(t->bc, false);
 		t->bc = NULL;
@@ -590,10 +599,15 @@ static void txn_fail(struct client *c, int status, const char *why)
 		return;
 	}
 	const char *reason = reason_phrase(status);
+	append_fmt(&t->rsp_head, pool_of(c), "HTTP/1.1 %d %s\r\n", status, reason);
+	/* The pool is full or down: tell clients when it is worth asking again (RFC 9110 10.2.3). */
+	uint32_t retry_after = t->ureq.wake ? t->gen->cfg->pools[t->pool].queue.retry_after_s : 0;
+	if (status == 503 && retry_after)
+		append_fmt(&t->rsp_head, pool_of(c), "Retry-After: %u\r\n", retry_after);
 	append_fmt(&t->rsp_head, pool_of(c),
-		   "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-		   "Connection: close\r\n\r\n%d %s\n",
-		   status, reason, strlen(reason) + 5, status, reason);
+		   "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
+		   "%d %s\n",
+		   strlen(reason) + 5, status, reason);
 	t->status = (uint16_t)status;
 	t->rsp_head_done = true;
 	t->rsp_complete = true;
@@ -651,6 +665,8 @@ static uint64_t client_deadline(const struct client *c)
 	case CS_LINGER:
 		return c->state_since_ms + MIN(LINGER_MS, to->idle_ms);
 	case CS_TXN:
+		if (upstream_queued(&t->ureq))
+			return t->phase_since_ms + t->gen->cfg->pools[t->pool].queue.timeout_ms;
 		if (t->connecting)
 			return t->phase_since_ms + to->backend_connect_ms;
 		if (t->req_sent && !t->rsp_head_done)
@@ -668,7 +684,17 @@ static void client_arm_timer(struct client *c)
 		timer_arm_at(c->w->loop, &c->timer, d);
 }
 
-static void backend_failed(struct client *c, int status, const char *why);
+/* Why an attempt on a backend failed, as retry.on names it. */
+enum failure { FAIL_CONNECT, FAIL_ERROR, FAIL_TIMEOUT, FAIL_STATUS };
+
+static void backend_failed(struct client *c, int status, const char *why, enum failure cause);
+
+/* Whether request bytes we hold are waiting for the backend to take them. */
+static bool request_bytes_waiting(const struct client *c, const struct txn *t)
+{
+	return t->req_head_sent < t->req_head.tail || t->replay.sent < t->replay.len ||
+	       (c->in.data && c->in_parsed > c->in.head);
+}
 
 static void client_timed_out(struct client *c)
 {
@@ -682,11 +708,14 @@ static void client_timed_out(struct client *c)
 		txn_fail(c, 408, "client sent no complete request head in time");
 		break;
 	case CS_TXN:
-		if (t->connecting) {
-			backend_failed(c, 504, "backend connect timed out");
+		if (upstream_queued(&t->ureq)) {
+			txn_fail(c, 503, "waited in the pool's queue for too long");
+		} else if (t->connecting) {
+			backend_failed(c, 504, "backend connect timed out", FAIL_CONNECT);
 		} else if (t->req_sent && !t->rsp_head_done) {
-			/* Not held against the server: one slow URL must not take a whole server out. */
-			txn_fail(c, 504, "backend sent no response head in time");
+			backend_failed(c, 504, "backend sent no response head in time", FAIL_TIMEOUT);
+		} else if (!t->rsp_head_done && request_bytes_waiting(c, t)) {
+			backend_failed(c, 504, "backend stopped reading the request", FAIL_TIMEOUT);
 		} else if (!t->rsp_head_done) {
 			txn_fail(c, 408, "client stopped sending the request body");
 		} else {
@@ -718,72 +747,143 @@ static void backend_on_io(struct bconn *bc)
 	client_run(t->c);
 }
 
-/* Lends the transaction a backend connection, trying each server of the pool once. */
+/* A queued request got a slot: carry on from the loop, not from inside upstream. */
+static void txn_wake(struct upstream_request *r)
+{
+	struct txn *t = container_of(r, struct txn, ureq);
+	loop_queue(t->c->w->loop, &t->c->resume);
+}
+
+static const struct cfg_pool *pool_cfg(const struct txn *t)
+{
+	return &t->gen->cfg->pools[t->pool];
+}
+
+/*
+ * Whether the request can be sent again exactly as before: its head and
+ * every body byte sent are still held, and nothing of an answer (not even
+ * a 100 Continue) has gone to the client.
+ */
+static bool replayable(const struct txn *t)
+{
+	return t->req_head.data && t->body_consumed == t->replay.len && !t->rsp_head_done &&
+	       !buf_len(&t->rsp_head) && t->bytes_to_client == 0 && !t->tunnel;
+}
+
+/*
+ * Whether a failed attempt may be followed by another, on a server not yet
+ * tried: a failed connect always, a request that reached the backend only
+ * if idempotent, replayable and named by retry.on. Within retry.tries and
+ * the pool's retry budget, which a yes spends.
+ */
+static bool retry_allowed(struct client *c, struct txn *t, enum failure cause)
+{
+	const struct cfg_retry *rc = &pool_cfg(t)->retry;
+	struct upstream *up = &t->gen->up;
+	if (cause != FAIL_CONNECT && !(t->idempotent && replayable(t)))
+		return false;
+	if ((cause == FAIL_ERROR && !rc->on_error) || (cause == FAIL_TIMEOUT && !rc->on_timeout))
+		return false;
+	if (t->ureq.ntried >= rc->tries || !upstream_untried_left(up, &t->ureq))
+		return false;
+	if (!upstream_may_retry(up, t->pool)) {
+		log_info("%s: pool \"%s\": retry budget spent; no retry", c->addr, pool_cfg(t)->name);
+		return false;
+	}
+	return true;
+}
+
+/* Lends the transaction a backend connection, or queues it, or answers why it cannot. */
 static void txn_connect(struct client *c)
 {
 	struct txn *t = c->txn;
 	struct upstream *up = &t->gen->up;
-	size_t nservers = up->pools[t->pool].cfg->nservers;
-	while (t->attempts < nservers) {
-		struct server_rt *srv = t->forced_server >= 0
-						? upstream_server(up, t->pool, (size_t)t->forced_server)
-						: upstream_pick(up, t->pool, t->key_hash);
+	for (;;) {
+		bool busy;
+		struct server_rt *srv = upstream_pick(up, &t->ureq, &busy);
+		if (!srv && busy) {
+			if (upstream_enqueue(up, &t->ureq) < 0) {
+				txn_fail(c, 503, "the pool's queue is full");
+				return;
+			}
+			t->phase_since_ms = now_ms(c);
+			return;
+		}
 		if (!srv)
 			break;
-		t->attempts++;
 		t->srv = srv;
 		int err;
 		struct bconn *bc = upstream_acquire(up, srv, t, backend_on_io, &err);
-		if (!bc) {
-			upstream_server_failed(up, srv, "connect failed");
-			log_debug("connect to %s failed: %s", srv->cfg->addr.text, strerror(-err));
-			continue;
+		if (bc) {
+			t->bc = bc;
+			t->connecting = (bc->conn.flags & CONN_CONNECTING) != 0;
+			t->phase_since_ms = now_ms(c);
+			t->last_io_ms = now_ms(c);
+			return;
 		}
-		t->bc = bc;
-		t->connecting = (bc->conn.flags & CONN_CONNECTING) != 0;
-		t->phase_since_ms = now_ms(c);
-		t->last_io_ms = now_ms(c);
-		return;
+		upstream_server_failed(up, srv, "connect failed");
+		log_debug("connect to %s failed: %s", srv->cfg->addr.text, strerror(-err));
+		t->last_status = 502;
+		t->last_why = "backend connect failed";
+		if (!retry_allowed(c, t, FAIL_CONNECT))
+			break;
 	}
-	if (t->attempts == 0)
+	if (t->ureq.ntried == 0)
 		txn_fail(c, 503, "no usable server in the pool");
-	else if (t->last_status == 504)
-		txn_fail(c, 504, "backend connect timed out");
 	else
-		txn_fail(c, 502, "backend unreachable");
+		txn_fail(c, t->last_status, t->last_why);
+}
+
+/* Forgets the failed attempt (keeping the request and its replay copy) and makes the next. */
+static void retry_elsewhere(struct client *c, struct txn *t, int status, const char *why)
+{
+	log_info("%s %s: %s%s%s; trying again", c->addr,
+		 t->log_method_target ? t->log_method_target : "-", why, t->srv ? " server " : "",
+		 t->srv ? t->srv->cfg->addr.text : "");
+	if (t->bc) {
+		upstream_release(t->bc, false);
+		t->bc = NULL;
+	}
+	t->connecting = false;
+	t->req_head_sent = 0;
+	t->replay.sent = 0;
+	t->req_sent = false;
+	buf_release(&t->rsp_buf, pool_of(c));
+	t->rsp_parsed = t->rsp_fwd = 0;
+	memset(&t->rsp, 0, sizeof(t->rsp));
+	t->rparser.data = NULL;
+	t->rsp_started = false;
+	t->rsp_parse_pending = false;
+	t->backend_eof = false;
+	t->last_status = (uint16_t)status;
+	t->last_why = why;
+	txn_connect(c);
 }
 
 /*
- * The backend connection failed before it answered anything. A connection
- * that never carried this request (connect failed) is retried on another
- * server. So is an idempotent request on a reused keep-alive connection the
- * backend closed (the race every pooled proxy has) when it can be sent again
- * whole: its head is kept until the response starts, and no body byte has
- * been forwarded. Anything else may have been acted on: 502, never a retry.
+ * An attempt failed before anything of an answer reached the client. An
+ * idempotent request on a reused keep-alive connection that the backend
+ * closed (the race every pooled proxy has) is sent again whatever retry
+ * says, if it can be sent whole, and without counting it against the
+ * server. Anything else counts as a failure of the server and is retried
+ * only as retry_allowed() says; otherwise the client gets status.
  */
-static void backend_failed(struct client *c, int status, const char *why)
+static void backend_failed(struct client *c, int status, const char *why, enum failure cause)
 {
 	struct txn *t = c->txn;
-	bool was_connecting = t->connecting;
-	bool stale = !was_connecting && t->bc->reused && t->idempotent && t->req_body_sent == 0 &&
-		     !t->rsp_started && t->req_head.data;
-	/* A pooled connection the backend had closed says nothing about the server now. */
-	if (!stale)
-		upstream_server_failed(&t->gen->up, t->srv, why);
-	upstream_release(t->bc, false);
-	t->bc = NULL;
-	t->connecting = false;
-	if (!was_connecting && !stale) {
-		txn_fail(c, status, why);
+	bool stale = cause == FAIL_ERROR && t->bc->reused && t->idempotent && !t->rsp_started &&
+		     replayable(t);
+	if (stale) {
+		/* Not an attempt: each stale pooled connection is closed on the way, so this ends. */
+		t->ureq.ntried--;
+		retry_elsewhere(c, t, status, why);
 		return;
 	}
-	/* Each stale pooled connection is closed on the way, so this ends. */
-	if (stale && t->attempts)
-		t->attempts--;
-	t->req_head_sent = 0;
-	t->req_sent = false;
-	t->last_status = status;
-	txn_connect(c);
+	upstream_server_failed(&t->gen->up, t->srv, why);
+	if (retry_allowed(c, t, cause))
+		retry_elsewhere(c, t, status, why);
+	else
+		txn_fail(c, status, why);
 }
 
 /* --- request head --- */
@@ -1207,7 +1307,12 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 		status = route_answer(c, t, base, &why);
 	}
 	if (!status && !local) {
-		t->key_hash = balance_key(c, t, base);
+		upstream_request_init(&t->ureq, t->pool, balance_key(c, t, base), t->forced_server,
+				      txn_wake);
+		const struct cfg_retry *rc = &pool_cfg(t)->retry;
+		t->replay.keep = t->idempotent && rc->buffer &&
+				 (rc->on_error || rc->on_timeout || rc->on_status[0] || rc->on_status[1] ||
+				  rc->on_status[2] || rc->on_status[3]);
 		if (!build_request_head(c, t, base)) {
 			status = 431;
 			why = "request head too large once rewritten";
@@ -1228,8 +1333,10 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 	llhttp_resume(&c->parser);
 	t->req_parse_pending = true;
 	t->last_io_ms = now_ms(c);
-	if (!local)
+	if (!local) {
+		upstream_count_request(&t->gen->up, t->pool);
 		txn_connect(c);
+	}
 }
 
 static void fail_parse(struct client *c, struct txn *t, llhttp_errno_t err)
@@ -1274,6 +1381,7 @@ static int client_head_step(struct client *c)
 		t->c = c;
 		t->gen = worker_gen_get(c->w);
 		t->start_us = loop_clock_us();
+		list_init(&t->ureq.queue_link);
 		c->txn = t;
 		c->state = CS_HEAD;
 		c->state_since_ms = now_ms(c);
@@ -1358,6 +1466,13 @@ static int response_head_done(struct client *c, struct txn *t, uint32_t head_len
 			txn_fail(c, 502, "interim response head too large");
 			return -1;
 		}
+	} else if (cfg_retry_on_status(&pool_cfg(t)->retry, (unsigned)status) &&
+		   retry_allowed(c, t, FAIL_STATUS)) {
+		/* Its answer is dropped unread: the connection goes with it. */
+		const char *retry_why = "backend answered with a status that retry.on names";
+		upstream_server_failed(&t->gen->up, t->srv, retry_why);
+		retry_elsewhere(c, t, status, retry_why);
+		return -1;
 	} else {
 		t->status = (uint16_t)status;
 		upstream_server_ok(&t->gen->up, t->srv);
@@ -1488,25 +1603,69 @@ static int client_write(struct client *c, struct txn *t)
 	return 1;
 }
 
-/* Writes the request head and body bytes to the backend. Returns 1 on progress, 0 none, -1 failed. */
+/* No replay from here on: the copy goes, and with it any chance to send the body again. */
+static void replay_drop(struct txn *t)
+{
+	free(t->replay.data);
+	t->replay.data = NULL;
+	t->replay.len = t->replay.cap = t->replay.sent = 0;
+	t->replay.keep = false;
+}
+
+/* Keeps body bytes sent for a replay, while they fit in retry.buffer; else gives up on replays. */
+static void replay_keep(struct txn *t, const char *data, size_t len)
+{
+	uint32_t limit = pool_cfg(t)->retry.buffer;
+	if (!t->replay.keep)
+		return;
+	if (len > limit - t->replay.len) {
+		replay_drop(t);
+		return;
+	}
+	uint32_t need = t->replay.len + (uint32_t)len;
+	if (need > t->replay.cap) {
+		uint32_t cap = MAX(need, MIN(limit, MAX(t->replay.cap * 2, 4096u)));
+		char *p = realloc(t->replay.data, cap);
+		if (!p) {
+			replay_drop(t);
+			return;
+		}
+		t->replay.data = p;
+		t->replay.cap = cap;
+	}
+	memcpy(t->replay.data + t->replay.len, data, len);
+	t->replay.len = need;
+	t->replay.sent = need;
+}
+
+/*
+ * Writes the request to the backend: the rest of the head, then the body
+ * bytes a replay still owes, then the body bytes the client sent since.
+ * Returns 1 on progress, 0 none, -1 failed.
+ */
 static int backend_write(struct client *c, struct txn *t)
 {
 	struct bconn *bc = t->bc;
 	if (!bc || t->connecting || !(bc->conn.flags & CONN_WRITABLE))
 		return 0;
-	struct iovec iov[2];
+	struct iovec iov[3];
 	int n = 0;
 	size_t head_left = t->req_head.data ? t->req_head.tail - t->req_head_sent : 0;
 	if (head_left)
 		iov[n++] = (struct iovec){t->req_head.data + t->req_head_sent, head_left};
-	size_t body = c->in.data ? (t->tunnel ? buf_len(&c->in) : c->in_parsed - c->in.head) : 0;
+	size_t replay_left = t->replay.len - t->replay.sent;
+	if (replay_left)
+		iov[n++] = (struct iovec){t->replay.data + t->replay.sent, replay_left};
+	size_t body = 0;
+	if (c->in.data && !replay_left)
+		body = t->tunnel ? buf_len(&c->in) : c->in_parsed - c->in.head;
 	if (body)
 		iov[n++] = (struct iovec){buf_start(&c->in), body};
 	if (n == 0)
 		return 0;
 	ssize_t w = conn_sendv(&bc->conn, iov, n);
 	if (w < 0) {
-		backend_failed(c, 502, "backend write failed");
+		backend_failed(c, 502, "backend write failed", FAIL_ERROR);
 		return -1;
 	}
 	if (w == 0)
@@ -1514,9 +1673,14 @@ static int backend_write(struct client *c, struct txn *t)
 	t->last_io_ms = now_ms(c);
 	size_t from_head = MIN_SIZE((size_t)w, head_left);
 	t->req_head_sent += (uint32_t)from_head;
-	size_t from_body = (size_t)w - from_head;
+	size_t from_replay = MIN_SIZE((size_t)w - from_head, replay_left);
+	t->replay.sent += (uint32_t)from_replay;
+	size_t from_body = (size_t)w - from_head - from_replay;
 	if (from_body) {
-		t->req_body_sent += from_body;
+		if (!t->tunnel) {
+			t->body_consumed += from_body;
+			replay_keep(t, buf_start(&c->in), from_body);
+		}
 		buf_consume(&c->in, from_body);
 		if (c->in.head == c->in.tail) {
 			c->in_parsed = 0;
@@ -1575,7 +1739,13 @@ static int backend_read(struct client *c, struct txn *t)
 	}
 	if (!t->rsp_started) {
 		backend_failed(c, 502, n == IO_EOF ? "backend closed the connection without answering"
-						    : "backend reset the connection");
+						    : "backend reset the connection",
+			       FAIL_ERROR);
+		return -1;
+	}
+	if (!t->rsp.headers_done) {
+		backend_failed(c, 502, "backend closed the connection in the middle of the response head",
+			       FAIL_ERROR);
 		return -1;
 	}
 	t->backend_eof = true;
@@ -1586,10 +1756,11 @@ static int backend_read(struct client *c, struct txn *t)
 			return 1;
 		}
 	}
-	if (!t->rsp_head_done)
-		txn_fail(c, 502, "backend closed the connection in the middle of the response head");
-	else
-		client_close(c); /* a truncated body: closing is the only way to tell the client */
+	/* A truncated body: closing is the only way to tell the client. */
+	upstream_server_failed(&t->gen->up, t->srv,
+			       n == IO_EOF ? "backend closed the connection in the middle of the response"
+					   : "backend reset the connection in the middle of the response");
+	client_close(c);
 	return -1;
 }
 
@@ -1675,11 +1846,15 @@ static int txn_step(struct client *c)
 	struct txn *t = c->txn;
 	int progress = 0, r;
 
+	if (t->ureq.granted) {
+		txn_connect(c);
+		return 1;
+	}
 	if (t->bc && t->connecting) {
 		int rc = conn_finish_connect(&t->bc->conn);
 		if (rc < 0) {
 			log_debug("connect to %s: %s", t->srv->cfg->addr.text, strerror(-rc));
-			backend_failed(c, 502, "backend connect failed");
+			backend_failed(c, 502, "backend connect failed", FAIL_CONNECT);
 			return 1;
 		}
 		if (rc == 0) {
@@ -1722,7 +1897,8 @@ static int txn_step(struct client *c)
 		return 1;
 	progress |= r;
 	if (t->req_complete && !t->req_sent && t->bc && !t->connecting &&
-	    t->req_head_sent == t->req_head.tail && c->in_parsed == c->in.head) {
+	    t->req_head_sent == t->req_head.tail && t->replay.sent == t->replay.len &&
+	    c->in_parsed == c->in.head) {
 		t->req_sent = true;
 		t->phase_since_ms = now_ms(c);
 		progress = 1;
@@ -1735,10 +1911,11 @@ static int txn_step(struct client *c)
 	if ((r = response_parse(c, t)) < 0)
 		return c->state == CS_CLOSED ? -1 : 1;
 	progress |= r;
-	/* The head was kept for a replay; once the response is under way there will be none. */
+	/* Head and body were kept for a replay; once the response is under way there will be none. */
 	if (t->rsp_head_done && t->req_head.data && t->req_head_sent == t->req_head.tail) {
 		buf_release(&t->req_head, pool_of(c));
 		t->req_head_sent = 0;
+		replay_drop(t);
 	}
 	if ((r = client_write(c, t)) < 0)
 		return -1;

@@ -6,6 +6,8 @@
 
 #include "log.h"
 
+static void dispatch(struct upstream *up, struct pool_rt *p);
+
 int upstream_init(struct upstream *up, struct loop *loop, const struct config *cfg)
 {
 	memset(up, 0, sizeof(*up));
@@ -23,8 +25,16 @@ int upstream_init(struct upstream *up, struct loop *loop, const struct config *c
 			upstream_destroy(up);
 			return -ENOMEM;
 		}
+		list_init(&p->queue);
+		/*
+		 * Round robin cannot ramp a server up; smooth weighted round robin
+		 * with equal weights visits servers in the same turn, and can.
+		 */
+		enum balance_algo algo = p->cfg->balance;
+		if (algo == BALANCE_ROUND_ROBIN && p->cfg->slow_start_ms)
+			algo = BALANCE_WEIGHTED;
 		p->balancer = (struct balancer){
-			.algo = p->cfg->balance,
+			.algo = algo,
 			.ring = p->cfg->balance == BALANCE_HASH ? &p->cfg->ring : NULL,
 			.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)p,
 		};
@@ -57,6 +67,7 @@ void upstream_destroy(struct upstream *up)
 	health_stop(up);
 	for (size_t i = 0; i < up->npools; i++) {
 		struct pool_rt *p = &up->pools[i];
+		BUG_ON(p->servers && !list_empty(&p->queue));
 		for (size_t k = 0; p->servers && k < p->cfg->nservers; k++)
 			while (!list_empty(&p->servers[k].idle))
 				bconn_destroy(container_of(p->servers[k].idle.next, struct bconn,
@@ -71,14 +82,14 @@ void upstream_destroy(struct upstream *up)
 
 /*
  * Weights are kept in hundredths so that a server in slow start can get a
- * small share (the algorithms only compare weights with each other). Round
- * robin ignores weights, and so slow start.
+ * small share (the algorithms only compare weights with each other). A
+ * round-robin pool has equal weights.
  */
 #define WEIGHT_SCALE 100
 
 static uint32_t effective_weight(const struct server_rt *s, uint64_t now)
 {
-	uint32_t full = s->cfg->weight * WEIGHT_SCALE;
+	uint32_t full = (s->pool->balance == BALANCE_ROUND_ROBIN ? 1 : s->cfg->weight) * WEIGHT_SCALE;
 	uint32_t ramp = s->pool->slow_start_ms;
 	if (!ramp || !s->back_since_ms || now >= s->back_since_ms + ramp)
 		return full;
@@ -86,18 +97,187 @@ static uint32_t effective_weight(const struct server_rt *s, uint64_t now)
 	return w ? (uint32_t)w : 1;
 }
 
-struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_hash)
+void upstream_request_init(struct upstream_request *r, size_t pool, uint64_t key_hash, int32_t only,
+			   void (*wake)(struct upstream_request *r))
 {
-	struct pool_rt *p = &up->pools[pool];
+	*r = (struct upstream_request){.pool = pool, .key_hash = key_hash, .only = only, .wake = wake};
+	list_init(&r->queue_link);
+}
+
+static bool server_full(const struct server_rt *s)
+{
+	uint32_t max = s->cfg->max_connections;
+	return max && s->bal->active + s->reserved >= max;
+}
+
+static bool pool_full(const struct pool_rt *p)
+{
+	return p->cfg->max_connections && p->active + p->reserved >= p->cfg->max_connections;
+}
+
+static bool was_tried(const struct upstream_request *r, size_t index)
+{
+	for (uint32_t i = 0; i < r->ntried; i++)
+		if (r->tried[i] == index)
+			return true;
+	return false;
+}
+
+/*
+ * Marks what r may not use and lets the balancer choose among the rest.
+ * *busy: some server was left out only for being at max_connections; then
+ * backups stay out too (they stand in for servers that are down, not busy).
+ */
+static ssize_t choose(struct upstream *up, struct pool_rt *p, const struct upstream_request *r,
+		      bool *busy)
+{
 	size_t n = p->cfg->nservers;
 	uint64_t now = loop_now_ms(up->loop);
+	bool primary_busy = false;
+	*busy = false;
 	for (size_t i = 0; i < n; i++) {
 		struct server_rt *s = &p->servers[i];
-		p->bal[i].down = s->down_until_ms > now || s->check_down;
+		bool out = s->down_until_ms > now || s->check_down || was_tried(r, i) ||
+			   (r->only >= 0 && (size_t)r->only != i);
+		bool full = !out && !s->cfg->drain && server_full(s);
+		*busy |= full;
+		primary_busy |= full && !s->cfg->backup;
+		p->bal[i].down = out || full;
 		p->bal[i].weight = effective_weight(s, now);
 	}
-	ssize_t k = balance_pick(&p->balancer, p->bal, n, &key_hash, sizeof(key_hash));
-	return k < 0 ? NULL : &p->servers[k];
+	for (size_t i = 0; primary_busy && i < n; i++)
+		p->bal[i].down |= p->servers[i].cfg->backup;
+	uint64_t key = r->key_hash;
+	return balance_pick(&p->balancer, p->bal, n, &key, sizeof(key));
+}
+
+static struct server_rt *take(struct pool_rt *p, struct upstream_request *r, size_t index)
+{
+	if (r->ntried < CFG_MAX_TRIES)
+		r->tried[r->ntried++] = (uint32_t)index;
+	return &p->servers[index];
+}
+
+struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r, bool *busy)
+{
+	struct pool_rt *p = &up->pools[r->pool];
+	*busy = false;
+	if (r->granted) {
+		struct server_rt *s = r->granted;
+		r->granted = NULL;
+		s->reserved--;
+		p->reserved--;
+		return take(p, r, (size_t)(s - p->servers));
+	}
+	/* Those queued first are served first. */
+	if (!list_empty(&p->queue) || pool_full(p)) {
+		*busy = true;
+		return NULL;
+	}
+	ssize_t k = choose(up, p, r, busy);
+	return k < 0 ? NULL : take(p, r, (size_t)k);
+}
+
+bool upstream_untried_left(struct upstream *up, const struct upstream_request *r)
+{
+	const struct pool_rt *p = &up->pools[r->pool];
+	uint64_t now = loop_now_ms(up->loop);
+	for (size_t i = 0; i < p->cfg->nservers; i++) {
+		const struct server_rt *s = &p->servers[i];
+		if (s->down_until_ms <= now && !s->check_down && !s->cfg->drain && !was_tried(r, i) &&
+		    (r->only < 0 || (size_t)r->only == i))
+			return true;
+	}
+	return false;
+}
+
+int upstream_enqueue(struct upstream *up, struct upstream_request *r)
+{
+	struct pool_rt *p = &up->pools[r->pool];
+	BUG_ON(upstream_queued(r) || r->granted);
+	if (p->queued >= p->cfg->queue.size)
+		return -ENOBUFS;
+	list_insert_tail(&p->queue, &r->queue_link);
+	p->queued++;
+	return 0;
+}
+
+void upstream_dequeue(struct upstream *up, struct upstream_request *r)
+{
+	struct pool_rt *p = &up->pools[r->pool];
+	if (upstream_queued(r)) {
+		list_remove(&r->queue_link);
+		p->queued--;
+	}
+	if (r->granted) {
+		r->granted->reserved--;
+		p->reserved--;
+		r->granted = NULL;
+		dispatch(up, p);
+	}
+}
+
+/*
+ * Grants free slots to queued requests, oldest first; one that can use
+ * none of them (its only server is full, or it tried the free ones) does
+ * not hold up those behind it.
+ */
+static void dispatch(struct upstream *up, struct pool_rt *p)
+{
+	while (!list_empty(&p->queue) && !pool_full(p)) {
+		struct upstream_request *r = NULL;
+		ssize_t k = -1;
+		for (struct list *l = p->queue.next; l != &p->queue && k < 0; l = l->next) {
+			bool busy;
+			r = container_of(l, struct upstream_request, queue_link);
+			k = choose(up, p, r, &busy);
+		}
+		if (k < 0)
+			return;
+		list_remove(&r->queue_link);
+		p->queued--;
+		r->granted = &p->servers[k];
+		r->granted->reserved++;
+		p->reserved++;
+		r->wake(r);
+	}
+}
+
+static void budget_advance(struct retry_budget *b, uint64_t second)
+{
+	if (second <= b->second)
+		return;
+	uint64_t gap = second - b->second;
+	for (uint64_t i = 1; i <= gap && i <= RETRY_WINDOW_S; i++) {
+		size_t slot = (size_t)((b->second + i) % RETRY_WINDOW_S);
+		b->requests[slot] = b->retries[slot] = 0;
+	}
+	b->second = second;
+}
+
+void upstream_count_request(struct upstream *up, size_t pool)
+{
+	struct retry_budget *b = &up->pools[pool].budget;
+	budget_advance(b, loop_now_ms(up->loop) / 1000);
+	b->requests[b->second % RETRY_WINDOW_S]++;
+}
+
+bool upstream_may_retry(struct upstream *up, size_t pool)
+{
+	struct pool_rt *p = &up->pools[pool];
+	struct retry_budget *b = &p->budget;
+	budget_advance(b, loop_now_ms(up->loop) / 1000);
+	uint64_t requests = 0, retries = 0;
+	for (size_t i = 0; i < RETRY_WINDOW_S; i++) {
+		requests += b->requests[i];
+		retries += b->retries[i];
+	}
+	uint64_t allowed = requests * p->cfg->retry.budget_percent / 100 +
+			   (uint64_t)p->cfg->retry.budget_min * RETRY_WINDOW_S;
+	if (retries >= allowed)
+		return false;
+	b->retries[b->second % RETRY_WINDOW_S]++;
+	return true;
 }
 
 static struct server_rt *find_server(struct upstream *up, const struct server_rt *like)
@@ -153,12 +333,6 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 	}
 }
 
-struct server_rt *upstream_server(struct upstream *up, size_t pool, size_t index)
-{
-	struct server_rt *s = &up->pools[pool].servers[index];
-	return s->down_until_ms > loop_now_ms(up->loop) || s->check_down || s->cfg->drain ? NULL : s;
-}
-
 void upstream_server_failed(struct upstream *up, struct server_rt *srv, const char *why)
 {
 	uint64_t now = loop_now_ms(up->loop);
@@ -179,6 +353,12 @@ void upstream_server_failed(struct upstream *up, struct server_rt *srv, const ch
 	srv->fails = 0;
 	log_warn("server %s: %s; taken out for %llu ms (outage %u)", srv->cfg->addr.text, why,
 		 (unsigned long long)cool, srv->outages);
+}
+
+void upstream_server_back(struct upstream *up, struct server_rt *srv)
+{
+	srv->back_since_ms = loop_now_ms(up->loop);
+	dispatch(up, srv->prt);
 }
 
 void upstream_server_ok(struct upstream *up, struct server_rt *srv)
@@ -241,22 +421,26 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 	bc->on_io = on_io;
 	bc->requests++;
 	srv->bal->active++;
+	srv->prt->active++;
 	return bc;
 }
 
 void upstream_release(struct bconn *bc, bool reusable)
 {
 	struct server_rt *srv = bc->srv;
-	BUG_ON(srv->bal->active == 0);
+	BUG_ON(srv->bal->active == 0 || srv->prt->active == 0);
 	srv->bal->active--;
+	srv->prt->active--;
 	bc->owner = NULL;
 	bc->on_io = NULL;
 	bool worn = srv->pool->max_requests && bc->requests >= srv->pool->max_requests;
+	struct upstream *up = bc->up;
 	if (!reusable || worn || bc->conn.fd < 0 || srv->nidle >= srv->pool->keepalive) {
 		bconn_destroy(bc);
-		return;
+	} else {
+		list_insert_tail(&srv->idle, &bc->idle_link);
+		srv->nidle++;
+		timer_arm(up->loop, &bc->idle_timer, srv->pool->keepalive_timeout_ms);
 	}
-	list_insert_tail(&srv->idle, &bc->idle_link);
-	srv->nidle++;
-	timer_arm(bc->up->loop, &bc->idle_timer, srv->pool->keepalive_timeout_ms);
+	dispatch(up, srv->prt);
 }

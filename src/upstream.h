@@ -33,6 +33,14 @@ struct server_rt {
 	struct health_check *check; /* NULL unless the pool configures checks */
 	struct list idle;	/* struct bconn.idle_link, most recently used last */
 	uint32_t nidle;
+	uint32_t reserved;	/* slots granted to queued requests not yet running */
+};
+
+/* Retries and requests of a pool over the last RETRY_WINDOW_S seconds, per second. */
+#define RETRY_WINDOW_S 10
+struct retry_budget {
+	uint64_t second; /* the newest second counted */
+	uint32_t requests[RETRY_WINDOW_S], retries[RETRY_WINDOW_S];
 };
 
 struct pool_rt {
@@ -40,6 +48,27 @@ struct pool_rt {
 	struct server_rt *servers;
 	struct balance_server *bal; /* parallel to servers, as balance_pick() wants them */
 	struct balancer balancer;
+	uint32_t active;	    /* requests in flight on its servers */
+	uint32_t reserved;	    /* sum of its servers' */
+	struct list queue;	    /* struct upstream_request.queue_link, oldest first */
+	uint32_t queued;
+	struct retry_budget budget;
+};
+
+/*
+ * What one request wants of a pool, owned by the request for its whole life:
+ * where it may go, where it has been, and its place in the pool's queue.
+ */
+struct upstream_request {
+	size_t pool;
+	uint64_t key_hash;		/* what balance = "hash" maps */
+	int32_t only;			/* the one server index it may use (a hook named it), or -1 */
+	uint32_t tried[CFG_MAX_TRIES];	/* servers picked for it so far, by index */
+	uint32_t ntried;
+	struct list queue_link;		/* in pool_rt.queue while waiting */
+	struct server_rt *granted;	/* a slot held for it: its next pick returns this server */
+	/* Called when a slot is granted; from within upstream calls, so it must only schedule. */
+	void (*wake)(struct upstream_request *r);
 };
 
 struct upstream {
@@ -68,15 +97,46 @@ int upstream_init(struct upstream *up, struct loop *loop, const struct config *c
 /* Closes every idle connection and frees the state; lent connections must be back. */
 void upstream_destroy(struct upstream *up);
 
+void upstream_request_init(struct upstream_request *r, size_t pool, uint64_t key_hash, int32_t only,
+			   void (*wake)(struct upstream_request *r));
+
 /*
- * Picks a server of pool by its balancing algorithm, skipping drained
- * servers and those in their failure back-off; backups only when no other
- * is usable. key_hash is what balance = "hash" maps (ignored otherwise).
- * Returns NULL when no server is usable.
+ * Picks a server for r by the pool's balancing algorithm (or r->only),
+ * skipping drained servers, those out by passive or active health, those
+ * already tried for r, and those at their max_connections; backups only
+ * when no other is usable. The server is added to r->tried; a caller that
+ * must not count the attempt (a replay after a stale pooled connection)
+ * takes it off again by decrementing r->ntried.
+ *
+ * Returns NULL when none can take it: *busy then says whether that is only
+ * for now (servers or pool at max_connections, or others queued before r:
+ * upstream_enqueue() it) or not (no usable server left for r).
  */
-struct server_rt *upstream_pick(struct upstream *up, size_t pool, uint64_t key_hash);
-/* Server index of pool if it is usable now (not backing off, not drained), else NULL. */
-struct server_rt *upstream_server(struct upstream *up, size_t pool, size_t index);
+struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r, bool *busy);
+
+/* Whether some server of the pool, not yet tried for r, is usable now (busy or not). */
+bool upstream_untried_left(struct upstream *up, const struct upstream_request *r);
+
+/*
+ * Queues r (after a pick said busy). Returns 0, or -ENOBUFS when the pool's
+ * queue is full. A slot freed later is granted to the oldest request that
+ * can use it: r->granted is set, r leaves the queue and r->wake(r) runs.
+ */
+int upstream_enqueue(struct upstream *up, struct upstream_request *r);
+/* Takes r out of the queue, and gives back a slot granted to it but not used; no-op otherwise. */
+void upstream_dequeue(struct upstream *up, struct upstream_request *r);
+static inline bool upstream_queued(const struct upstream_request *r)
+{
+	return !list_empty(&r->queue_link);
+}
+
+/*
+ * The retry budget of a pool: each request counts once; a retry is allowed
+ * (and counted) while retries over the last RETRY_WINDOW_S seconds stay
+ * within budget_percent of the requests, or budget_min per second.
+ */
+void upstream_count_request(struct upstream *up, size_t pool);
+bool upstream_may_retry(struct upstream *up, size_t pool);
 
 /*
  * Lends a connection to srv: an idle one if any, else a new one whose connect
@@ -87,7 +147,8 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 			       void (*on_io)(struct bconn *bc), int *err);
 /*
  * Takes the connection back: kept idle for reuse if reusable and there is
- * room, else closed. Either way its request no longer counts as active.
+ * room, else closed. Either way its request no longer counts as active, and
+ * its slot goes to the oldest queued request that can use it.
  */
 void upstream_release(struct bconn *bc, bool reusable);
 
@@ -107,5 +168,7 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old);
  */
 void upstream_server_failed(struct upstream *up, struct server_rt *srv, const char *why);
 void upstream_server_ok(struct upstream *up, struct server_rt *srv);
+/* Active health brought srv back in: slow start begins, queued requests may use it. */
+void upstream_server_back(struct upstream *up, struct server_rt *srv);
 
 #endif

@@ -35,8 +35,14 @@ Endpoints
   *    /nolength?size=N       body (pattern, default 10000 bytes) delimited by close
   *    /truncated?size=N&send=M  announces Content-Length N, sends M bytes, closes
   *    /malformed             a garbage status line, then closes
+  *    /reset?send=M&size=N   reads the request; M=0: resets the connection (RST) without
+                              a byte; M>0: announces Content-Length N (default 100000),
+                              sends M bytes, waits 0.2 s, resets; M=-1: sends half a
+                              response head, then resets
+  Any path with ?fail_on=NAME[,NAME] behaves as above only on the backends named;
+  the others answer it as /echo (so a test can tell which backend a retry reached).
   *    /expect-reject         417 without reading the body, then closes
-  GET  /stats                 {"name", "accepted", "open", "requests"}
+  GET  /stats                 {"name", "accepted", "open", "requests", "max_in_flight"}
 Requests with "Expect: 100-continue" get "HTTP/1.1 100 Continue" before the
 body is read (except /expect-reject).
 """
@@ -49,6 +55,7 @@ import os
 import re
 import resource
 import socket
+import struct
 import sys
 import threading
 import time
@@ -103,6 +110,8 @@ class Server:
         self.accepted = 0
         self.open = 0
         self.requests = 0
+        self.in_flight = 0      # requests being served right now, and the most at once
+        self.max_in_flight = 0
         self.log = open(log_path, "a", buffering=1) if log_path else None
 
     def log_request(self, cid, line):
@@ -287,7 +296,14 @@ def handle_conn(srv, sock, peer, cid):
             srv.log_request(cid, req["request_line"])
             with srv.lock:
                 srv.requests += 1
-            if not serve(c, req):
+                srv.in_flight += 1
+                srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+            try:
+                keep = serve(c, req)
+            finally:
+                with srv.lock:
+                    srv.in_flight -= 1
+            if not keep:
                 return
     except (ClientGone, OSError, ValueError):
         return
@@ -310,6 +326,8 @@ def serve(c, req):
     keep = req["keep"]
     has_body = req["chunked"] or req["length"] > 0
     expect = ",".join(req["values"]("expect")).lower()
+    if "fail_on" in q and srv.name not in q["fail_on"][0].split(","):
+        path = "/echo"
 
     if path == "/expect-reject":
         c.respond(req, 417, b"rejected\n", keep=False)
@@ -478,6 +496,19 @@ def serve(c, req):
         c.sock.sendall(c.head(200, [("Content-Length", str(n))], keep) + bytes(pattern(0, m)))
         return False
 
+    if path == "/reset":
+        drain()
+        m = int(qparam(q, "send", "0"))
+        if m < 0:
+            c.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+            time.sleep(0.2)
+        elif m > 0:
+            n = int(qparam(q, "size", "100000"))
+            c.sock.sendall(c.head(200, [("Content-Length", str(n))], keep) + bytes(pattern(0, m)))
+            time.sleep(0.2)  # so that the proxy has passed these bytes on before the RST
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
+
     if path == "/malformed":
         drain()
         c.sock.sendall(b"HTTP/1.1 this is not a status line\r\n\x00\x01garbage\r\n\r\n")
@@ -487,7 +518,8 @@ def serve(c, req):
         drain()
         with srv.lock:
             st = {"name": srv.name, "accepted": srv.accepted,
-                  "open": srv.open - 1, "requests": srv.requests}
+                  "open": srv.open - 1, "requests": srv.requests,
+                  "max_in_flight": srv.max_in_flight}
         return c.respond(req, 200, json.dumps(st).encode(), keep=False, ctype="application/json")
 
     drain()

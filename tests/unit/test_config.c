@@ -99,6 +99,76 @@ TEST(test_wrong_types_and_ranges_are_reported)
 	CHECK_STR_CONTAINS(err, "x.lua:4: limits: max_connections must be an integer");
 }
 
+TEST(test_limits_queue_and_retry_are_read_with_defaults)
+{
+	struct config *cfg = load("return {\n"
+				  "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+				  "}\n");
+	CHECK(cfg);
+	const struct cfg_pool *p = &cfg->pools[0];
+	CHECK(p->max_connections == 0 && p->servers[0].max_connections == 0);
+	CHECK(p->queue.size == 1000 && p->queue.timeout_ms == 5000 && p->queue.retry_after_s == 1);
+	/* Without a retry table only failed connects are retried. */
+	CHECK(p->retry.tries == 3 && !p->retry.on_error && !p->retry.on_timeout);
+	CHECK(!cfg_retry_on_status(&p->retry, 503));
+	config_unref(cfg);
+	cfg = load("return {\n"
+		   "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		   "  pools = { web = { servers = { { address = '127.0.0.1:1', max_connections = 10 } },\n"
+		   "    max_connections = 50, queue = { size = 20, timeout = 0.5, retry_after = 3 },\n"
+		   "    retry = { on = { 'timeout', 502, 599 }, tries = 5, buffer = 1024, budget = 10,\n"
+		   "              budget_min = 2 } } },\n"
+		   "}\n");
+	CHECK(cfg);
+	p = &cfg->pools[0];
+	CHECK(p->max_connections == 50 && p->servers[0].max_connections == 10);
+	CHECK(p->queue.size == 20 && p->queue.timeout_ms == 500 && p->queue.retry_after_s == 3);
+	CHECK(p->retry.tries == 5 && p->retry.buffer == 1024 && p->retry.budget_percent == 10 &&
+	      p->retry.budget_min == 2);
+	CHECK(!p->retry.on_error && p->retry.on_timeout);
+	CHECK(cfg_retry_on_status(&p->retry, 502) && cfg_retry_on_status(&p->retry, 599));
+	CHECK(!cfg_retry_on_status(&p->retry, 503) && !cfg_retry_on_status(&p->retry, 200));
+	config_unref(cfg);
+	/* A retry table without on retries errors and timeouts. */
+	cfg = load("return {\n"
+		   "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		   "  pools = { web = { servers = { '127.0.0.1:1' }, retry = {} } },\n"
+		   "}\n");
+	CHECK(cfg && cfg->pools[0].retry.on_error && cfg->pools[0].retry.on_timeout);
+	config_unref(cfg);
+}
+
+TEST(test_bad_queue_and_retry_settings_name_their_line)
+{
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		    "  pools = { web = { servers = { '127.0.0.1:1' },\n"
+		    "    retry = { on = { 'error',\n"
+		    "                     'reset' } } } },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:5: pool \"web\": retry: on entry 2 must be \"error\", \"timeout\" "
+			   "or a status from 400 to 599, got \"reset\""));
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		    "  pools = { web = { servers = { '127.0.0.1:1' },\n"
+		    "    retry = { tries = 9 } } },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:4: pool \"web\": retry: tries must be an integer from 1 to 8, got 9"));
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		    "  pools = { web = { servers = { '127.0.0.1:1' },\n"
+		    "    queue = { size = 10, timout = 1 } } },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:4: pool \"web\": queue: unknown key \"timout\""));
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		    "  pools = { web = { servers = {\n"
+		    "    { address = '127.0.0.1:1', max_connections = -1 } } } },\n"
+		    "}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:4: pool \"web\": server \"127.0.0.1:1\": max_connections must be "
+				"an integer from 0 to 1000000");
+}
+
 TEST(test_listener_with_unknown_pool_is_an_error)
 {
 	CHECK(!load("return {\n"
@@ -159,6 +229,8 @@ int main(void)
 	RUN(test_port_out_of_range_names_pool_server_and_line);
 	RUN(test_unknown_keys_are_errors_with_their_line);
 	RUN(test_wrong_types_and_ranges_are_reported);
+	RUN(test_limits_queue_and_retry_are_read_with_defaults);
+	RUN(test_bad_queue_and_retry_settings_name_their_line);
 	RUN(test_listener_with_unknown_pool_is_an_error);
 	RUN(test_lua_errors_keep_lua_line);
 	RUN(test_addresses_parse_and_reject);

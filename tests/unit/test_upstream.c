@@ -2,6 +2,28 @@
 
 #include "unit.h"
 
+/* One pick for a new request with no key. */
+static struct server_rt *pick(struct upstream *up)
+{
+	struct upstream_request r;
+	bool busy;
+	upstream_request_init(&r, 0, 0, -1, NULL);
+	return upstream_pick(up, &r, &busy);
+}
+
+static struct config *load(const char *pool_fields)
+{
+	char src[1024], err[256];
+	snprintf(src, sizeof(src),
+		 "return { listeners = {{ address = '127.0.0.1:1', pool = 'p' }},\n"
+		 "  pools = { p = { %s } } }\n",
+		 pool_fields);
+	struct config *cfg = config_load_string("t.lua", src, err, sizeof(err));
+	if (!cfg)
+		printf("config: %s\n", err);
+	return cfg;
+}
+
 static struct config *three_servers(void)
 {
 	char err[256];
@@ -26,7 +48,7 @@ TEST(test_round_robin_visits_servers_in_turn)
 	int counts[3] = {0};
 	struct server_rt *prev = NULL;
 	for (int i = 0; i < 300; i++) {
-		struct server_rt *s = upstream_pick(&up, 0, 0);
+		struct server_rt *s = pick(&up);
 		CHECK(s && s != prev);
 		counts[s - up.pools[0].servers]++;
 		prev = s;
@@ -47,12 +69,12 @@ TEST(test_failed_server_is_skipped_until_backoff_ends)
 	struct server_rt *bad = &up.pools[0].servers[1];
 	upstream_server_failed(&up, bad, "test");
 	for (int i = 0; i < 30; i++)
-		CHECK(upstream_pick(&up, 0, 0) != bad);
+		CHECK(pick(&up) != bad);
 	CHECK(bad->down_until_ms == loop_now_ms(loop) + 2000); /* connect_backoff */
 	bad->down_until_ms = loop_now_ms(loop); /* as if the back-off had run out */
 	int seen = 0;
 	for (int i = 0; i < 3; i++)
-		seen += upstream_pick(&up, 0, 0) == bad;
+		seen += pick(&up) == bad;
 	CHECK(seen == 1);
 	upstream_destroy(&up);
 	loop_destroy(loop);
@@ -68,7 +90,7 @@ TEST(test_no_server_when_all_are_backing_off)
 	CHECK(upstream_init(&up, loop, cfg) == 0);
 	for (int i = 0; i < 3; i++)
 		upstream_server_failed(&up, &up.pools[0].servers[i], "test");
-	CHECK(upstream_pick(&up, 0, 0) == NULL);
+	CHECK(pick(&up) == NULL);
 	upstream_destroy(&up);
 	loop_destroy(loop);
 	config_unref(cfg);
@@ -132,12 +154,214 @@ TEST(test_slow_start_ramps_a_returning_server_up)
 	for (int phase = 0; phase < 3; phase++) {
 		back->back_since_ms = now - since[phase];
 		for (int i = 0; i < 1000; i++)
-			picks[phase][upstream_pick(&up, 0, 0) - up.pools[0].servers]++;
+			picks[phase][pick(&up) - up.pools[0].servers]++;
 	}
 	/* Weights 1 : 0.1, 1 : 0.5, 1 : 1 of 1000 picks */
 	CHECK(picks[0][1] >= 85 && picks[0][1] <= 95);
 	CHECK(picks[1][1] >= 328 && picks[1][1] <= 338);
 	CHECK(picks[2][1] == 500);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+/* Counts a request's slot as in use, as upstream_acquire() does. */
+static void occupy(struct server_rt *s)
+{
+	s->bal->active++;
+	s->prt->active++;
+}
+
+/* Frees it, as upstream_release() does. */
+static void vacate(struct upstream *up, struct server_rt *s)
+{
+	s->bal->active--;
+	s->prt->active--;
+	dispatch(up, s->prt);
+}
+
+static int woken;
+static void count_wake(struct upstream_request *r)
+{
+	(void)r;
+	woken++;
+}
+
+TEST(test_server_at_max_connections_is_skipped_then_busy)
+{
+	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 },"
+				  " { address = '127.0.0.1:12', max_connections = 1 } }");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct server_rt *a = &up.pools[0].servers[0], *b = &up.pools[0].servers[1];
+	occupy(a);
+	for (int i = 0; i < 4; i++)
+		CHECK(pick(&up) == b);
+	occupy(b);
+	struct upstream_request r;
+	bool busy = false;
+	upstream_request_init(&r, 0, 0, -1, count_wake);
+	CHECK(upstream_pick(&up, &r, &busy) == NULL && busy);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_queue_grants_freed_slots_oldest_first)
+{
+	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 } },"
+				  " queue = { size = 2 }");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct server_rt *a = &up.pools[0].servers[0];
+	occupy(a);
+	struct upstream_request r[3];
+	bool busy;
+	for (int i = 0; i < 3; i++) {
+		upstream_request_init(&r[i], 0, 0, -1, count_wake);
+		CHECK(upstream_pick(&up, &r[i], &busy) == NULL && busy);
+	}
+	CHECK(upstream_enqueue(&up, &r[0]) == 0 && upstream_enqueue(&up, &r[1]) == 0);
+	CHECK(upstream_enqueue(&up, &r[2]) == -ENOBUFS); /* queue.size */
+	woken = 0;
+	vacate(&up, a);
+	CHECK(woken == 1 && r[0].granted == a && !upstream_queued(&r[0]) && upstream_queued(&r[1]));
+	/* The granted slot is held: a newcomer cannot take it. */
+	struct upstream_request late;
+	upstream_request_init(&late, 0, 0, -1, count_wake);
+	CHECK(upstream_pick(&up, &late, &busy) == NULL && busy);
+	/* Given up unused, it goes to the next in line. */
+	upstream_dequeue(&up, &r[0]);
+	CHECK(woken == 2 && r[1].granted == a && !r[0].granted);
+	CHECK(upstream_pick(&up, &r[1], &busy) == a && !r[1].granted && a->reserved == 0);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_pool_max_connections_queues_while_servers_have_room)
+{
+	struct config *cfg = load("servers = { '127.0.0.1:11', '127.0.0.1:12' }, max_connections = 2");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	occupy(pick(&up));
+	occupy(pick(&up));
+	struct upstream_request r;
+	bool busy;
+	upstream_request_init(&r, 0, 0, -1, count_wake);
+	CHECK(upstream_pick(&up, &r, &busy) == NULL && busy);
+	CHECK(upstream_enqueue(&up, &r) == 0);
+	woken = 0;
+	vacate(&up, &up.pools[0].servers[1]);
+	CHECK(woken == 1 && r.granted);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_tried_servers_are_not_picked_again)
+{
+	struct config *cfg = load("servers = { '127.0.0.1:11', '127.0.0.1:12', '127.0.0.1:13' },"
+				  " balance = 'hash'");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct upstream_request r;
+	bool busy;
+	upstream_request_init(&r, 0, 42, -1, count_wake);
+	struct server_rt *seen[3];
+	for (int i = 0; i < 3; i++) {
+		CHECK(upstream_untried_left(&up, &r));
+		seen[i] = upstream_pick(&up, &r, &busy);
+		CHECK(seen[i]);
+		for (int k = 0; k < i; k++)
+			CHECK(seen[k] != seen[i]);
+	}
+	CHECK(!upstream_untried_left(&up, &r));
+	CHECK(upstream_pick(&up, &r, &busy) == NULL && !busy);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_backups_stay_out_while_primaries_are_only_busy)
+{
+	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 },"
+				  " { address = '127.0.0.1:12', backup = true } }");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct server_rt *primary = &up.pools[0].servers[0], *backup = &up.pools[0].servers[1];
+	occupy(primary);
+	struct upstream_request r;
+	bool busy;
+	upstream_request_init(&r, 0, 0, -1, count_wake);
+	CHECK(upstream_pick(&up, &r, &busy) == NULL && busy);
+	upstream_server_failed(&up, primary, "test"); /* down, not busy: the backup stands in */
+	CHECK(upstream_pick(&up, &r, &busy) == backup);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_retry_budget_allows_its_share_of_requests)
+{
+	struct config *cfg = load("servers = { '127.0.0.1:11' }, retry = { budget = 20, budget_min = 0 }");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	CHECK(!upstream_may_retry(&up, 0));
+	for (int i = 0; i < 100; i++)
+		upstream_count_request(&up, 0);
+	int allowed = 0;
+	for (int i = 0; i < 50; i++)
+		allowed += upstream_may_retry(&up, 0);
+	CHECK(allowed == 20);
+	/* A window later the old requests and retries no longer count. */
+	up.pools[0].budget.second -= RETRY_WINDOW_S;
+	CHECK(!upstream_may_retry(&up, 0));
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+
+	cfg = load("servers = { '127.0.0.1:11' }, retry = { budget = 0, budget_min = 3 }");
+	CHECK(cfg);
+	CHECK(upstream_init(&up, loop = loop_create(), cfg) == 0);
+	allowed = 0;
+	for (int i = 0; i < 100; i++)
+		allowed += upstream_may_retry(&up, 0);
+	CHECK(allowed == 3 * RETRY_WINDOW_S); /* budget_min per second, over the window */
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
+TEST(test_round_robin_pool_ramps_with_slow_start)
+{
+	struct config *cfg = load("servers = { { address = '127.0.0.1:11', weight = 5 },"
+				  " '127.0.0.1:12' }, slow_start = 10");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	int picks[2] = {0};
+	for (int i = 0; i < 1000; i++)
+		picks[pick(&up) - up.pools[0].servers]++;
+	CHECK(picks[0] == 500 && picks[1] == 500); /* round robin: weights do not count */
+	up.pools[0].servers[1].back_since_ms = loop_now_ms(loop) - 1000; /* 10% into the ramp */
+	picks[0] = picks[1] = 0;
+	for (int i = 0; i < 1000; i++)
+		picks[pick(&up) - up.pools[0].servers]++;
+	CHECK(picks[1] >= 85 && picks[1] <= 95);
 	upstream_destroy(&up);
 	loop_destroy(loop);
 	config_unref(cfg);
@@ -150,5 +374,12 @@ int main(void)
 	RUN(test_no_server_when_all_are_backing_off);
 	RUN(test_consecutive_failures_take_a_server_out_for_a_growing_cool_down);
 	RUN(test_slow_start_ramps_a_returning_server_up);
+	RUN(test_server_at_max_connections_is_skipped_then_busy);
+	RUN(test_queue_grants_freed_slots_oldest_first);
+	RUN(test_pool_max_connections_queues_while_servers_have_room);
+	RUN(test_tried_servers_are_not_picked_again);
+	RUN(test_backups_stay_out_while_primaries_are_only_busy);
+	RUN(test_retry_budget_allows_its_share_of_requests);
+	RUN(test_round_robin_pool_ramps_with_slow_start);
 	UNIT_EXIT();
 }

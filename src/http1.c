@@ -807,6 +807,8 @@ static void txn_connect(struct client *c)
 				return;
 			}
 			t->phase_since_ms = now_ms(c);
+			log_debug("%s %s: queued for pool \"%s\"", c->addr,
+				  t->log_method_target ? t->log_method_target : "-", pool_cfg(t)->name);
 			return;
 		}
 		if (!srv)

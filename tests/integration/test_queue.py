@@ -3,6 +3,8 @@
 import threading
 import time
 
+from harness import wait_until
+
 
 def concurrently(s, targets, timeout=15):
     """Sends each target on its own connection at once; returns (status, seconds, response)."""
@@ -40,15 +42,26 @@ def test_pool_max_connections_caps_the_pool_whatever_its_servers_allow(env):
     assert max(r[1] for r in res) >= 0.85, res  # 8 requests, 3 at a time: three rounds
 
 
+def slow_request_in_flight(env, s, b, delay):
+    """A connection whose request to /slow is being served by b (the one slot)."""
+    c = s.connect(timeout=10)
+    c.request("GET", "/slow?delay=%s" % delay)
+    wait_until(lambda: any("/slow" in l for l in b.request_lines()), 10 * env.slow,
+               what="the slow request to reach the backend")
+    return c
+
+
 def test_a_request_waiting_longer_than_the_queue_timeout_gets_503_with_retry_after(env):
     b = env.backend("b")
     s = env.sluice([{"address": b.addr, "max_connections": 1}],
                    pool={"queue": {"timeout": 0.3, "retry_after": 7}})
-    res = concurrently(s, ["/slow?delay=1.5", "/"])
-    slow, waited = sorted(res, key=lambda r: r[2].status)
-    assert slow[0] == 200, res
-    assert waited[0] == 503 and waited[2].header("Retry-After") == "7", res
-    assert 0.25 <= waited[1] < 1.2, "503 after %.2f s, expected ~0.3 s" % waited[1]
+    with slow_request_in_flight(env, s, b, 1.5) as busy:
+        t0 = time.monotonic()
+        r = s.get("/")
+        dt = time.monotonic() - t0
+        assert r.status == 503 and r.header("Retry-After") == "7", r
+        assert 0.25 <= dt < 1.2, "503 after %.2f s, expected ~0.3 s" % dt
+        assert busy.read_response().status == 200
     assert "waited in the pool's queue for too long" in s.stderr_text()
     assert b.stats()["requests"] == 2  # the slow one and /stats: the 503 never reached b
 
@@ -56,9 +69,7 @@ def test_a_request_waiting_longer_than_the_queue_timeout_gets_503_with_retry_aft
 def test_a_full_queue_answers_503_at_once(env):
     b = env.backend("b")
     s = env.sluice([{"address": b.addr, "max_connections": 1}], pool={"queue": {"size": 0}})
-    with s.connect(timeout=10) as c:
-        c.request("GET", "/slow?delay=1")
-        time.sleep(0.1)  # the slow request is in flight (a measured head start, not a sync)
+    with slow_request_in_flight(env, s, b, 1) as c:
         t0 = time.monotonic()
         r = s.get("/")
         assert r.status == 503 and r.header("Retry-After") == "1", r
@@ -69,18 +80,24 @@ def test_a_full_queue_answers_503_at_once(env):
 
 def test_queued_requests_are_served_oldest_first(env):
     b = env.backend("b")
-    s = env.sluice([{"address": b.addr, "max_connections": 1}])
+    s = env.sluice([{"address": b.addr, "max_connections": 1}], log_level="debug")
     results = {}
 
     def one(i):
-        results[i] = s.get("/slow?delay=0.15&i=%d" % i, timeout=15).status
+        # The first holds the slot while the others queue up behind it.
+        results[i] = s.get("/slow?delay=%s&i=%d" % ("1" if i == 0 else "0.05", i), timeout=15).status
 
     threads = []
     for i in range(5):
         t = threading.Thread(target=one, args=(i,))
         t.start()
         threads.append(t)
-        time.sleep(0.05)  # stagger arrivals so that their order is known
+        # Each arrives once the one before is served or queued: their order is known.
+        if i == 0:
+            wait_until(lambda: b.request_lines(), 10 * env.slow, what="the first request")
+        else:
+            wait_until(lambda: "i=%d: queued" % i in s.stderr_text(), 10 * env.slow,
+                       what="request %d to be queued" % i)
     for t in threads:
         t.join(20)
     assert results == {i: 200 for i in range(5)}, results
@@ -90,12 +107,12 @@ def test_queued_requests_are_served_oldest_first(env):
 
 def test_a_client_that_leaves_the_queue_gives_its_place_up(env):
     b = env.backend("b")
-    s = env.sluice([{"address": b.addr, "max_connections": 1}])
-    with s.connect(timeout=10) as busy:
-        busy.request("GET", "/slow?delay=0.5")
+    s = env.sluice([{"address": b.addr, "max_connections": 1}], log_level="debug")
+    with slow_request_in_flight(env, s, b, 0.5) as busy:
         with s.connect(timeout=10) as leaver:
             leaver.request("GET", "/slow?delay=0.01&who=leaver")
-            time.sleep(0.1)
+            wait_until(lambda: 'who=leaver: queued for pool "web"' in s.stderr_text(),
+                       10 * env.slow, what="the request to be queued")
             leaver.abort()
         # The slot still goes round: a later request is served after the slow one.
         r = s.get("/?who=later")

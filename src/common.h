@@ -41,6 +41,10 @@ static inline void list_insert_tail(struct list *head, struct list *item)
 	head->prev->next = item;
 	head->prev = item;
 }
+static inline void list_insert_after(struct list *head, struct list *item)
+{
+	list_insert_tail(head->next, item);
+}
 static inline void list_remove(struct list *item)
 {
 	item->prev->next = item->next;

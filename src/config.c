@@ -504,6 +504,16 @@ static void load_queue(struct vctx *v, struct cfg_pool *pool, int idx, const str
 	lua_pop(v->L, 1);
 }
 
+/* Entries of the table at idx, whatever their keys. */
+static size_t table_entries(lua_State *L, int idx)
+{
+	size_t n = 0;
+	int t = idx < 0 ? lua_gettop(L) + 1 + idx : idx; /* the iteration pushes */
+	for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1))
+		n++;
+	return n;
+}
+
 /* One entry of retry.on: "error", "timeout" or a status from 400 to 599. */
 static void load_retry_condition(struct vctx *v, struct cfg_retry *r, const struct section *s,
 				 size_t i)
@@ -552,7 +562,7 @@ static void load_retry(struct vctx *v, struct cfg_pool *pool, int idx, const str
 	if (lua_isnil(L, -1)) {
 		/* A retry table says retries are wanted: these two are safe for idempotent requests. */
 		r->on_error = r->on_timeout = true;
-	} else if (!lua_istable(L, -1)) {
+	} else if (!lua_istable(L, -1) || table_entries(L, -1) != lua_objlen(L, -1)) {
 		struct cfg_path p = s.path;
 		path_push(&p, "on", false);
 		fail(v, &p, "%s: on must be a list such as { \"error\", \"timeout\", 503 }", label);

@@ -665,7 +665,7 @@ static uint64_t client_deadline(const struct client *c)
 	case CS_LINGER:
 		return c->state_since_ms + MIN(LINGER_MS, to->idle_ms);
 	case CS_TXN:
-		if (upstream_queued(&t->ureq))
+		if (upstream_waiting(&t->ureq))
 			return t->phase_since_ms + t->gen->cfg->pools[t->pool].queue.timeout_ms;
 		if (t->connecting)
 			return t->phase_since_ms + to->backend_connect_ms;
@@ -708,7 +708,7 @@ static void client_timed_out(struct client *c)
 		txn_fail(c, 408, "client sent no complete request head in time");
 		break;
 	case CS_TXN:
-		if (upstream_queued(&t->ureq)) {
+		if (upstream_waiting(&t->ureq)) {
 			txn_fail(c, 503, "waited in the pool's queue for too long");
 		} else if (t->connecting) {
 			backend_failed(c, 504, "backend connect timed out", FAIL_CONNECT);
@@ -873,6 +873,7 @@ static void retry_elsewhere(struct client *c, struct txn *t, int status, const c
 static void backend_failed(struct client *c, int status, const char *why, enum failure cause)
 {
 	struct txn *t = c->txn;
+	BUG_ON(!t->bc);
 	bool stale = cause == FAIL_ERROR && t->bc->reused && t->idempotent && !t->rsp_started &&
 		     replayable(t);
 	if (stale) {
@@ -1468,16 +1469,19 @@ static int response_head_done(struct client *c, struct txn *t, uint32_t head_len
 			txn_fail(c, 502, "interim response head too large");
 			return -1;
 		}
-	} else if (cfg_retry_on_status(&pool_cfg(t)->retry, (unsigned)status) &&
-		   retry_allowed(c, t, FAIL_STATUS)) {
-		/* Its answer is dropped unread: the connection goes with it. */
-		const char *retry_why = "backend answered with a status that retry.on names";
-		upstream_server_failed(&t->gen->up, t->srv, retry_why);
-		retry_elsewhere(c, t, status, retry_why);
-		return -1;
 	} else {
+		if (cfg_retry_on_status(&pool_cfg(t)->retry, (unsigned)status)) {
+			const char *named = "backend answered with a status that retry.on names";
+			upstream_server_failed(&t->gen->up, t->srv, named);
+			if (retry_allowed(c, t, FAIL_STATUS)) {
+				/* Its answer is dropped unread: the connection goes with it. */
+				retry_elsewhere(c, t, status, named);
+				return -1;
+			}
+		} else {
+			upstream_server_ok(&t->gen->up, t->srv);
+		}
 		t->status = (uint16_t)status;
-		upstream_server_ok(&t->gen->up, t->srv);
 		t->rsp_until_eof = llhttp_message_needs_eof(&t->rparser) && !t->is_head;
 		t->bk_keepalive = llhttp_should_keep_alive(&t->rparser);
 		/* HTTP/1.0 has no chunked coding: send the data and let the close end it. */
@@ -1913,11 +1917,18 @@ static int txn_step(struct client *c)
 	if ((r = response_parse(c, t)) < 0)
 		return c->state == CS_CLOSED ? -1 : 1;
 	progress |= r;
-	/* Head and body were kept for a replay; once the response is under way there will be none. */
-	if (t->rsp_head_done && t->req_head.data && t->req_head_sent == t->req_head.tail) {
-		buf_release(&t->req_head, pool_of(c));
-		t->req_head_sent = 0;
-		replay_drop(t);
+	/*
+	 * Head and body were kept for a replay; once the response is under way
+	 * there will be none. What this attempt still owes of them goes first.
+	 */
+	if (t->rsp_head_done) {
+		if (t->req_head.data && t->req_head_sent == t->req_head.tail) {
+			buf_release(&t->req_head, pool_of(c));
+			t->req_head_sent = 0;
+		}
+		t->replay.keep = false;
+		if (t->replay.data && t->replay.sent == t->replay.len)
+			replay_drop(t);
 	}
 	if ((r = client_write(c, t)) < 0)
 		return -1;

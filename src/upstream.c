@@ -158,23 +158,52 @@ static struct server_rt *take(struct pool_rt *p, struct upstream_request *r, siz
 	return &p->servers[index];
 }
 
+static bool usable(const struct server_rt *s, uint64_t now)
+{
+	return s->down_until_ms <= now && !s->check_down && !s->cfg->drain;
+}
+
+/* Whether some usable server has a free slot: else no queued request can be served. */
+static bool any_room(struct upstream *up, const struct pool_rt *p)
+{
+	uint64_t now = loop_now_ms(up->loop);
+	if (pool_full(p))
+		return false;
+	for (size_t i = 0; i < p->cfg->nservers; i++)
+		if (usable(&p->servers[i], now) && !server_full(&p->servers[i]))
+			return true;
+	return false;
+}
+
+static void give_back(struct pool_rt *p, struct upstream_request *r)
+{
+	r->granted->reserved--;
+	p->reserved--;
+	r->granted = NULL;
+}
+
 struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r, bool *busy)
 {
 	struct pool_rt *p = &up->pools[r->pool];
 	*busy = false;
 	if (r->granted) {
 		struct server_rt *s = r->granted;
-		r->granted = NULL;
-		s->reserved--;
-		p->reserved--;
-		return take(p, r, (size_t)(s - p->servers));
+		give_back(p, r);
+		if (usable(s, loop_now_ms(up->loop)))
+			return take(p, r, (size_t)(s - p->servers));
+		/* It went out between the grant and now: choose again. */
 	}
-	/* Those queued first are served first. */
-	if (!list_empty(&p->queue) || pool_full(p)) {
+	/*
+	 * Those queued first are served first: free slots go to them before a
+	 * newcomer looks. A retry (it held a slot already) goes ahead of them.
+	 */
+	if (r->ntried == 0)
+		dispatch(up, p);
+	ssize_t k = -1;
+	if (!pool_full(p))
+		k = choose(up, p, r, busy);
+	else
 		*busy = true;
-		return NULL;
-	}
-	ssize_t k = choose(up, p, r, busy);
 	return k < 0 ? NULL : take(p, r, (size_t)k);
 }
 
@@ -183,8 +212,7 @@ bool upstream_untried_left(struct upstream *up, const struct upstream_request *r
 	const struct pool_rt *p = &up->pools[r->pool];
 	uint64_t now = loop_now_ms(up->loop);
 	for (size_t i = 0; i < p->cfg->nservers; i++) {
-		const struct server_rt *s = &p->servers[i];
-		if (s->down_until_ms <= now && !s->check_down && !s->cfg->drain && !was_tried(r, i) &&
+		if (usable(&p->servers[i], now) && !was_tried(r, i) &&
 		    (r->only < 0 || (size_t)r->only == i))
 			return true;
 	}
@@ -195,10 +223,16 @@ int upstream_enqueue(struct upstream *up, struct upstream_request *r)
 {
 	struct pool_rt *p = &up->pools[r->pool];
 	BUG_ON(upstream_queued(r) || r->granted);
-	if (p->queued >= p->cfg->queue.size)
+	/* A retry held a slot before: it waits first in line, and is not turned away. */
+	if (r->ntried > 0) {
+		list_insert_after(&p->queue, &r->queue_link);
+	} else if (p->queued < p->cfg->queue.size) {
+		list_insert_tail(&p->queue, &r->queue_link);
+	} else {
 		return -ENOBUFS;
-	list_insert_tail(&p->queue, &r->queue_link);
+	}
 	p->queued++;
+	dispatch(up, p);
 	return 0;
 }
 
@@ -210,9 +244,7 @@ void upstream_dequeue(struct upstream *up, struct upstream_request *r)
 		p->queued--;
 	}
 	if (r->granted) {
-		r->granted->reserved--;
-		p->reserved--;
-		r->granted = NULL;
+		give_back(p, r);
 		dispatch(up, p);
 	}
 }
@@ -224,7 +256,7 @@ void upstream_dequeue(struct upstream *up, struct upstream_request *r)
  */
 static void dispatch(struct upstream *up, struct pool_rt *p)
 {
-	while (!list_empty(&p->queue) && !pool_full(p)) {
+	while (!list_empty(&p->queue) && any_room(up, p)) {
 		struct upstream_request *r = NULL;
 		ssize_t k = -1;
 		for (struct list *l = p->queue.next; l != &p->queue && k < 0; l = l->next) {
@@ -272,8 +304,8 @@ bool upstream_may_retry(struct upstream *up, size_t pool)
 		requests += b->requests[i];
 		retries += b->retries[i];
 	}
-	uint64_t allowed = requests * p->cfg->retry.budget_percent / 100 +
-			   (uint64_t)p->cfg->retry.budget_min * RETRY_WINDOW_S;
+	uint64_t allowed = MAX(requests * p->cfg->retry.budget_percent / 100,
+			       (uint64_t)p->cfg->retry.budget_min * RETRY_WINDOW_S);
 	if (retries >= allowed)
 		return false;
 	b->retries[b->second % RETRY_WINDOW_S]++;
@@ -413,6 +445,7 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 				    bconn_on_io);
 		if (*err < 0) {
 			free(bc);
+			dispatch(up, srv->prt); /* a slot granted for this is free again */
 			return NULL;
 		}
 		up->connections++;

@@ -108,9 +108,10 @@ void upstream_request_init(struct upstream_request *r, size_t pool, uint64_t key
  * must not count the attempt (a replay after a stale pooled connection)
  * takes it off again by decrementing r->ntried.
  *
- * Returns NULL when none can take it: *busy then says whether that is only
- * for now (servers or pool at max_connections, or others queued before r:
- * upstream_enqueue() it) or not (no usable server left for r).
+ * Free slots go to queued requests first, unless r is a retry (r->ntried
+ * > 0: it held a slot already). Returns NULL when none can take it: *busy
+ * then says whether that is only for now (servers or pool at
+ * max_connections: upstream_enqueue() it) or not (no usable server left).
  */
 struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r, bool *busy);
 
@@ -118,8 +119,8 @@ struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r,
 bool upstream_untried_left(struct upstream *up, const struct upstream_request *r);
 
 /*
- * Queues r (after a pick said busy). Returns 0, or -ENOBUFS when the pool's
- * queue is full. A slot freed later is granted to the oldest request that
+ * Queues r (after a pick said busy), at the end, or first in line if it is
+ * a retry. Returns 0, or -ENOBUFS when the pool's queue is full. A slot freed later is granted to the oldest request that
  * can use it: r->granted is set, r leaves the queue and r->wake(r) runs.
  */
 int upstream_enqueue(struct upstream *up, struct upstream_request *r);
@@ -128,6 +129,11 @@ void upstream_dequeue(struct upstream *up, struct upstream_request *r);
 static inline bool upstream_queued(const struct upstream_request *r)
 {
 	return !list_empty(&r->queue_link);
+}
+/* Queued, or granted a slot it has not taken yet: either way still waiting for the pool. */
+static inline bool upstream_waiting(const struct upstream_request *r)
+{
+	return upstream_queued(r) || r->granted;
 }
 
 /*

@@ -39,8 +39,11 @@ Endpoints
                               a byte; M>0: announces Content-Length N (default 100000),
                               sends M bytes, waits 0.2 s, resets; M=-1: sends half a
                               response head, then resets
+  *    /early                 answers 200 "ok" at once, then reads the whole request body
+                              and logs "<conn> BODY <length>"; keeps the connection
   Any path with ?fail_on=NAME[,NAME] behaves as above only on the backends named;
-  the others answer it as /echo (so a test can tell which backend a retry reached).
+  the others answer it as /echo, or as &else=PATH says (so a test can tell which
+  backend a retry reached).
   *    /expect-reject         417 without reading the body, then closes
   GET  /stats                 {"name", "accepted", "open", "requests", "max_in_flight"}
 Requests with "Expect: 100-continue" get "HTTP/1.1 100 Continue" before the
@@ -327,7 +330,7 @@ def serve(c, req):
     has_body = req["chunked"] or req["length"] > 0
     expect = ",".join(req["values"]("expect")).lower()
     if "fail_on" in q and srv.name not in q["fail_on"][0].split(","):
-        path = "/echo"
+        path = qparam(q, "else", "/echo")
 
     if path == "/expect-reject":
         c.respond(req, 417, b"rejected\n", keep=False)
@@ -508,6 +511,11 @@ def serve(c, req):
             time.sleep(0.2)  # so that the proxy has passed these bytes on before the RST
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         return False
+
+    if path == "/early":
+        c.sock.sendall(c.head(200, [("Content-Length", "2")], keep) + b"ok")
+        srv.log_request(c.cid, "BODY %d" % drain())
+        return keep
 
     if path == "/malformed":
         drain()

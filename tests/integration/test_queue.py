@@ -1,5 +1,7 @@
 """max_connections per server and per pool; the queue in front of them."""
 
+import os
+import signal
 import threading
 import time
 
@@ -129,3 +131,47 @@ def test_backups_take_no_overflow_from_busy_primaries(env):
     res = concurrently(s, ["/slow?delay=0.2&i=%d" % i for i in range(3)])
     assert [r[0] for r in res] == [200] * 3, res
     assert {r[2].header("X-Backend") for r in res} == {"P"}, res
+
+
+def test_a_newcomer_is_not_held_behind_a_retry_waiting_for_another_server(env):
+    a, b = env.backend("A"), env.backend("B")
+    s = env.sluice([{"address": a.addr, "max_connections": 1},
+                    {"address": b.addr, "max_connections": 1}],
+                   pool={"retry": {"on": ["error"]}, "max_fails": 100}, log_level="debug")
+    with slow_request_in_flight(env, s, a, 1.5) as busy:
+        # The retry of a request B reset may only go to A, which is busy: it waits.
+        with s.connect(timeout=10) as retried:
+            retried.request("GET", "/reset?send=0&fail_on=B&r=1")
+            wait_until(lambda: "r=1: queued" in s.stderr_text(), 10 * env.slow,
+                       what="the retry to be queued")
+            # B is free: a new request is served there at once.
+            t0 = time.monotonic()
+            r = s.get("/?r=2")
+            assert r.status == 200 and r.header("X-Backend") == "B", r
+            assert time.monotonic() - t0 < 1, "waited %.2f s behind the retry" % (time.monotonic() - t0)
+            assert busy.read_response().status == 200
+            r = retried.read_response()
+            assert r.status == 200 and r.header("X-Backend") == "A", r
+
+
+def test_a_slot_granted_as_the_queue_timer_fires_is_handled(env):
+    b = env.backend("b")
+    s = env.sluice([{"address": b.addr, "max_connections": 1}], pool={"queue": {"timeout": 2}},
+                   timeouts={"idle": 1}, log_level="debug")
+    with slow_request_in_flight(env, s, b, 0.5) as busy:
+        with s.connect(timeout=15) as waiting:
+            waiting.request("GET", "/?r=1")
+            wait_until(lambda: "r=1: queued" in s.stderr_text(), 10 * env.slow,
+                       what="the request to be queued")
+            # Stopped, sluice misses the slow answer and the queue deadline: on waking,
+            # the freed slot and the expired timer come in the same loop turn.
+            os.kill(s.pid, signal.SIGSTOP)
+            try:
+                time.sleep(2.5)
+            finally:
+                os.kill(s.pid, signal.SIGCONT)
+            assert busy.read_response().status == 200
+            r = waiting.read_response()
+            assert r.status in (200, 503), r
+    assert s.alive()
+    assert s.get("/").status == 200

@@ -116,6 +116,11 @@ def test_a_status_answer_is_passed_on_when_no_server_is_left(env):
     s = env.sluice([a], pool={"retry": {"on": [503]}})
     r = s.get("/status/503")
     assert r.status == 503 and r.body == b"status 503\n" and r.header("X-Backend") == "A", r
+    # Not retried, but counted all the same: A is out, and says so with Retry-After.
+    assert "server %s: backend answered with a status that retry.on names; taken out" % a.addr \
+        in s.stderr_text()
+    r = s.get("/")
+    assert r.status == 503 and r.header("Retry-After") == "1" and r.header("X-Backend") is None, r
 
 
 def test_put_body_is_replayed_whole_from_the_retry_buffer(env):
@@ -229,3 +234,17 @@ def test_slow_server_within_the_timeout_is_not_counted_or_retried(env):
         assert r.status == 200 and r.body == b"slow\n", r
     assert "taken out" not in s.stderr_text()
     assert len(received(a, "/slow")) == 1 and len(received(b, "/slow")) == 1
+
+
+def test_replayed_body_goes_out_whole_when_the_next_server_answers_early(env):
+    a, b = env.backend("A"), env.backend("B")
+    s = env.sluice([a, b], pool={"retry": dict(RETRY, buffer=8 << 20)})
+    body = bytes(range(256)) * (6 * 4096)  # 6 MiB: more than the sockets hold at once
+    r = s.get("/reset?send=0&fail_on=A&else=/early", method="PUT", body=body, timeout=30)
+    assert r.status == 200 and r.body == b"ok" and r.header("X-Backend") == "B", r
+    # B answered before it had read the replay; every byte still reached it, and its
+    # connection, reused, carries the next request intact.
+    wait_until(lambda: received(b, "BODY"), 10 * env.slow, what="B to read the whole body")
+    assert received(b, "BODY") == ["BODY %d" % len(body)], b.request_lines()
+    r = s.get("/?next=1")
+    assert r.status == 200 and r.body == b"hello from B\n", r

@@ -157,6 +157,12 @@ TEST(test_bad_queue_and_retry_settings_name_their_line)
 	CHECK(!load("return {\n"
 		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
 		    "  pools = { web = { servers = { '127.0.0.1:1' },\n"
+		    "    retry = { on = { error = true } } } },\n"
+		    "}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:4: pool \"web\": retry: on must be a list");
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		    "  pools = { web = { servers = { '127.0.0.1:1' },\n"
 		    "    queue = { size = 10, timout = 1 } } },\n"
 		    "}\n"));
 	CHECK(!strcmp(err, "x.lua:4: pool \"web\": queue: unknown key \"timout\""));

@@ -367,6 +367,42 @@ TEST(test_round_robin_pool_ramps_with_slow_start)
 	config_unref(cfg);
 }
 
+TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
+{
+	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 },"
+				  " { address = '127.0.0.1:12', max_connections = 1 } }");
+	CHECK(cfg);
+	struct loop *loop = loop_create();
+	struct upstream up;
+	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct server_rt *a = &up.pools[0].servers[0], *b = &up.pools[0].servers[1];
+	occupy(a);
+	/* A retry that tried b already: only a will do, and a is busy. */
+	struct upstream_request retry, later, newcomer;
+	bool busy;
+	upstream_request_init(&retry, 0, 0, -1, count_wake);
+	retry.tried[retry.ntried++] = 1;
+	CHECK(upstream_pick(&up, &retry, &busy) == NULL && busy);
+	upstream_request_init(&later, 0, 0, -1, count_wake);
+	CHECK(upstream_enqueue(&up, &later) == 0); /* a newcomer queued earlier gets b at once */
+	CHECK(later.granted == b);
+	CHECK(upstream_enqueue(&up, &retry) == 0 && upstream_queued(&retry));
+	CHECK(up.pools[0].queue.next == &retry.queue_link); /* a retry waits first in line */
+	upstream_dequeue(&up, &later);
+	upstream_request_init(&newcomer, 0, 0, -1, count_wake);
+	CHECK(upstream_pick(&up, &newcomer, &busy) == b);
+	occupy(b);
+	woken = 0;
+	vacate(&up, a);
+	CHECK(woken == 1 && retry.granted == a);
+	/* A grant whose server went out before it was used is chosen again. */
+	upstream_server_failed(&up, a, "test");
+	CHECK(upstream_pick(&up, &retry, &busy) == NULL && !busy && !retry.granted && a->reserved == 0);
+	upstream_destroy(&up);
+	loop_destroy(loop);
+	config_unref(cfg);
+}
+
 int main(void)
 {
 	RUN(test_round_robin_visits_servers_in_turn);
@@ -381,5 +417,6 @@ int main(void)
 	RUN(test_backups_stay_out_while_primaries_are_only_busy);
 	RUN(test_retry_budget_allows_its_share_of_requests);
 	RUN(test_round_robin_pool_ramps_with_slow_start);
+	RUN(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers);
 	UNIT_EXIT();
 }

@@ -155,6 +155,7 @@ static struct server_rt *take(struct pool_rt *p, struct upstream_request *r, siz
 {
 	if (r->ntried < CFG_MAX_TRIES)
 		r->tried[r->ntried++] = (uint32_t)index;
+	r->started = true;
 	return &p->servers[index];
 }
 
@@ -197,7 +198,7 @@ struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r,
 	 * Those queued first are served first: free slots go to them before a
 	 * newcomer looks. A retry (it held a slot already) goes ahead of them.
 	 */
-	if (r->ntried == 0)
+	if (!r->started)
 		dispatch(up, p);
 	ssize_t k = -1;
 	if (!pool_full(p))
@@ -224,7 +225,7 @@ int upstream_enqueue(struct upstream *up, struct upstream_request *r)
 	struct pool_rt *p = &up->pools[r->pool];
 	BUG_ON(upstream_queued(r) || r->granted);
 	/* A retry held a slot before: it waits first in line, and is not turned away. */
-	if (r->ntried > 0) {
+	if (r->started) {
 		list_insert_after(&p->queue, &r->queue_link);
 	} else if (p->queued < p->cfg->queue.size) {
 		list_insert_tail(&p->queue, &r->queue_link);

@@ -65,6 +65,7 @@ struct upstream_request {
 	int32_t only;			/* the one server index it may use (a hook named it), or -1 */
 	uint32_t tried[CFG_MAX_TRIES];	/* servers picked for it so far, by index */
 	uint32_t ntried;
+	bool started;			/* it had a server once: it is retrying now */
 	struct list queue_link;		/* in pool_rt.queue while waiting */
 	struct server_rt *granted;	/* a slot held for it: its next pick returns this server */
 	/* Called when a slot is granted; from within upstream calls, so it must only schedule. */
@@ -108,8 +109,8 @@ void upstream_request_init(struct upstream_request *r, size_t pool, uint64_t key
  * must not count the attempt (a replay after a stale pooled connection)
  * takes it off again by decrementing r->ntried.
  *
- * Free slots go to queued requests first, unless r is a retry (r->ntried
- * > 0: it held a slot already). Returns NULL when none can take it: *busy
+ * Free slots go to queued requests first, unless r is a retry (r->started:
+ * it held a slot already). Returns NULL when none can take it: *busy
  * then says whether that is only for now (servers or pool at
  * max_connections: upstream_enqueue() it) or not (no usable server left).
  */

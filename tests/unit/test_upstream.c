@@ -382,6 +382,7 @@ TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
 	bool busy;
 	upstream_request_init(&retry, 0, 0, -1, count_wake);
 	retry.tried[retry.ntried++] = 1;
+	retry.started = true;
 	CHECK(upstream_pick(&up, &retry, &busy) == NULL && busy);
 	upstream_request_init(&later, 0, 0, -1, count_wake);
 	CHECK(upstream_enqueue(&up, &later) == 0); /* a newcomer queued earlier gets b at once */

@@ -164,16 +164,28 @@ static bool usable(const struct server_rt *s, uint64_t now)
 	return s->down_until_ms <= now && !s->check_down && !s->cfg->drain;
 }
 
-/* Whether some usable server has a free slot: else no queued request can be served. */
+/*
+ * Whether a usable server has a free slot that choose() would offer (a
+ * backup's only while no primary is just busy): else no queued request can
+ * be served, and dispatch need not look through the queue.
+ */
 static bool any_room(struct upstream *up, const struct pool_rt *p)
 {
 	uint64_t now = loop_now_ms(up->loop);
+	bool primary_busy = false, backup_room = false;
 	if (pool_full(p))
 		return false;
-	for (size_t i = 0; i < p->cfg->nservers; i++)
-		if (usable(&p->servers[i], now) && !server_full(&p->servers[i]))
+	for (size_t i = 0; i < p->cfg->nservers; i++) {
+		const struct server_rt *s = &p->servers[i];
+		if (!usable(s, now))
+			continue;
+		bool full = server_full(s);
+		if (!s->cfg->backup && !full)
 			return true;
-	return false;
+		primary_busy |= !s->cfg->backup && full;
+		backup_room |= s->cfg->backup && !full;
+	}
+	return backup_room && !primary_busy;
 }
 
 static void give_back(struct pool_rt *p, struct upstream_request *r)

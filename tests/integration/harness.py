@@ -64,11 +64,21 @@ def pattern_sha256(n):
     return _sha_cache[n]
 
 
+_ports_given = set()
+
+
 def free_port(host="127.0.0.1"):
+    """A port nothing listens on now, and not handed out before in this process:
+    the kernel may offer a just-closed port again, and a test that keeps one
+    unused (a "dead" server) must not see it given to sluice's listener."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_until(pred, timeout, interval=0.02, what="condition"):

@@ -830,10 +830,13 @@ static void txn_connect(struct client *c)
 		if (!retry_allowed(c, t, FAIL_CONNECT))
 			break;
 	}
-	if (t->ureq.ntried == 0)
+	if (t->ureq.ntried == 0) {
 		txn_fail(c, 503, "no usable server in the pool");
-	else
-		txn_fail(c, t->last_status, t->last_why);
+		return;
+	}
+	/* Every attempt made ended in a failure that said what to answer. */
+	BUG_ON(!t->last_status || !t->last_why);
+	txn_fail(c, t->last_status, t->last_why);
 }
 
 /* Forgets the failed attempt (keeping the request and its replay copy) and makes the next. */

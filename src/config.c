@@ -282,6 +282,31 @@ static bool get_table(struct vctx *v, int idx, const struct section *s, const ch
 	return false;
 }
 
+/* A table nested in a section, named "parent: key" in messages. */
+struct subsection {
+	struct section s;
+	char label[200];
+	int idx; /* its stack index while pushed */
+};
+
+/*
+ * Pushes field key of the table at idx if it is a table, and checks its keys
+ * against allowed; false (nothing pushed) when it is absent, or not a table
+ * (reported).
+ */
+static bool get_subsection(struct vctx *v, int idx, const struct section *parent, const char *key,
+			   const char *const *allowed, struct subsection *sub)
+{
+	if (!get_table(v, idx, parent, key, false))
+		return false;
+	snprintf(sub->label, sizeof(sub->label), "%.150s: %s", parent->label, key);
+	sub->s = (struct section){.label = sub->label, .path = parent->path};
+	path_push(&sub->s.path, key, false);
+	sub->idx = lua_gettop(v->L);
+	check_keys(v, sub->idx, &sub->s, allowed);
+	return true;
+}
+
 /* --- addresses --- */
 
 int config_parse_addr(const char *text, struct cfg_addr *out, char *err, size_t errlen)
@@ -420,14 +445,12 @@ static void load_health(struct vctx *v, struct cfg_pool *pool, int idx, const st
 	static const char *const keys[] = {"type", "interval", "timeout", "rise", "fall", "path",
 					   "method", "host", "status", "body", NULL};
 	lua_State *L = v->L;
-	if (!get_table(v, idx, ps, "health", false))
+	struct subsection sub;
+	if (!get_subsection(v, idx, ps, "health", keys, &sub))
 		return;
-	int t = lua_gettop(L);
-	char label[200];
-	snprintf(label, sizeof(label), "%.150s: health", ps->label);
-	struct section s = {.label = label, .path = ps->path};
-	path_push(&s.path, "health", false);
-	check_keys(v, t, &s, keys);
+	int t = sub.idx;
+	struct section s = sub.s;
+	const char *label = sub.label;
 	struct cfg_health *h = &pool->health;
 	*h = (struct cfg_health){.enabled = true, .http = true, .interval_ms = 2000, .timeout_ms = 1000,
 				 .rise = 2, .fall = 3, .status_min = 200, .status_max = 399};
@@ -490,17 +513,12 @@ static void load_queue(struct vctx *v, struct cfg_pool *pool, int idx, const str
 {
 	static const char *const keys[] = {"size", "timeout", "retry_after", NULL};
 	pool->queue = (struct cfg_queue){.size = 1000, .timeout_ms = 5000, .retry_after_s = 1};
-	if (!get_table(v, idx, ps, "queue", false))
+	struct subsection sub;
+	if (!get_subsection(v, idx, ps, "queue", keys, &sub))
 		return;
-	char label[200];
-	snprintf(label, sizeof(label), "%.150s: queue", ps->label);
-	struct section s = {.label = label, .path = ps->path};
-	path_push(&s.path, "queue", false);
-	int t = lua_gettop(v->L);
-	check_keys(v, t, &s, keys);
-	get_size(v, t, &s, "size", 0, 1e6, &pool->queue.size);
-	get_seconds(v, t, &s, "timeout", &pool->queue.timeout_ms);
-	get_size(v, t, &s, "retry_after", 0, 86400, &pool->queue.retry_after_s);
+	get_size(v, sub.idx, &sub.s, "size", 0, 1e6, &pool->queue.size);
+	get_seconds(v, sub.idx, &sub.s, "timeout", &pool->queue.timeout_ms);
+	get_size(v, sub.idx, &sub.s, "retry_after", 0, 86400, &pool->queue.retry_after_s);
 	lua_pop(v->L, 1);
 }
 
@@ -546,14 +564,12 @@ static void load_retry(struct vctx *v, struct cfg_pool *pool, int idx, const str
 	lua_State *L = v->L;
 	struct cfg_retry *r = &pool->retry;
 	*r = (struct cfg_retry){.tries = 3, .buffer = 65536, .budget_percent = 20, .budget_min = 10};
-	if (!get_table(v, idx, ps, "retry", false))
+	struct subsection sub;
+	if (!get_subsection(v, idx, ps, "retry", keys, &sub))
 		return;
-	char label[200];
-	snprintf(label, sizeof(label), "%.150s: retry", ps->label);
-	struct section s = {.label = label, .path = ps->path};
-	path_push(&s.path, "retry", false);
-	int t = lua_gettop(L);
-	check_keys(v, t, &s, keys);
+	int t = sub.idx;
+	struct section s = sub.s;
+	const char *label = sub.label;
 	get_size(v, t, &s, "tries", 1, CFG_MAX_TRIES, &r->tries);
 	get_size(v, t, &s, "buffer", 0, 1 << 30, &r->buffer);
 	get_size(v, t, &s, "budget", 0, 100, &r->budget_percent);

@@ -115,12 +115,19 @@ static bool pool_full(const struct pool_rt *p)
 	return p->cfg->max_connections && p->active + p->reserved >= p->cfg->max_connections;
 }
 
-static bool was_tried(const struct upstream_request *r, size_t index)
+/* In, by passive and active health, and not drained. */
+static bool usable(const struct server_rt *s, uint64_t now)
+{
+	return s->down_until_ms <= now && !s->check_down && !s->cfg->drain;
+}
+
+/* Server index may serve r: not tried for it yet, and the one it must use if any. */
+static bool open_to(const struct upstream_request *r, size_t index)
 {
 	for (uint32_t i = 0; i < r->ntried; i++)
 		if (r->tried[i] == index)
-			return true;
-	return false;
+			return false;
+	return r->only < 0 || (size_t)r->only == index;
 }
 
 /*
@@ -137,9 +144,8 @@ static ssize_t choose(struct upstream *up, struct pool_rt *p, const struct upstr
 	*busy = false;
 	for (size_t i = 0; i < n; i++) {
 		struct server_rt *s = &p->servers[i];
-		bool out = s->down_until_ms > now || s->check_down || was_tried(r, i) ||
-			   (r->only >= 0 && (size_t)r->only != i);
-		bool full = !out && !s->cfg->drain && server_full(s);
+		bool out = !usable(s, now) || !open_to(r, i);
+		bool full = !out && server_full(s);
 		*busy |= full;
 		primary_busy |= full && !s->cfg->backup;
 		p->bal[i].down = out || full;
@@ -157,11 +163,6 @@ static struct server_rt *take(struct pool_rt *p, struct upstream_request *r, siz
 		r->tried[r->ntried++] = (uint32_t)index;
 	r->started = true;
 	return &p->servers[index];
-}
-
-static bool usable(const struct server_rt *s, uint64_t now)
-{
-	return s->down_until_ms <= now && !s->check_down && !s->cfg->drain;
 }
 
 /*
@@ -225,8 +226,7 @@ bool upstream_untried_left(struct upstream *up, const struct upstream_request *r
 	const struct pool_rt *p = &up->pools[r->pool];
 	uint64_t now = loop_now_ms(up->loop);
 	for (size_t i = 0; i < p->cfg->nservers; i++) {
-		if (usable(&p->servers[i], now) && !was_tried(r, i) &&
-		    (r->only < 0 || (size_t)r->only == i))
+		if (usable(&p->servers[i], now) && open_to(r, i))
 			return true;
 	}
 	return false;

@@ -75,6 +75,13 @@ static inline bool cfg_retry_on_status(const struct cfg_retry *r, unsigned statu
 	return r->on_status[bit / 64] >> (bit % 64) & 1;
 }
 
+/* Whether requests that reached a backend may be retried at all (retry.on names something). */
+static inline bool cfg_retry_on_any(const struct cfg_retry *r)
+{
+	return r->on_error || r->on_timeout || r->on_status[0] || r->on_status[1] || r->on_status[2] ||
+	       r->on_status[3];
+}
+
 /* What balance = "hash" hashes. */
 enum hash_by { HASH_CLIENT, HASH_HOST, HASH_HEADER, HASH_COOKIE };
 

@@ -147,6 +147,8 @@ static const struct cfg_timeouts *timeouts(const struct client *c)
 	return &c->w->gen->cfg->timeouts;
 }
 static struct buf_pool *pool_of(const struct client *c) { return &c->w->bufs; }
+/* The pool the transaction is routed to (once routed). */
+static const struct cfg_pool *pool_cfg(const struct txn *t) { return &t->gen->cfg->pools[t->pool]; }
 static uint64_t now_ms(const struct client *c) { return loop_now_ms(c->w->loop); }
 
 /* --- llhttp callbacks: record spans of the head --- */
@@ -503,14 +505,22 @@ static const char *reason_phrase(int status)
 
 static void client_run(struct client *c);
 
+/* Gives the backend connection back, if the transaction holds one. */
+static void txn_release_backend(struct txn *t, bool reusable)
+{
+	if (t->bc) {
+		upstream_release(t->bc, reusable);
+		t->bc = NULL;
+	}
+}
+
 static void txn_free(struct client *c)
 {
 	struct txn *t = c->txn;
 	if (!t)
 		return;
 	upstream_dequeue(&t->gen->up, &t->ureq);
-	if (t->bc)
-		upstream_release(t->bc, false);
+	txn_release_backend(t, false);
 	free(t->replay.data);
 	buf_release(&t->req_head, pool_of(c));
 	buf_release(&t->rsp_buf, pool_of(c));
@@ -580,10 +590,7 @@ static void txn_fail(struct client *c, int status, const char *why)
 	log_warn("%s %s: %d %s: %s%s%s", c->addr, mt ? mt : "-", status, reason_phrase(status), why,
 		 t->srv ? " server " : "", t->srv ? t->srv->cfg->addr.text : "");
 	upstream_dequeue(&t->gen->up, &t->ureq);
-	if (t->bc) {
-		upstream_release(t->bc, false);
-		t->bc = NULL;
-	}
+	txn_release_backend(t, false);
 	if (t->rsp_head_done || t->tunnel || t->rsp_head.head != 0) {
 		if (!t->status)
 			t->status = (uint16_t)status;
@@ -601,7 +608,7 @@ static void txn_fail(struct client *c, int status, const char *why)
 	const char *reason = reason_phrase(status);
 	append_fmt(&t->rsp_head, pool_of(c), "HTTP/1.1 %d %s\r\n", status, reason);
 	/* The pool is full or down: tell clients when it is worth asking again (RFC 9110 10.2.3). */
-	uint32_t retry_after = t->ureq.wake ? t->gen->cfg->pools[t->pool].queue.retry_after_s : 0;
+	uint32_t retry_after = t->ureq.wake ? pool_cfg(t)->queue.retry_after_s : 0;
 	if (status == 503 && retry_after)
 		append_fmt(&t->rsp_head, pool_of(c), "Retry-After: %u\r\n", retry_after);
 	append_fmt(&t->rsp_head, pool_of(c),
@@ -666,7 +673,7 @@ static uint64_t client_deadline(const struct client *c)
 		return c->state_since_ms + MIN(LINGER_MS, to->idle_ms);
 	case CS_TXN:
 		if (upstream_waiting(&t->ureq))
-			return t->phase_since_ms + t->gen->cfg->pools[t->pool].queue.timeout_ms;
+			return t->phase_since_ms + pool_cfg(t)->queue.timeout_ms;
 		if (t->connecting)
 			return t->phase_since_ms + to->backend_connect_ms;
 		if (t->req_sent && !t->rsp_head_done)
@@ -752,11 +759,6 @@ static void txn_wake(struct upstream_request *r)
 {
 	struct txn *t = container_of(r, struct txn, ureq);
 	loop_queue(t->c->w->loop, &t->c->resume);
-}
-
-static const struct cfg_pool *pool_cfg(const struct txn *t)
-{
-	return &t->gen->cfg->pools[t->pool];
 }
 
 /*
@@ -845,10 +847,7 @@ static void retry_elsewhere(struct client *c, struct txn *t, int status, const c
 	log_info("%s %s: %s%s%s; trying again", c->addr,
 		 t->log_method_target ? t->log_method_target : "-", why, t->srv ? " server " : "",
 		 t->srv ? t->srv->cfg->addr.text : "");
-	if (t->bc) {
-		upstream_release(t->bc, false);
-		t->bc = NULL;
-	}
+	txn_release_backend(t, false);
 	t->connecting = false;
 	t->req_head_sent = 0;
 	t->replay.sent = 0;
@@ -1047,7 +1046,7 @@ static const char *cookie_value(const char *v, uint32_t len, const char *name, u
 /* The key of balance = "hash": the same client, host, header or cookie keeps its server. */
 static uint64_t balance_key(const struct client *c, const struct txn *t, const char *base)
 {
-	const struct cfg_pool *p = &t->gen->cfg->pools[t->pool];
+	const struct cfg_pool *p = pool_cfg(t);
 	if (p->balance != BALANCE_HASH)
 		return 0;
 	const struct head *h = &t->req;
@@ -1316,9 +1315,7 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 		upstream_request_init(&t->ureq, t->pool, balance_key(c, t, base), t->forced_server,
 				      txn_wake);
 		const struct cfg_retry *rc = &pool_cfg(t)->retry;
-		t->replay.keep = t->idempotent && rc->buffer &&
-				 (rc->on_error || rc->on_timeout || rc->on_status[0] || rc->on_status[1] ||
-				  rc->on_status[2] || rc->on_status[3]);
+		t->replay.keep = t->idempotent && rc->buffer && cfg_retry_on_any(rc);
 		if (!build_request_head(c, t, base)) {
 			status = 431;
 			why = "request head too large once rewritten";
@@ -1821,10 +1818,7 @@ static int txn_finish(struct client *c, struct txn *t)
 {
 	bool reusable = t->bk_keepalive && t->req_sent && t->rsp_complete &&
 			(!t->rsp_buf.data || t->rsp_parsed == t->rsp_buf.tail) && !t->backend_eof;
-	if (t->bc) {
-		upstream_release(t->bc, reusable);
-		t->bc = NULL;
-	}
+	txn_release_backend(t, reusable);
 	access_log_txn(c, t);
 	bool close = t->close_after;
 	bool client_asked_close = !t->req_keepalive && t->req_complete;

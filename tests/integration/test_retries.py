@@ -5,6 +5,7 @@ Backends named in ?fail_on= misbehave on that URL; the others answer it as
 backend's request log says who received what.
 """
 
+import contextlib
 import hashlib
 import re
 import socket
@@ -13,6 +14,21 @@ import time
 from harness import ConnectionClosed, wait_until
 
 RETRY = {"on": ["error", "timeout"], "budget": 100}
+
+
+@contextlib.contextmanager
+def blackholed_server():
+    """The "host:port" of a listener whose accept queue is full: it drops SYNs, so
+    connects to it time out."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    filler = socket.create_connection(ls.getsockname())
+    try:
+        yield "127.0.0.1:%d" % ls.getsockname()[1]
+    finally:
+        filler.close()
+        ls.close()
 
 
 def received(backend, needle):
@@ -186,13 +202,7 @@ def test_retry_budget_allows_its_share(env):
 
 
 def test_blackholed_single_server_gives_503_quickly_after_the_first_timeout(env):
-    # A listener whose accept queue is full drops SYNs: connects to it time out.
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(0)
-    filler = socket.create_connection(ls.getsockname())
-    try:
-        addr = "127.0.0.1:%d" % ls.getsockname()[1]
+    with blackholed_server() as addr:
         s = env.sluice([addr], timeouts={"backend_connect": 0.3},
                        pool={"connect_backoff": 5, "queue": {"retry_after": 5}})
         t0 = time.monotonic()
@@ -205,25 +215,14 @@ def test_blackholed_single_server_gives_503_quickly_after_the_first_timeout(env)
             dt = time.monotonic() - t0
             assert r.status == 503 and r.header("Retry-After") == "5", r
             assert dt < 0.25, "503 after %.2f s: waited for a connect" % dt
-    finally:
-        filler.close()
-        ls.close()
 
 
 def test_connect_timeout_is_retried_on_another_server_for_any_method(env):
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(0)
-    filler = socket.create_connection(ls.getsockname())
-    try:
+    with blackholed_server() as addr:
         b = env.backend("B")
-        s = env.sluice(["127.0.0.1:%d" % ls.getsockname()[1], b],
-                       timeouts={"backend_connect": 0.3})
+        s = env.sluice([addr, b], timeouts={"backend_connect": 0.3})
         r = s.get("/echo", method="POST", body=b"once")
         assert r.status == 200 and r.body == b"once" and r.header("X-Backend") == "B", r
-    finally:
-        filler.close()
-        ls.close()
 
 
 def test_slow_server_within_the_timeout_is_not_counted_or_retried(env):

@@ -24,145 +24,125 @@ static struct config *load(const char *pool_fields)
 	return cfg;
 }
 
-static struct config *three_servers(void)
+#define THREE_SERVERS \
+	"servers = { '127.0.0.1:11', '127.0.0.1:12', '127.0.0.1:13' }, connect_backoff = 2"
+
+/* The per-worker state of pool p of a config, on a loop of its own. */
+struct fixture {
+	struct config *cfg;
+	struct loop *loop;
+	struct upstream up;
+};
+
+static bool setup(struct fixture *f, const char *pool_fields)
 {
-	char err[256];
-	struct config *cfg = config_load_string(
-		"t.lua",
-		"return { listeners = {{ address = '127.0.0.1:1', pool = 'p' }},\n"
-		"  pools = { p = { servers = { '127.0.0.1:11', '127.0.0.1:12', '127.0.0.1:13' },\n"
-		"                  connect_backoff = 2 } } }\n",
-		err, sizeof(err));
-	if (!cfg)
-		printf("config: %s\n", err);
-	return cfg;
+	f->cfg = load(pool_fields);
+	f->loop = f->cfg ? loop_create() : NULL;
+	return f->loop && upstream_init(&f->up, f->loop, f->cfg) == 0;
+}
+
+static void teardown(struct fixture *f)
+{
+	upstream_destroy(&f->up);
+	loop_destroy(f->loop);
+	config_unref(f->cfg);
 }
 
 TEST(test_round_robin_visits_servers_in_turn)
 {
-	struct config *cfg = three_servers();
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct fixture f;
+	CHECK(setup(&f, THREE_SERVERS));
+	struct upstream *up = &f.up;
 	int counts[3] = {0};
 	struct server_rt *prev = NULL;
 	for (int i = 0; i < 300; i++) {
-		struct server_rt *s = pick(&up);
+		struct server_rt *s = pick(up);
 		CHECK(s && s != prev);
-		counts[s - up.pools[0].servers]++;
+		counts[s - up->pools[0].servers]++;
 		prev = s;
 	}
 	CHECK(counts[0] == 100 && counts[1] == 100 && counts[2] == 100);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	teardown(&f);
 }
 
 TEST(test_failed_server_is_skipped_until_backoff_ends)
 {
-	struct config *cfg = three_servers();
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	struct server_rt *bad = &up.pools[0].servers[1];
-	upstream_server_failed(&up, bad, "test");
+	struct fixture f;
+	CHECK(setup(&f, THREE_SERVERS));
+	struct upstream *up = &f.up;
+	struct server_rt *bad = &up->pools[0].servers[1];
+	upstream_server_failed(up, bad, "test");
 	for (int i = 0; i < 30; i++)
-		CHECK(pick(&up) != bad);
-	CHECK(bad->down_until_ms == loop_now_ms(loop) + 2000); /* connect_backoff */
-	bad->down_until_ms = loop_now_ms(loop); /* as if the back-off had run out */
+		CHECK(pick(up) != bad);
+	CHECK(bad->down_until_ms == loop_now_ms(f.loop) + 2000); /* connect_backoff */
+	bad->down_until_ms = loop_now_ms(f.loop); /* as if the back-off had run out */
 	int seen = 0;
 	for (int i = 0; i < 3; i++)
-		seen += pick(&up) == bad;
+		seen += pick(up) == bad;
 	CHECK(seen == 1);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	teardown(&f);
 }
 
 TEST(test_no_server_when_all_are_backing_off)
 {
-	struct config *cfg = three_servers();
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct fixture f;
+	CHECK(setup(&f, THREE_SERVERS));
+	struct upstream *up = &f.up;
 	for (int i = 0; i < 3; i++)
-		upstream_server_failed(&up, &up.pools[0].servers[i], "test");
-	CHECK(pick(&up) == NULL);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+		upstream_server_failed(up, &up->pools[0].servers[i], "test");
+	CHECK(pick(up) == NULL);
+	teardown(&f);
 }
 
 TEST(test_consecutive_failures_take_a_server_out_for_a_growing_cool_down)
 {
-	char err[256];
-	struct config *cfg = config_load_string(
-		"t.lua",
-		"return { listeners = {{ address = '127.0.0.1:1', pool = 'p' }},\n"
-		"  pools = { p = { servers = { '127.0.0.1:11', '127.0.0.1:12' },\n"
-		"                  max_fails = 2, connect_backoff = 1, max_backoff = 3 } } }\n",
-		err, sizeof(err));
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	struct server_rt *bad = &up.pools[0].servers[0];
-	uint64_t now = loop_now_ms(loop);
-	upstream_server_failed(&up, bad, "test");
+	struct fixture f;
+	CHECK(setup(&f, "servers = { '127.0.0.1:11', '127.0.0.1:12' },"
+				  " max_fails = 2, connect_backoff = 1, max_backoff = 3"));
+	struct upstream *up = &f.up;
+	struct server_rt *bad = &up->pools[0].servers[0];
+	uint64_t now = loop_now_ms(f.loop);
+	upstream_server_failed(up, bad, "test");
 	CHECK(bad->down_until_ms <= now); /* one failure of two: still in */
-	upstream_server_failed(&up, bad, "test");
+	upstream_server_failed(up, bad, "test");
 	CHECK(bad->down_until_ms == now + 1000);
-	upstream_server_failed(&up, bad, "test"); /* while out: not counted */
+	upstream_server_failed(up, bad, "test"); /* while out: not counted */
 	CHECK(bad->down_until_ms == now + 1000 && bad->fails == 0);
 	uint64_t expect[] = {2000, 3000, 3000}; /* doubles, capped at max_backoff */
 	for (int i = 0; i < 3; i++) {
 		bad->down_until_ms = now; /* as if the cool-down had run out */
-		upstream_server_failed(&up, bad, "test");
-		upstream_server_failed(&up, bad, "test");
+		upstream_server_failed(up, bad, "test");
+		upstream_server_failed(up, bad, "test");
 		CHECK(bad->down_until_ms == now + expect[i]);
 	}
 	bad->down_until_ms = now;
-	upstream_server_ok(&up, bad);
-	upstream_server_failed(&up, bad, "test");
-	upstream_server_failed(&up, bad, "test");
+	upstream_server_ok(up, bad);
+	upstream_server_failed(up, bad, "test");
+	upstream_server_failed(up, bad, "test");
 	CHECK(bad->down_until_ms == now + 1000); /* a success starts it over */
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	teardown(&f);
 }
 
 TEST(test_slow_start_ramps_a_returning_server_up)
 {
-	char err[256];
-	struct config *cfg = config_load_string(
-		"t.lua",
-		"return { listeners = {{ address = '127.0.0.1:1', pool = 'p' }},\n"
-		"  pools = { p = { servers = { '127.0.0.1:11', '127.0.0.1:12' },\n"
-		"                  balance = 'weighted', slow_start = 10 } } }\n",
-		err, sizeof(err));
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	struct server_rt *back = &up.pools[0].servers[1];
-	uint64_t now = loop_now_ms(loop);
+	struct fixture f;
+	CHECK(setup(&f, "servers = { '127.0.0.1:11', '127.0.0.1:12' },"
+				  " balance = 'weighted', slow_start = 10"));
+	struct upstream *up = &f.up;
+	struct server_rt *back = &up->pools[0].servers[1];
+	uint64_t now = loop_now_ms(f.loop);
 	int picks[3][2] = {{0}};
 	uint64_t since[3] = {1000, 5000, 10000}; /* 10%, 50%, 100% of the ramp done */
 	for (int phase = 0; phase < 3; phase++) {
 		back->back_since_ms = now - since[phase];
 		for (int i = 0; i < 1000; i++)
-			picks[phase][pick(&up) - up.pools[0].servers]++;
+			picks[phase][pick(up) - up->pools[0].servers]++;
 	}
 	/* Weights 1 : 0.1, 1 : 0.5, 1 : 1 of 1000 picks */
 	CHECK(picks[0][1] >= 85 && picks[0][1] <= 95);
 	CHECK(picks[1][1] >= 328 && picks[1][1] <= 338);
 	CHECK(picks[2][1] == 500);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	teardown(&f);
 }
 
 /* Counts a request's slot as in use, as upstream_acquire() does. */
@@ -189,193 +169,159 @@ static void count_wake(struct upstream_request *r)
 
 TEST(test_server_at_max_connections_is_skipped_then_busy)
 {
-	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 },"
-				  " { address = '127.0.0.1:12', max_connections = 1 } }");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	struct server_rt *a = &up.pools[0].servers[0], *b = &up.pools[0].servers[1];
+	struct fixture f;
+	CHECK(setup(&f, "servers = { { address = '127.0.0.1:11', max_connections = 1 },"
+				  " { address = '127.0.0.1:12', max_connections = 1 } }"));
+	struct upstream *up = &f.up;
+	struct server_rt *a = &up->pools[0].servers[0], *b = &up->pools[0].servers[1];
 	occupy(a);
 	for (int i = 0; i < 4; i++)
-		CHECK(pick(&up) == b);
+		CHECK(pick(up) == b);
 	occupy(b);
 	struct upstream_request r;
 	bool busy = false;
 	upstream_request_init(&r, 0, 0, -1, count_wake);
-	CHECK(upstream_pick(&up, &r, &busy) == NULL && busy);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	CHECK(upstream_pick(up, &r, &busy) == NULL && busy);
+	teardown(&f);
 }
 
 TEST(test_queue_grants_freed_slots_oldest_first)
 {
-	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 } },"
-				  " queue = { size = 2 }");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	struct server_rt *a = &up.pools[0].servers[0];
+	struct fixture f;
+	CHECK(setup(&f, "servers = { { address = '127.0.0.1:11', max_connections = 1 } },"
+				  " queue = { size = 2 }"));
+	struct upstream *up = &f.up;
+	struct server_rt *a = &up->pools[0].servers[0];
 	occupy(a);
 	struct upstream_request r[3];
 	bool busy;
 	for (int i = 0; i < 3; i++) {
 		upstream_request_init(&r[i], 0, 0, -1, count_wake);
-		CHECK(upstream_pick(&up, &r[i], &busy) == NULL && busy);
+		CHECK(upstream_pick(up, &r[i], &busy) == NULL && busy);
 	}
-	CHECK(upstream_enqueue(&up, &r[0]) == 0 && upstream_enqueue(&up, &r[1]) == 0);
-	CHECK(upstream_enqueue(&up, &r[2]) == -ENOBUFS); /* queue.size */
+	CHECK(upstream_enqueue(up, &r[0]) == 0 && upstream_enqueue(up, &r[1]) == 0);
+	CHECK(upstream_enqueue(up, &r[2]) == -ENOBUFS); /* queue.size */
 	woken = 0;
-	vacate(&up, a);
+	vacate(up, a);
 	CHECK(woken == 1 && r[0].granted == a && !upstream_queued(&r[0]) && upstream_queued(&r[1]));
 	/* The granted slot is held: a newcomer cannot take it. */
 	struct upstream_request late;
 	upstream_request_init(&late, 0, 0, -1, count_wake);
-	CHECK(upstream_pick(&up, &late, &busy) == NULL && busy);
+	CHECK(upstream_pick(up, &late, &busy) == NULL && busy);
 	/* Given up unused, it goes to the next in line. */
-	upstream_dequeue(&up, &r[0]);
+	upstream_dequeue(up, &r[0]);
 	CHECK(woken == 2 && r[1].granted == a && !r[0].granted);
-	CHECK(upstream_pick(&up, &r[1], &busy) == a && !r[1].granted && a->reserved == 0);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	CHECK(upstream_pick(up, &r[1], &busy) == a && !r[1].granted && a->reserved == 0);
+	teardown(&f);
 }
 
 TEST(test_pool_max_connections_queues_while_servers_have_room)
 {
-	struct config *cfg = load("servers = { '127.0.0.1:11', '127.0.0.1:12' }, max_connections = 2");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	occupy(pick(&up));
-	occupy(pick(&up));
+	struct fixture f;
+	CHECK(setup(&f, "servers = { '127.0.0.1:11', '127.0.0.1:12' }, max_connections = 2"));
+	struct upstream *up = &f.up;
+	occupy(pick(up));
+	occupy(pick(up));
 	struct upstream_request r;
 	bool busy;
 	upstream_request_init(&r, 0, 0, -1, count_wake);
-	CHECK(upstream_pick(&up, &r, &busy) == NULL && busy);
-	CHECK(upstream_enqueue(&up, &r) == 0);
+	CHECK(upstream_pick(up, &r, &busy) == NULL && busy);
+	CHECK(upstream_enqueue(up, &r) == 0);
 	woken = 0;
-	vacate(&up, &up.pools[0].servers[1]);
+	vacate(up, &up->pools[0].servers[1]);
 	CHECK(woken == 1 && r.granted);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	teardown(&f);
 }
 
 TEST(test_tried_servers_are_not_picked_again)
 {
-	struct config *cfg = load("servers = { '127.0.0.1:11', '127.0.0.1:12', '127.0.0.1:13' },"
-				  " balance = 'hash'");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct fixture f;
+	CHECK(setup(&f, "servers = { '127.0.0.1:11', '127.0.0.1:12', '127.0.0.1:13' },"
+				  " balance = 'hash'"));
+	struct upstream *up = &f.up;
 	struct upstream_request r;
 	bool busy;
 	upstream_request_init(&r, 0, 42, -1, count_wake);
 	struct server_rt *seen[3];
 	for (int i = 0; i < 3; i++) {
-		CHECK(upstream_untried_left(&up, &r));
-		seen[i] = upstream_pick(&up, &r, &busy);
+		CHECK(upstream_untried_left(up, &r));
+		seen[i] = upstream_pick(up, &r, &busy);
 		CHECK(seen[i]);
 		for (int k = 0; k < i; k++)
 			CHECK(seen[k] != seen[i]);
 	}
-	CHECK(!upstream_untried_left(&up, &r));
-	CHECK(upstream_pick(&up, &r, &busy) == NULL && !busy);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	CHECK(!upstream_untried_left(up, &r));
+	CHECK(upstream_pick(up, &r, &busy) == NULL && !busy);
+	teardown(&f);
 }
 
 TEST(test_backups_stay_out_while_primaries_are_only_busy)
 {
-	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 },"
-				  " { address = '127.0.0.1:12', backup = true } }");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	struct server_rt *primary = &up.pools[0].servers[0], *backup = &up.pools[0].servers[1];
+	struct fixture f;
+	CHECK(setup(&f, "servers = { { address = '127.0.0.1:11', max_connections = 1 },"
+				  " { address = '127.0.0.1:12', backup = true } }"));
+	struct upstream *up = &f.up;
+	struct server_rt *primary = &up->pools[0].servers[0], *backup = &up->pools[0].servers[1];
 	occupy(primary);
 	struct upstream_request r;
 	bool busy;
 	upstream_request_init(&r, 0, 0, -1, count_wake);
-	CHECK(upstream_pick(&up, &r, &busy) == NULL && busy);
-	upstream_server_failed(&up, primary, "test"); /* down, not busy: the backup stands in */
-	CHECK(upstream_pick(&up, &r, &busy) == backup);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	CHECK(upstream_pick(up, &r, &busy) == NULL && busy);
+	upstream_server_failed(up, primary, "test"); /* down, not busy: the backup stands in */
+	CHECK(upstream_pick(up, &r, &busy) == backup);
+	teardown(&f);
 }
 
 TEST(test_retry_budget_allows_its_share_of_requests)
 {
-	struct config *cfg = load("servers = { '127.0.0.1:11' }, retry = { budget = 20, budget_min = 0 }");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	CHECK(!upstream_may_retry(&up, 0));
+	struct fixture f;
+	CHECK(setup(&f, "servers = { '127.0.0.1:11' }, retry = { budget = 20, budget_min = 0 }"));
+	struct upstream *up = &f.up;
+	CHECK(!upstream_may_retry(up, 0));
 	for (int i = 0; i < 100; i++)
-		upstream_count_request(&up, 0);
+		upstream_count_request(up, 0);
 	int allowed = 0;
 	for (int i = 0; i < 50; i++)
-		allowed += upstream_may_retry(&up, 0);
+		allowed += upstream_may_retry(up, 0);
 	CHECK(allowed == 20);
 	/* A window later the old requests and retries no longer count. */
-	up.pools[0].budget.second -= RETRY_WINDOW_S;
-	CHECK(!upstream_may_retry(&up, 0));
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	up->pools[0].budget.second -= RETRY_WINDOW_S;
+	CHECK(!upstream_may_retry(up, 0));
+	teardown(&f);
 
-	cfg = load("servers = { '127.0.0.1:11' }, retry = { budget = 0, budget_min = 3 }");
-	CHECK(cfg);
-	CHECK(upstream_init(&up, loop = loop_create(), cfg) == 0);
+	CHECK(setup(&f, "servers = { '127.0.0.1:11' }, retry = { budget = 0, budget_min = 3 }"));
 	allowed = 0;
 	for (int i = 0; i < 100; i++)
-		allowed += upstream_may_retry(&up, 0);
+		allowed += upstream_may_retry(up, 0);
 	CHECK(allowed == 3 * RETRY_WINDOW_S); /* budget_min per second, over the window */
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	teardown(&f);
 }
 
 TEST(test_round_robin_pool_ramps_with_slow_start)
 {
-	struct config *cfg = load("servers = { { address = '127.0.0.1:11', weight = 5 },"
-				  " '127.0.0.1:12' }, slow_start = 10");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
+	struct fixture f;
+	CHECK(setup(&f, "servers = { { address = '127.0.0.1:11', weight = 5 },"
+				  " '127.0.0.1:12' }, slow_start = 10"));
+	struct upstream *up = &f.up;
 	int picks[2] = {0};
 	for (int i = 0; i < 1000; i++)
-		picks[pick(&up) - up.pools[0].servers]++;
+		picks[pick(up) - up->pools[0].servers]++;
 	CHECK(picks[0] == 500 && picks[1] == 500); /* round robin: weights do not count */
-	up.pools[0].servers[1].back_since_ms = loop_now_ms(loop) - 1000; /* 10% into the ramp */
+	up->pools[0].servers[1].back_since_ms = loop_now_ms(f.loop) - 1000; /* 10% into the ramp */
 	picks[0] = picks[1] = 0;
 	for (int i = 0; i < 1000; i++)
-		picks[pick(&up) - up.pools[0].servers]++;
+		picks[pick(up) - up->pools[0].servers]++;
 	CHECK(picks[1] >= 85 && picks[1] <= 95);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	teardown(&f);
 }
 
 TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
 {
-	struct config *cfg = load("servers = { { address = '127.0.0.1:11', max_connections = 1 },"
-				  " { address = '127.0.0.1:12', max_connections = 1 } }");
-	CHECK(cfg);
-	struct loop *loop = loop_create();
-	struct upstream up;
-	CHECK(upstream_init(&up, loop, cfg) == 0);
-	struct server_rt *a = &up.pools[0].servers[0], *b = &up.pools[0].servers[1];
+	struct fixture f;
+	CHECK(setup(&f, "servers = { { address = '127.0.0.1:11', max_connections = 1 },"
+				  " { address = '127.0.0.1:12', max_connections = 1 } }"));
+	struct upstream *up = &f.up;
+	struct server_rt *a = &up->pools[0].servers[0], *b = &up->pools[0].servers[1];
 	occupy(a);
 	/* A retry that tried b already: only a will do, and a is busy. */
 	struct upstream_request retry, later, newcomer;
@@ -383,25 +329,23 @@ TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
 	upstream_request_init(&retry, 0, 0, -1, count_wake);
 	retry.tried[retry.ntried++] = 1;
 	retry.started = true;
-	CHECK(upstream_pick(&up, &retry, &busy) == NULL && busy);
+	CHECK(upstream_pick(up, &retry, &busy) == NULL && busy);
 	upstream_request_init(&later, 0, 0, -1, count_wake);
-	CHECK(upstream_enqueue(&up, &later) == 0); /* a newcomer queued earlier gets b at once */
+	CHECK(upstream_enqueue(up, &later) == 0); /* a newcomer queued earlier gets b at once */
 	CHECK(later.granted == b);
-	CHECK(upstream_enqueue(&up, &retry) == 0 && upstream_queued(&retry));
-	CHECK(up.pools[0].queue.next == &retry.queue_link); /* a retry waits first in line */
-	upstream_dequeue(&up, &later);
+	CHECK(upstream_enqueue(up, &retry) == 0 && upstream_queued(&retry));
+	CHECK(up->pools[0].queue.next == &retry.queue_link); /* a retry waits first in line */
+	upstream_dequeue(up, &later);
 	upstream_request_init(&newcomer, 0, 0, -1, count_wake);
-	CHECK(upstream_pick(&up, &newcomer, &busy) == b);
+	CHECK(upstream_pick(up, &newcomer, &busy) == b);
 	occupy(b);
 	woken = 0;
-	vacate(&up, a);
+	vacate(up, a);
 	CHECK(woken == 1 && retry.granted == a);
 	/* A grant whose server went out before it was used is chosen again. */
-	upstream_server_failed(&up, a, "test");
-	CHECK(upstream_pick(&up, &retry, &busy) == NULL && !busy && !retry.granted && a->reserved == 0);
-	upstream_destroy(&up);
-	loop_destroy(loop);
-	config_unref(cfg);
+	upstream_server_failed(up, a, "test");
+	CHECK(upstream_pick(up, &retry, &busy) == NULL && !busy && !retry.granted && a->reserved == 0);
+	teardown(&f);
 }
 
 int main(void)

@@ -324,6 +324,18 @@ class Procs:
                 log(f"  stopping {srv.name}: {e}")
 
 
+def find_sluice(path):
+    """The absolute path of the sluice binary named path (as given, or relative to
+    the repository), or None if it is not an executable file."""
+    if not os.path.isabs(path) and not os.path.exists(path):
+        alt = os.path.join(REPO, path)
+        if os.path.exists(alt):
+            path = alt
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return os.path.abspath(path)
+    return None
+
+
 def tail(path, n=20):
     try:
         with open(path, "rb") as f:
@@ -981,18 +993,12 @@ def main():
         if args.skip_sluice:
             proxies = [p for p in proxies if not p.startswith("sluice")]
             notes.append("sluice skipped (--skip-sluice)")
+        elif find_sluice(args.sluice) is None:
+            proxies = [p for p in proxies if not p.startswith("sluice")]
+            notes.append(f"sluice binary {args.sluice} not found "
+                         "(build it first, e.g. `make`); running the others")
         else:
-            path = args.sluice
-            if not os.path.isabs(path) and not os.path.exists(path):
-                alt = os.path.join(REPO, path)
-                if os.path.exists(alt):
-                    path = alt
-            if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                proxies = [p for p in proxies if not p.startswith("sluice")]
-                notes.append(f"sluice binary {args.sluice} not found "
-                             "(build it first, e.g. `make`); running the others")
-            else:
-                args.sluice = os.path.abspath(path)
+            args.sluice = find_sluice(args.sluice)
     for n in notes:
         log("bench: " + n)
     if not [p for p in proxies if p != "direct" or workloads]:

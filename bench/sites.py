@@ -40,8 +40,9 @@ import tempfile
 import threading
 import time
 
+from bench import find_sluice
+
 HOST = "127.0.0.1"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK = 5000          # sites per literal table in the "chunked" style
 START_TIMEOUT = 120.0
 
@@ -415,14 +416,10 @@ def main():
     ap.add_argument("--keep-tmp", action="store_true")
     args = ap.parse_args()
 
-    path = args.sluice
-    if not os.path.isabs(path) and not os.path.exists(path):
-        alt = os.path.join(REPO, path)
-        if os.path.exists(alt):
-            path = alt
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+    path = find_sluice(args.sluice)
+    if path is None:
         sys.exit("sites.py: sluice binary %s not found (build it first, e.g. `make`)" % args.sluice)
-    args.sluice = os.path.abspath(path)
+    args.sluice = path
     counts = sorted({0} | {int(x) for x in args.sites.split(",") if x.strip()})
     if any(n < 0 or n > 99999 + 1 for n in counts):
         sys.exit("sites.py: site counts from 0 to 100000 (host names have five digits)")

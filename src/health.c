@@ -49,7 +49,12 @@ static void check_finish(struct health_check *hc, bool ok, const char *why)
 	timer_arm(hc->up->loop, &hc->timer, h->interval_ms);
 }
 
-/* Judges a complete (or closed) response: status in range, body containing the text. */
+/*
+ * Judges a complete (or closed) response: status in range, body containing
+ * the text. No llhttp here: the request says Connection: close, which the
+ * server must honour (RFC 9112 9.6), so the close ends the response, and a
+ * status line and a substring search are all a check needs.
+ */
 static void check_judge(struct health_check *hc)
 {
 	const struct cfg_health *h = cfg_of(hc);

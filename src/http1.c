@@ -222,8 +222,14 @@ static int on_headers_complete(llhttp_t *p)
 {
 	struct txn *t = p->data;
 	head_of(p)->headers_done = true;
-	/* A response to HEAD has no body whatever its headers say (RFC 9110 9.3.2). */
-	if (p == &t->rparser && t->is_head)
+	/*
+	 * A response to HEAD, a 1xx, a 204 and a 304 have no body whatever their
+	 * Content-Length or Transfer-Encoding say (RFC 9110 6.4.1, RFC 9112 6.3):
+	 * llhttp 8 leaves that to us, and would wait for a body that never comes.
+	 */
+	unsigned st = p->status_code;
+	if (p == &t->rparser && st != 101 &&
+	    (t->is_head || (st >= 100 && st < 200) || st == 204 || st == 304))
 		return 1;
 	return HPE_PAUSED;
 }

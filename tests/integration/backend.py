@@ -45,6 +45,13 @@ Endpoints
   the others answer it as /echo, or as &else=PATH says (so a test can tell which
   backend a retry reached).
   *    /expect-reject         417 without reading the body, then closes
+  *    /answer?status=N&length=L&chunked=1&interim=100,103
+                              first the interim 1xx heads listed (103 with two Link
+                              headers), then status N (default 200) with Content-Length: L
+                              (default 0), or Transfer-Encoding: chunked; a body of L
+                              pattern bytes only where RFC 9110 allows one (not for HEAD,
+                              1xx, 204, 304), so a proxy must know when the head says more
+                              than the message carries
   GET  /stats                 {"name", "accepted", "open", "requests", "max_in_flight"}
 Requests with "Expect: 100-continue" get "HTTP/1.1 100 Continue" before the
 body is read (except /expect-reject).
@@ -515,6 +522,24 @@ def serve(c, req):
     if path == "/early":
         c.sock.sendall(c.head(200, [("Content-Length", "2")], keep) + b"ok")
         srv.log_request(c.cid, "BODY %d" % drain())
+        return keep
+
+    if path == "/answer":
+        drain()
+        for code in filter(None, qparam(q, "interim", "").split(",")):
+            code = int(code)
+            hints = [("Link", "</style.css>; rel=preload; as=style"),
+                     ("Link", "</app.js>; rel=preload; as=script")] if code == 103 else []
+            c.sock.sendall(c.head(code, hints, True, reason="Early Hints" if code == 103 else None))
+        st = int(qparam(q, "status", "200"))
+        n = int(qparam(q, "length", "0"))
+        chunked = qparam(q, "chunked") == "1"
+        hdrs = [("Transfer-Encoding", "chunked")] if chunked else [("Content-Length", str(n))]
+        out = c.head(st, hdrs, keep)
+        if method != "HEAD" and st >= 200 and st not in (204, 304):
+            data = bytes(pattern(0, n))
+            out += (b"%x\r\n%s\r\n0\r\n\r\n" % (n, data) if n else b"0\r\n\r\n") if chunked else data
+        c.sock.sendall(out)
         return keep
 
     if path == "/malformed":

@@ -24,16 +24,31 @@ void buf_pool_destroy(struct buf_pool *pool)
 	pool->nfree = pool->max_free = 0;
 }
 
+void *buf_pool_get(struct buf_pool *pool)
+{
+	void *block = pool->nfree ? pool->free[--pool->nfree] : malloc(pool->size);
+	if (block)
+		pool->in_use++;
+	return block;
+}
+
+void buf_pool_put(struct buf_pool *pool, void *block)
+{
+	BUG_ON(pool->in_use == 0);
+	pool->in_use--;
+	if (pool->nfree < pool->max_free)
+		pool->free[pool->nfree++] = block;
+	else
+		free(block);
+}
+
 int buf_reserve(struct buf *b, struct buf_pool *pool)
 {
 	if (b->data)
 		return 0;
-	if (pool->nfree)
-		b->data = pool->free[--pool->nfree];
-	else if (!(b->data = malloc(pool->size)))
+	if (!(b->data = buf_pool_get(pool)))
 		return -ENOMEM;
 	b->head = b->tail = 0;
-	pool->in_use++;
 	return 0;
 }
 
@@ -41,12 +56,7 @@ void buf_release(struct buf *b, struct buf_pool *pool)
 {
 	if (!b->data)
 		return;
-	BUG_ON(pool->in_use == 0);
-	pool->in_use--;
-	if (pool->nfree < pool->max_free)
-		pool->free[pool->nfree++] = b->data;
-	else
-		free(b->data);
+	buf_pool_put(pool, b->data);
 	b->data = NULL;
 	b->head = b->tail = 0;
 }

@@ -26,6 +26,13 @@ struct buf {
 };
 
 void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free);
+/*
+ * A block of pool->size bytes, not zeroed, or NULL; it goes back with
+ * buf_pool_put(). Pools of other fixed-size objects (transactions, message
+ * heads) use these directly.
+ */
+void *buf_pool_get(struct buf_pool *pool);
+void buf_pool_put(struct buf_pool *pool, void *block);
 /* Frees every cached block; blocks still in use are the caller's bug. */
 void buf_pool_destroy(struct buf_pool *pool);
 

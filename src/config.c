@@ -489,9 +489,9 @@ static void load_health(struct vctx *v, struct cfg_pool *pool, int idx, const st
 	}
 	h->status_min = lo;
 	h->status_max = hi;
-	if (path[0] != '/' || !header_value_valid(path, strlen(path)) || strchr(path, ' ') ||
-	    !header_name_valid(method, strlen(method)) ||
-	    (host && (!header_value_valid(host, strlen(host)) || strchr(host, ' ')))) {
+	if (path[0] != '/' || !http_header_value_valid(path, strlen(path)) || strchr(path, ' ') ||
+	    !http_header_name_valid(method, strlen(method)) ||
+	    (host && (!http_header_value_valid(host, strlen(host)) || strchr(host, ' ')))) {
 		fail(v, &s.path, "%s: path, method and host must fit in a request line and header", label);
 	}
 	if (h->timeout_ms >= h->interval_ms) {
@@ -778,12 +778,12 @@ static const struct header_kv *load_header_map(struct vctx *v, struct config *cf
 		const char *name = lua_tolstring(L, -2, &nl);
 		const char *value = lua_tolstring(L, -1, &vl);
 		path_push(&p, name, false);
-		if (!header_name_valid(name, nl))
+		if (!http_header_name_valid(name, nl))
 			fail(v, &p, "%s: %s: \"%s\" is not a valid header name", s->label, what, name);
-		else if (!router_header_editable(name, nl))
+		else if (http_header_owned(name, nl))
 			fail(v, &p, "%s: %s: \"%s\" is managed by sluice and cannot be set", s->label,
 			     what, name);
-		else if (!header_value_valid(value, vl))
+		else if (!http_header_value_valid(value, vl))
 			fail(v, &p, "%s: %s: header \"%s\": value contains CR, LF or NUL", s->label, what,
 			     name);
 		kv[*count] = (struct header_kv){arena_strndup(&cfg->arena, name, nl),
@@ -823,7 +823,7 @@ static void load_header_rules(struct vctx *v, struct config *cfg, int idx, const
 			lua_rawgeti(L, -1, (int)i);
 			size_t nl = 0;
 			const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nl) : NULL;
-			if (!name || !header_name_valid(name, nl) || !router_header_editable(name, nl)) {
+			if (!name || !http_header_name_valid(name, nl) || http_header_owned(name, nl)) {
 				struct cfg_path p = s.path;
 				path_push(&p, "remove", false);
 				fail(v, &p, "%s: remove must list header names (not framing or connection ones)",
@@ -932,7 +932,7 @@ static void load_route(struct vctx *v, struct config *cfg, const struct section 
 		lua_getfield(L, r, "to");
 		size_t tlen = 0;
 		const char *to = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tlen) : NULL;
-		if (!to || !tlen || !header_value_valid(to, tlen)) {
+		if (!to || !tlen || !http_header_value_valid(to, tlen)) {
 			struct cfg_path p = rs.path;
 			path_push(&p, "to", false);
 			fail(v, &p, "%s: redirect needs to = \"URL\" (no CR, LF or NUL)", label);

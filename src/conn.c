@@ -57,7 +57,6 @@ static ssize_t plain_sendv(struct conn *c, const struct iovec *iov, int iovcnt)
 static void plain_shutdown_write(struct conn *c) { shutdown(c->fd, SHUT_WR); }
 
 const struct xprt_ops xprt_plain = {
-	.name = "plain",
 	.recv = plain_recv,
 	.sendv = plain_sendv,
 	.shutdown_write = plain_shutdown_write,

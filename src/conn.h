@@ -32,7 +32,6 @@ struct conn;
 
 /* A transport. Functions follow the I/O convention of common.h. */
 struct xprt_ops {
-	const char *name;
 	ssize_t (*recv)(struct conn *c, void *dst, size_t len);
 	ssize_t (*sendv)(struct conn *c, const struct iovec *iov, int iovcnt);
 	void (*shutdown_write)(struct conn *c);

@@ -141,8 +141,8 @@ static bool read_map(lua_State *L, int idx, const char *what, struct header_kv *
 			}
 			const char *name = lua_tolstring(L, -2, &nl);
 			const char *value = lua_tolstring(L, -1, &vl);
-			if (*n == HOOK_MAX_HEADERS || !header_name_valid(name, nl) || !header_value_valid(value, vl) ||
-			    !router_header_editable(name, nl)) {
+			if (*n == HOOK_MAX_HEADERS || !http_header_name_valid(name, nl) || !http_header_value_valid(value, vl) ||
+			    http_header_owned(name, nl)) {
 				snprintf(res->error, sizeof(res->error),
 					 "hook: %s: bad or too many headers (at most %d; names are tokens, not "
 					 "framing or connection ones; values have no CR, LF or NUL)",
@@ -218,7 +218,7 @@ static enum hook_outcome read_result(lua_State *L, struct hook_result *res)
 			size_t nl;
 			const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nl) : NULL;
 			lua_pop(L, 1); /* the table keeps the string alive */
-			if (!name || !header_name_valid(name, nl) || !router_header_editable(name, nl) ||
+			if (!name || !http_header_name_valid(name, nl) || http_header_owned(name, nl) ||
 			    res->rules.nremove == HOOK_MAX_HEADERS) {
 				snprintf(res->error, sizeof(res->error),
 					 "hook: remove_headers must list at most %d header names", HOOK_MAX_HEADERS);

@@ -2,9 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <llhttp.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,38 +13,19 @@
 #include "buf.h"
 #include "common.h"
 #include "conn.h"
+#include "h1.h"
 #include "hook.h"
+#include "http.h"
 #include "log.h"
 #include "router.h"
 #include "upstream.h"
 
-#define MAX_HEADERS 128
 /* Rounds of work one session may do per event before letting others run. */
 #define FAIR_ROUNDS 32
 /* How long a closing connection keeps reading (and dropping) what the client still sends. */
 #define LINGER_MS 2000
-
-/* A span of a message head, as offsets from the head's first byte. */
-struct span {
-	uint32_t off, len;
-};
-
-struct header {
-	struct span name, value;
-};
-
-/* What llhttp told us of one message head. */
-struct head {
-	struct span method, url, reason;
-	struct header h[MAX_HEADERS];
-	uint32_t nh;
-	bool in_name;	     /* the last name span is still open */
-	bool too_many;	     /* more than MAX_HEADERS: 431 / 502 */
-	bool url_too_long;   /* request line over max_request_line: 414 */
-	bool headers_done;   /* llhttp reached the end of the head */
-	bool head_processed; /* we rewrote it */
-	bool msg_complete;   /* llhttp reached the end of the message */
-};
+/* "METHOD TARGET" of most requests fits in the transaction; a longer one is allocated. */
+#define LOG_LINE_INLINE 192
 
 enum client_state {
 	CS_IDLE,    /* between requests */
@@ -65,26 +44,29 @@ struct client {
 	struct timer timer;
 	struct loop_task resume;
 	struct buf in;	    /* bytes from the client; request body is forwarded from here */
-	uint32_t in_parsed; /* index in in.data: bytes before it were fed to llhttp */
+	uint32_t in_parsed; /* index in in.data: body bytes before it are checked, to forward */
 	uint8_t state;
 	bool served;	    /* a request was answered on this connection */
 	bool eof;	    /* the client sent FIN */
 	struct listener *listener; /* one reference held */
 	struct txn *txn;
 	uint64_t state_since_ms;
-	llhttp_t parser;
 	char ip[INET6_ADDRSTRLEN];
 	char addr[INET6_ADDRSTRLEN + 8]; /* ip:port, for logs */
 };
 
+/*
+ * One request and its response. Taken from the worker's pool when a request
+ * starts; its head is parsed into a struct http_msg from another pool, held
+ * only while a head is being parsed.
+ */
 struct txn {
 	struct client *c;
-	struct generation *gen; /* the config it runs on; one reference held */
+	struct generation *gen; /* the config it runs on, timeouts included; one reference held */
 	struct bconn *bc;
 	struct server_rt *srv;
-	const char *parse_base; /* start of the head being parsed, for llhttp callbacks */
-	struct head req, rsp;
-	llhttp_t rparser;
+	struct h1_parser req_parser, rsp_parser;
+	struct http_msg *msg;	/* the head being parsed (the request's, then the response's), or NULL */
 
 	struct buf req_head;	/* rewritten request head; kept whole for a replay */
 	uint32_t req_head_sent;
@@ -96,34 +78,41 @@ struct txn {
 		bool keep; /* still keeping: the pool retries and it fitted so far */
 	} replay;
 	struct buf rsp_buf;	/* bytes from the backend; response body is forwarded from here */
-	uint32_t rsp_parsed;	/* index in rsp_buf.data: bytes before it were fed to llhttp */
+	uint32_t rsp_parsed;	/* index in rsp_buf.data: bytes before it were checked */
 	uint32_t rsp_fwd;	/* index: bytes from head to here go to the client */
 	struct buf rsp_head;	/* rewritten response heads (and error responses) for the client */
+	/* Re-chunking a body that ends at EOF for an HTTP/1.1 client: the framing between its pieces. */
+	struct {
+		char line[2 + H1_CHUNK_LINE_MAX + 5]; /* CRLF ending a chunk, then a size line or the last chunk */
+		uint8_t len, sent;
+		uint32_t left; /* bytes of the current chunk still to send */
+		bool open;     /* a chunk's data went out: a CRLF ends it */
+		bool ended;    /* the last chunk is queued */
+	} chunk;
 
-	bool req_complete;	/* llhttp saw the end of the request */
+	uint8_t client_minor;	/* the request's HTTP/1.<minor> */
+	bool req_complete;	/* the request's last byte was parsed */
 	bool req_sent;		/* ... and all of it reached the backend */
 	bool req_keepalive;	/* the client wants the connection kept */
+	bool req_has_body;
 	bool is_head;
 	bool idempotent;	/* RFC 9110 9.2.2: may be sent again if an answer was lost */
 	bool upgrade;		/* the request asks for a protocol switch */
 	bool tunnel;		/* switched: bytes flow raw both ways */
+	bool rsp_parsing;	/* the response parser is set up for this attempt */
 	bool rsp_head_done;	/* the final response head is queued for the client */
 	bool rsp_complete;
 	bool rsp_until_eof;	/* the response body ends when the backend closes */
 	bool dechunk;		/* HTTP/1.0 client, chunked response: forward only the data */
+	bool rechunk;		/* HTTP/1.1 client, body until EOF: forward it chunked */
 	bool bk_keepalive;	/* the backend connection may be reused afterwards */
 	bool close_after;	/* close the client connection after this response */
 	bool connecting;
-	bool req_parse_pending; /* llhttp has not yet seen every request byte (or the head's end) */
-	bool rsp_parse_pending; /* ... nor every response byte (or a message end after a pause) */
 	bool rsp_started;	/* a response byte arrived: the request can no longer be replayed */
 	bool backend_eof;
-	bool absolute_form;	/* the target named its authority: it is the Host */
 	size_t pool;		/* index into the config's pools */
 	struct upstream_request ureq; /* servers tried, place in the pool's queue */
 	const struct route *route; /* NULL for a listener with a pool of its own */
-	struct span target;	/* origin-form part of the request target, in the head */
-	struct span host;	/* Host, or the absolute-form authority, in the head */
 	const char *static_body; /* a fixed response body: config memory or owned_body */
 	uint32_t static_body_left;
 	char *owned_body;	/* a hook's answer, copied out of Lua */
@@ -136,376 +125,54 @@ struct txn {
 	uint64_t phase_since_ms; /* queued, connect start, or request fully sent */
 	uint64_t last_io_ms;
 	uint64_t bytes_to_client;
-	char *log_method_target; /* "METHOD TARGET" for the access log */
+	char *log_line;		/* "METHOD TARGET" for the access log: log_inline or allocated */
 	uint32_t log_method_len;
+	/* Not zeroed when a transaction starts: written before it is read. */
+	char log_inline[LOG_LINE_INLINE];
 };
 
-static llhttp_settings_t req_settings, rsp_settings;
+size_t http1_txn_size(void) { return sizeof(struct txn); }
 
+/*
+ * A transaction runs on the config it started with, timeouts included, as
+ * its routing does; a connection between requests follows the current one.
+ */
 static const struct cfg_timeouts *timeouts(const struct client *c)
 {
-	return &c->w->gen->cfg->timeouts;
+	return &(c->txn ? c->txn->gen : c->w->gen)->cfg->timeouts;
 }
 static struct buf_pool *pool_of(const struct client *c) { return &c->w->bufs; }
 /* The pool the transaction is routed to (once routed). */
 static const struct cfg_pool *pool_cfg(const struct txn *t) { return &t->gen->cfg->pools[t->pool]; }
 static uint64_t now_ms(const struct client *c) { return loop_now_ms(c->w->loop); }
+static const char *log_line(const struct txn *t) { return t->log_line ? t->log_line : "-"; }
 
-/* --- llhttp callbacks: record spans of the head --- */
-
-static struct head *head_of(llhttp_t *p)
+/* A message head to parse into, from the worker's pool; NULL when out of memory. */
+static struct http_msg *txn_msg(struct txn *t)
 {
-	struct txn *t = p->data;
-	return p == &t->rparser ? &t->rsp : &t->req;
+	if (!t->msg)
+		t->msg = buf_pool_get(&t->c->w->msgs);
+	return t->msg;
 }
 
-static void span_extend(struct span *s, const struct txn *t, const char *at, size_t len)
+static void txn_msg_release(struct txn *t)
 {
-	uint32_t off = (uint32_t)(at - t->parse_base);
-	if (s->len == 0)
-		s->off = off;
-	s->len = off + (uint32_t)len - s->off;
-}
-
-static int on_method(llhttp_t *p, const char *at, size_t len)
-{
-	span_extend(&head_of(p)->method, p->data, at, len);
-	return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-	struct txn *t = p->data;
-	span_extend(&t->req.url, t, at, len);
-	if (t->req.url.len > t->gen->cfg->limits.max_request_line) {
-		t->req.url_too_long = true;
-		return HPE_USER;
+	if (t->msg) {
+		buf_pool_put(&t->c->w->msgs, t->msg);
+		t->msg = NULL;
 	}
-	return 0;
 }
 
-static int on_status(llhttp_t *p, const char *at, size_t len)
+/* Counts n bytes a head writer put at the end of b; false if they did not fit (n < 0). */
+static bool head_written(struct buf *b, ssize_t n)
 {
-	span_extend(&head_of(p)->reason, p->data, at, len);
-	return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-	struct head *h = head_of(p);
-	if (!h->in_name) {
-		if (h->nh == MAX_HEADERS) {
-			h->too_many = true;
-			return HPE_USER;
-		}
-		h->h[h->nh++] = (struct header){{0, 0}, {0, 0}};
-		h->in_name = true;
-	}
-	span_extend(&h->h[h->nh - 1].name, p->data, at, len);
-	return 0;
-}
-
-static int on_header_field_complete(llhttp_t *p)
-{
-	head_of(p)->in_name = false;
-	return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-	struct head *h = head_of(p);
-	span_extend(&h->h[h->nh - 1].value, p->data, at, len);
-	return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-	struct txn *t = p->data;
-	head_of(p)->headers_done = true;
-	/*
-	 * A response to HEAD, a 1xx, a 204 and a 304 have no body whatever their
-	 * Content-Length or Transfer-Encoding say (RFC 9110 6.4.1, RFC 9112 6.3):
-	 * llhttp 8 leaves that to us, and would wait for a body that never comes.
-	 */
-	unsigned st = p->status_code;
-	if (p == &t->rparser && st != 101 &&
-	    (t->is_head || (st >= 100 && st < 200) || st == 204 || st == 304))
-		return 1;
-	return HPE_PAUSED;
-}
-
-/*
- * Only while de-chunking: move the data of each chunk down over the framing
- * that preceded it, so that [head, rsp_fwd) is plain body. The data only ever
- * moves towards the front of the buffer, into bytes already parsed.
- */
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-	struct txn *t = p->data;
-	if (t->dechunk) {
-		memmove(t->rsp_buf.data + t->rsp_fwd, at, len);
-		t->rsp_fwd += (uint32_t)len;
-	}
-	return 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-	head_of(p)->msg_complete = true;
-	return HPE_PAUSED;
-}
-
-static void init_settings(void)
-{
-	static bool done;
-	if (done)
-		return;
-	done = true;
-	llhttp_settings_init(&req_settings);
-	req_settings.on_method = on_method;
-	req_settings.on_url = on_url;
-	req_settings.on_header_field = on_header_field;
-	req_settings.on_header_field_complete = on_header_field_complete;
-	req_settings.on_header_value = on_header_value;
-	req_settings.on_headers_complete = on_headers_complete;
-	req_settings.on_message_complete = on_message_complete;
-	rsp_settings = req_settings;
-	rsp_settings.on_method = NULL;
-	rsp_settings.on_url = NULL;
-	rsp_settings.on_status = on_status;
-	rsp_settings.on_body = on_body;
-}
-
-/* --- head checks and rewriting --- */
-
-static bool span_eq(const char *base, struct span s, const char *lit)
-{
-	size_t n = strlen(lit);
-	return s.len == n && !strncasecmp(base + s.off, lit, n);
-}
-
-
-/*
- * llhttp accepts some forms RFC 9112 tells a server to reject, and a proxy
- * that forwards them lets a lenient backend read the message differently:
- * a bare LF as line end (RFC 9112 2.2), obs-fold line folding (5.2) and
- * whitespace between a field name and its colon (5.1).
- */
-static const char *head_violation(const char *base, uint32_t len, const struct head *h)
-{
-	for (const char *lf = base; (lf = memchr(lf, '\n', (size_t)(base + len - lf))); lf++) {
-		if (lf == base || lf[-1] != '\r')
-			return "bare LF line ending";
-		if (lf + 1 < base + len && (lf[1] == ' ' || lf[1] == '\t'))
-			return "obsolete line folding";
-	}
-	for (uint32_t i = 0; i < h->nh; i++)
-		if (!header_name_valid(base + h->h[i].name.off, h->h[i].name.len))
-			return "invalid header name";
-	return NULL;
-}
-
-/* Does the comma-separated list in value contain token (case-insensitive)? */
-static bool list_has_token(const char *value, uint32_t len, const char *token, size_t tlen)
-{
-	uint32_t i = 0;
-	while (i < len) {
-		while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
-			i++;
-		uint32_t start = i;
-		while (i < len && value[i] != ',')
-			i++;
-		uint32_t end = i;
-		while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
-			end--;
-		if (end - start == tlen && !strncasecmp(value + start, token, tlen))
-			return true;
-	}
-	return false;
-}
-
-/* Is header i named by a Connection header of h? Framing and Host never are: see drop_header. */
-static bool named_by_connection(const char *base, const struct head *h, struct span name)
-{
-	for (uint32_t i = 0; i < h->nh; i++)
-		if (span_eq(base, h->h[i].name, "connection") &&
-		    list_has_token(base + h->h[i].value.off, h->h[i].value.len, base + name.off,
-				   name.len))
-			return true;
-	return false;
-}
-
-/*
- * Hop-by-hop headers (RFC 9110 7.6.1) are for one connection only. A
- * Connection header naming Content-Length, Transfer-Encoding or Host is
- * ignored for those: dropping framing headers on a client's word would let
- * it desynchronise us from the backend.
- */
-static bool drop_header(const char *base, const struct head *h, struct span name, bool keep_upgrade)
-{
-	static const char *const hop[] = {"connection", "keep-alive", "te", "trailer",
-					  "proxy-connection"};
-	for (size_t i = 0; i < ARRAY_LEN(hop); i++)
-		if (span_eq(base, name, hop[i]))
-			return true;
-	if (name.len > 6 && !strncasecmp(base + name.off, "proxy-", 6))
-		return true;
-	if (span_eq(base, name, "upgrade"))
-		return !keep_upgrade;
-	if (span_eq(base, name, "content-length") || span_eq(base, name, "transfer-encoding") ||
-	    span_eq(base, name, "host"))
-		return false;
-	return named_by_connection(base, h, name);
-}
-
-/* A string literal, its length counted by the compiler. */
-#define buf_append_lit(b, pool, lit) buf_append((b), (pool), (lit), sizeof(lit) - 1)
-
-/* Appends printf output to b; returns false if it does not fit. */
-static bool append_fmt(struct buf *b, const struct buf_pool *pool, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static bool append_fmt(struct buf *b, const struct buf_pool *pool, const char *fmt, ...)
-{
-	size_t room = pool->size - b->tail;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf_end(b), room, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= room)
+	if (n < 0)
 		return false;
 	b->tail += (uint32_t)n;
 	return true;
 }
 
-static bool append_span(struct buf *b, const struct buf_pool *pool, const char *base, struct span s)
-{
-	return buf_append(b, pool, base + s.off, s.len) == 0;
-}
-
-/* Copies the end-to-end headers of h, with value whitespace as llhttp trimmed it. */
-/* How a head is changed on its way through. */
-struct head_edit {
-	bool keep_upgrade;
-	bool is_request;	/* X-Forwarded-* are ours to set */
-	bool drop_te;		/* de-chunking */
-	bool drop_host;		/* absolute-form target: its authority is the Host */
-	const struct header_rules *rules[2]; /* a route's and the hook's set/add/remove, or NULL */
-};
-
-static bool kv_names(const struct header_kv *kv, uint32_t n, const char *name, uint32_t len)
-{
-	for (uint32_t i = 0; i < n; i++)
-		if (kv[i].name_len == len && !strncasecmp(kv[i].name, name, len))
-			return true;
-	return false;
-}
-
-/* Is name set or removed by one of the edit's rules? Then the rules decide it. */
-static bool rules_own(const struct head_edit *e, const char *name, uint32_t len)
-{
-	for (int k = 0; k < 2; k++) {
-		const struct header_rules *r = e->rules[k];
-		if (r && (kv_names(r->remove, r->nremove, name, len) || kv_names(r->set, r->nset, name, len)))
-			return true;
-	}
-	return false;
-}
-
-static bool append_kv(struct buf *out, const struct buf_pool *pool, const struct header_kv *kv,
-		      uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		if (buf_append(out, pool, kv[i].name, kv[i].name_len) || buf_append_lit(out, pool, ": ") ||
-		    buf_append(out, pool, kv[i].value, kv[i].value_len) ||
-		    buf_append_lit(out, pool, "\r\n"))
-			return false;
-	return true;
-}
-
-/* Copies the end-to-end headers of h (values as llhttp trimmed them), then the rules' own. */
-static bool append_headers(struct buf *out, const struct buf_pool *pool, const char *base,
-			   const struct head *h, const struct head_edit *e)
-{
-	for (uint32_t i = 0; i < h->nh; i++) {
-		struct span name = h->h[i].name;
-		if (drop_header(base, h, name, e->keep_upgrade))
-			continue;
-		if (e->drop_te && span_eq(base, name, "transfer-encoding"))
-			continue;
-		if (e->drop_host && span_eq(base, name, "host"))
-			continue;
-		/* We set these from what we saw of the connection (below). */
-		if (e->is_request && (span_eq(base, name, "x-forwarded-for") ||
-				      span_eq(base, name, "x-real-ip") ||
-				      span_eq(base, name, "x-forwarded-proto")))
-			continue;
-		if (rules_own(e, base + name.off, name.len))
-			continue;
-		if (!append_span(out, pool, base, name) || buf_append_lit(out, pool, ": ") ||
-		    !append_span(out, pool, base, h->h[i].value) || buf_append_lit(out, pool, "\r\n"))
-			return false;
-	}
-	for (int k = 0; k < 2; k++) {
-		const struct header_rules *r = e->rules[k];
-		if (r && !(append_kv(out, pool, r->set, r->nset) && append_kv(out, pool, r->add, r->nadd)))
-			return false;
-	}
-	return true;
-}
-
-static bool append_forwarded(struct buf *out, const struct buf_pool *pool, const char *base,
-			     const struct head *h, const char *client_ip, const struct head_edit *e)
-{
-	/* X-Forwarded-For: earlier hops as the client sent them, then the client itself. */
-	if (!rules_own(e, "x-forwarded-for", 15)) {
-		if (buf_append_lit(out, pool, "X-Forwarded-For: "))
-			return false;
-		for (uint32_t i = 0; i < h->nh; i++) {
-			if (!span_eq(base, h->h[i].name, "x-forwarded-for") || h->h[i].value.len == 0)
-				continue;
-			if (!append_span(out, pool, base, h->h[i].value) || buf_append_lit(out, pool, ", "))
-				return false;
-		}
-		if (!append_fmt(out, pool, "%s\r\n", client_ip))
-			return false;
-	}
-	if (!rules_own(e, "x-real-ip", 9) && !append_fmt(out, pool, "X-Real-IP: %s\r\n", client_ip))
-		return false;
-	return rules_own(e, "x-forwarded-proto", 17) ||
-	       !buf_append_lit(out, pool, "X-Forwarded-Proto: http\r\n");
-}
-
-/* --- error responses --- */
-
-static const char *reason_phrase(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 308: return "Permanent Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 410: return "Gone";
-	case 414: return "URI Too Long";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return status >= 400 ? "Error" : "";
-	}
-}
+static size_t room_of(const struct buf *b, const struct buf_pool *pool) { return pool->size - b->tail; }
 
 /* --- session lifetime --- */
 
@@ -520,6 +187,20 @@ static void txn_release_backend(struct txn *t, bool reusable)
 	}
 }
 
+static struct txn *txn_new(struct client *c)
+{
+	struct txn *t = buf_pool_get(&c->w->txns);
+	if (!t)
+		return NULL;
+	memset(t, 0, offsetof(struct txn, log_inline));
+	t->c = c;
+	t->gen = worker_gen_get(c->w);
+	t->start_us = loop_clock_us();
+	t->forced_server = -1;
+	list_init(&t->ureq.queue_link);
+	return t;
+}
+
 static void txn_free(struct client *c)
 {
 	struct txn *t = c->txn;
@@ -527,14 +208,16 @@ static void txn_free(struct client *c)
 		return;
 	upstream_dequeue(&t->gen->up, &t->ureq);
 	txn_release_backend(t, false);
+	txn_msg_release(t);
 	free(t->replay.data);
 	buf_release(&t->req_head, pool_of(c));
 	buf_release(&t->rsp_buf, pool_of(c));
 	buf_release(&t->rsp_head, pool_of(c));
-	free(t->log_method_target);
+	if (t->log_line != t->log_inline)
+		free(t->log_line);
 	free(t->owned_body);
 	worker_gen_put(t->gen);
-	free(t);
+	buf_pool_put(&c->w->txns, t);
 	c->txn = NULL;
 }
 
@@ -542,7 +225,7 @@ static void access_log_txn(struct client *c, struct txn *t)
 {
 	if (c->w->access_log.fd < 0)
 		return;
-	const char *mt = t->log_method_target;
+	const char *mt = t->log_line;
 	struct access_entry e = {
 		.client = c->addr,
 		.method = mt ? mt : "-",
@@ -561,7 +244,7 @@ static void client_close(struct client *c)
 {
 	if (c->state == CS_CLOSED)
 		return;
-	if (c->txn && c->txn->log_method_target)
+	if (c->txn && c->txn->log_line)
 		access_log_txn(c, c->txn);
 	txn_free(c);
 	c->state = CS_CLOSED;
@@ -592,11 +275,11 @@ static void client_linger(struct client *c)
 static void txn_fail(struct client *c, int status, const char *why)
 {
 	struct txn *t = c->txn;
-	const char *mt = t->log_method_target;
-	log_warn("%s %s: %d %s: %s%s%s", c->addr, mt ? mt : "-", status, reason_phrase(status), why,
-		 t->srv ? " server " : "", t->srv ? t->srv->cfg->addr.text : "");
+	log_warn("%s %s: %d %s: %s%s%s", c->addr, log_line(t), status, http_reason((unsigned)status),
+		 why, t->srv ? " server " : "", t->srv ? t->srv->cfg->addr.text : "");
 	upstream_dequeue(&t->gen->up, &t->ureq);
 	txn_release_backend(t, false);
+	txn_msg_release(t);
 	if (t->rsp_head_done || t->tunnel || t->rsp_head.head != 0) {
 		if (!t->status)
 			t->status = (uint16_t)status;
@@ -607,24 +290,33 @@ static void txn_fail(struct client *c, int status, const char *why)
 	t->rsp_parsed = t->rsp_fwd = 0;
 	t->static_body_left = 0;
 	buf_release(&t->rsp_head, pool_of(c));
-	if (buf_reserve(&t->rsp_head, pool_of(c)) < 0) {
+	struct buf_pool *pool = pool_of(c);
+	if (buf_reserve(&t->rsp_head, pool) < 0) {
 		client_close(c);
 		return;
 	}
-	const char *reason = reason_phrase(status);
-	append_fmt(&t->rsp_head, pool_of(c), "HTTP/1.1 %d %s\r\n", status, reason);
-	/* The pool is full or down: tell clients when it is worth asking again (RFC 9110 10.2.3). */
-	uint32_t retry_after = t->ureq.wake ? pool_cfg(t)->queue.retry_after_s : 0;
-	if (status == 503 && retry_after)
-		append_fmt(&t->rsp_head, pool_of(c), "Retry-After: %u\r\n", retry_after);
-	append_fmt(&t->rsp_head, pool_of(c),
-		   "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
-		   "%d %s\n",
-		   strlen(reason) + 5, status, reason);
+	char body[64];
+	int body_len = snprintf(body, sizeof(body), "%d %s\n", status, http_reason((unsigned)status));
+	static const struct header_kv text = {"Content-Type", "text/plain", 12, 10};
+	struct http_answer a = {
+		.status = (uint16_t)status,
+		.headers = &text,
+		.nheaders = 1,
+		/* The pool is full or down: tell clients when it is worth asking again (RFC 9110 10.2.3). */
+		.retry_after_s = status == 503 && t->ureq.wake ? pool_cfg(t)->queue.retry_after_s : 0,
+		.body_len = (uint32_t)body_len,
+	};
+	struct buf *out = &t->rsp_head;
+	/* A buffer holds far more than this; the body goes with the head. */
+	bool ok = head_written(out, h1_write_answer(buf_end(out), room_of(out, pool), &a, H1_CONN_CLOSE)) &&
+		  !buf_append(out, pool, body, (size_t)body_len);
+	BUG_ON(!ok);
+	(void)ok;
 	t->status = (uint16_t)status;
 	t->rsp_head_done = true;
 	t->rsp_complete = true;
 	t->rsp_until_eof = false;
+	t->rechunk = false;
 	t->close_after = true;
 	c->state = CS_TXN;
 }
@@ -751,7 +443,6 @@ static void client_timer_fired(struct timer *tm)
 	}
 	client_timed_out(c);
 }
-
 /* --- backend side --- */
 
 static void backend_on_io(struct bconn *bc)
@@ -815,8 +506,8 @@ static void txn_connect(struct client *c)
 				return;
 			}
 			t->phase_since_ms = now_ms(c);
-			log_debug("%s %s: queued for pool \"%s\"", c->addr,
-				  t->log_method_target ? t->log_method_target : "-", pool_cfg(t)->name);
+			log_debug("%s %s: queued for pool \"%s\"", c->addr, log_line(t),
+				  pool_cfg(t)->name);
 			return;
 		}
 		if (!srv)
@@ -850,9 +541,8 @@ static void txn_connect(struct client *c)
 /* Forgets the failed attempt (keeping the request and its replay copy) and makes the next. */
 static void retry_elsewhere(struct client *c, struct txn *t, int status, const char *why)
 {
-	log_info("%s %s: %s%s%s; trying again", c->addr,
-		 t->log_method_target ? t->log_method_target : "-", why, t->srv ? " server " : "",
-		 t->srv ? t->srv->cfg->addr.text : "");
+	log_info("%s %s: %s%s%s; trying again", c->addr, log_line(t), why,
+		 t->srv ? " server " : "", t->srv ? t->srv->cfg->addr.text : "");
 	txn_release_backend(t, false);
 	t->connecting = false;
 	t->req_head_sent = 0;
@@ -860,10 +550,9 @@ static void retry_elsewhere(struct client *c, struct txn *t, int status, const c
 	t->req_sent = false;
 	buf_release(&t->rsp_buf, pool_of(c));
 	t->rsp_parsed = t->rsp_fwd = 0;
-	memset(&t->rsp, 0, sizeof(t->rsp));
-	t->rparser.data = NULL;
+	txn_msg_release(t);
+	t->rsp_parsing = false;
 	t->rsp_started = false;
-	t->rsp_parse_pending = false;
 	t->backend_eof = false;
 	t->last_status = (uint16_t)status;
 	t->last_why = why;
@@ -899,99 +588,43 @@ static void backend_failed(struct client *c, int status, const char *why, enum f
 
 /* --- request head --- */
 
+static enum h1_connection response_connection(const struct txn *t, unsigned status)
+{
+	if (status == 101)
+		return H1_CONN_UPGRADE;
+	if (status < 200)
+		return H1_CONN_NONE;
+	if (t->close_after)
+		return H1_CONN_CLOSE;
+	return t->client_minor == 0 ? H1_CONN_KEEP_ALIVE : H1_CONN_NONE;
+}
+
 /* Builds the backend's request head from the client's; false if it does not fit. */
-static bool build_request_head(struct client *c, struct txn *t, const char *base)
+static bool build_request_head(struct client *c, struct txn *t, const struct http_msg *m)
 {
 	struct buf *out = &t->req_head;
 	struct buf_pool *pool = pool_of(c);
-	const struct head *h = &t->req;
 	if (buf_reserve(out, pool) < 0)
 		return false;
-	struct head_edit edit = {
-		.keep_upgrade = t->upgrade,
-		.is_request = true,
-		.drop_host = t->absolute_form,
+	struct http_edit edit = {
 		.rules = {t->route ? &t->route->req : NULL, t->hook_rules},
+		.client_ip = c->ip,
+		.proto = "http",
+		.keep_upgrade = t->upgrade,
 	};
-	/* "http://host" and "http://host?q" have an empty path: it is "/" (RFC 9112 3.2.1). */
-	bool root = !t->target.len || base[t->target.off] == '?';
-	bool ok = append_span(out, pool, base, h->method) && !buf_append(out, pool, " /", 1 + root) &&
-		  append_span(out, pool, base, t->target) &&
-		  append_fmt(out, pool, " HTTP/1.%d\r\n", c->parser.http_minor ? 1 : 0) &&
-		  append_headers(out, pool, base, h, &edit) &&
-		  append_forwarded(out, pool, base, h, c->ip, &edit);
-	/* RFC 9112 3.2.2: the authority of an absolute-form target replaces Host (unless a rule sets it). */
-	if (ok && t->absolute_form && !rules_own(&edit, "host", 4))
-		ok = !buf_append_lit(out, pool, "Host: ") && append_span(out, pool, base, t->host) &&
-		     !buf_append_lit(out, pool, "\r\n");
-	if (ok && t->upgrade)
-		ok = !buf_append_lit(out, pool, "Connection: upgrade\r\n");
-	else if (ok && c->parser.http_minor == 0)
-		ok = !buf_append_lit(out, pool, "Connection: keep-alive\r\n");
-	return ok && !buf_append_lit(out, pool, "\r\n");
-}
-
-static int check_request(struct client *c, struct txn *t, const char *base, uint32_t head_len,
-			 const char **why)
-{
-	const struct head *h = &t->req;
-	if ((*why = head_violation(base, head_len, h)))
-		return 400;
-	unsigned hosts = 0;
-	for (uint32_t i = 0; i < h->nh; i++)
-		if (span_eq(base, h->h[i].name, "host")) {
-			hosts++;
-			t->host = h->h[i].value;
-		}
-	/* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before. */
-	if (hosts > 1 || (hosts == 0 && c->parser.http_minor == 1)) {
-		*why = hosts ? "more than one Host header" : "no Host header";
-		return 400;
-	}
-	if (c->parser.method == HTTP_CONNECT) {
-		*why = "CONNECT is not proxied";
-		return 405;
-	}
-	if (head_len > t->gen->cfg->limits.max_header_size) {
-		*why = "request head too large";
-		return 431;
-	}
-	return 0;
-}
-
-/*
- * Splits an absolute-form target (RFC 9112 3.2.2) into its authority, which
- * then stands for Host, and the origin-form rest that the backend gets.
- */
-static int split_target(struct txn *t, const char *base, const char **why)
-{
-	t->target = t->req.url;
-	const char *u = base + t->req.url.off;
-	uint32_t len = t->req.url.len;
-	uint32_t scheme = len >= 7 && !strncasecmp(u, "http://", 7)	 ? 7
-			  : len >= 8 && !strncasecmp(u, "https://", 8) ? 8
-								       : 0;
-	if (!scheme)
-		return 0;
-	uint32_t end = scheme;
-	while (end < len && u[end] != '/' && u[end] != '?')
-		end++;
-	if (memchr(u + scheme, '@', end - scheme)) {
-		*why = "user information in the request target";
-		return 400;
-	}
-	if (end == scheme) {
-		*why = "empty authority in the request target";
-		return 400;
-	}
-	t->absolute_form = true;
-	t->host = (struct span){t->req.url.off + scheme, end - scheme};
-	t->target = (struct span){t->req.url.off + end, len - end};
-	return 0;
+	/* An HTTP/1.0 request goes as one, kept alive: the backend may not chunk what it cannot read. */
+	struct h1_head_opts opts = {
+		.edit = &edit,
+		.connection = t->upgrade ? H1_CONN_UPGRADE
+			      : t->client_minor == 0 ? H1_CONN_KEEP_ALIVE
+						     : H1_CONN_NONE,
+		.version_minor = t->client_minor,
+	};
+	return head_written(out, h1_write_request(buf_end(out), room_of(out, pool), m, &opts));
 }
 
 /* Decides where the request goes: the listener's pool, or its site's route. */
-static int route_request(struct client *c, struct txn *t, const char *base, const char **why)
+static int route_request(struct client *c, struct txn *t, const struct http_msg *m, const char **why)
 {
 	const struct cfg_listener *l = c->listener->cfg;
 	if (!l) {
@@ -1005,8 +638,9 @@ static int route_request(struct client *c, struct txn *t, const char *base, cons
 	const struct router *r = &t->gen->cfg->router;
 	char host[256];
 	int hlen = 0;
-	if (t->host.len) {
-		hlen = router_normalize_host(base + t->host.off, t->host.len, host, sizeof(host));
+	if (m->authority.len) {
+		hlen = router_normalize_host(http_str(m, m->authority), m->authority.len, host,
+					     sizeof(host));
 		if (hlen < 0) {
 			*why = "invalid Host";
 			return 400;
@@ -1017,9 +651,9 @@ static int route_request(struct client *c, struct txn *t, const char *base, cons
 		*why = "no site for this host";
 		return 404;
 	}
-	const char *path = base + t->target.off;
-	const char *query = memchr(path, '?', t->target.len);
-	size_t path_len = query ? (size_t)(query - path) : t->target.len;
+	const char *path = http_str(m, m->path);
+	const char *query = memchr(path, '?', m->path.len);
+	size_t path_len = query ? (size_t)(query - path) : m->path.len;
 	t->route = router_find_route(site, path, path_len);
 	if (!t->route) {
 		*why = "no route for this path";
@@ -1029,54 +663,34 @@ static int route_request(struct client *c, struct txn *t, const char *base, cons
 	return 0;
 }
 
-/* The value of cookie name in a Cookie header value ("a=1; b=2"), or NULL. */
-static const char *cookie_value(const char *v, uint32_t len, const char *name, uint32_t nlen,
-				uint32_t *vlen)
-{
-	uint32_t i = 0;
-	while (i < len) {
-		while (i < len && (v[i] == ' ' || v[i] == ';'))
-			i++;
-		uint32_t start = i;
-		while (i < len && v[i] != ';')
-			i++;
-		const char *eq = memchr(v + start, '=', i - start);
-		if (eq && (uint32_t)(eq - (v + start)) == nlen && !memcmp(v + start, name, nlen)) {
-			*vlen = (uint32_t)(v + i - eq - 1);
-			return eq + 1;
-		}
-	}
-	return NULL;
-}
-
 /* The key of balance = "hash": the same client, host, header or cookie keeps its server. */
-static uint64_t balance_key(const struct client *c, const struct txn *t, const char *base)
+static uint64_t balance_key(const struct client *c, const struct txn *t, const struct http_msg *m)
 {
 	const struct cfg_pool *p = pool_cfg(t);
 	if (p->balance != BALANCE_HASH)
 		return 0;
-	const struct head *h = &t->req;
 	switch (p->hash_by) {
 	case HASH_CLIENT:
 		return balance_hash(c->ip, strlen(c->ip));
 	case HASH_HOST: {
 		char host[256];
-		int n = router_normalize_host(base + t->host.off, t->host.len, host, sizeof(host));
+		int n = router_normalize_host(http_str(m, m->authority), m->authority.len, host,
+					      sizeof(host));
 		return balance_hash(host, n > 0 ? (size_t)n : 0);
 	}
-	case HASH_HEADER:
-		for (uint32_t i = 0; i < h->nh; i++)
-			if (h->h[i].name.len == p->hash_name_len &&
-			    !strncasecmp(base + h->h[i].name.off, p->hash_name, p->hash_name_len))
-				return balance_hash(base + h->h[i].value.off, h->h[i].value.len);
+	case HASH_HEADER: {
+		const struct http_header *h = http_find_header(m, p->hash_name, p->hash_name_len);
+		if (h)
+			return balance_hash(http_str(m, h->value), h->value.len);
 		break;
+	}
 	case HASH_COOKIE:
-		for (uint32_t i = 0; i < h->nh; i++) {
-			if (!span_eq(base, h->h[i].name, "cookie"))
+		for (uint32_t i = 0; i < m->nh; i++) {
+			if (!http_span_is(m, m->h[i].name, "cookie"))
 				continue;
-			uint32_t vlen;
-			const char *v = cookie_value(base + h->h[i].value.off, h->h[i].value.len,
-						     p->hash_name, p->hash_name_len, &vlen);
+			size_t vlen;
+			const char *v = http_cookie_value(http_str(m, m->h[i].value), m->h[i].value.len,
+							  p->hash_name, p->hash_name_len, &vlen);
 			if (v)
 				return balance_hash(v, vlen);
 		}
@@ -1085,101 +699,59 @@ static uint64_t balance_key(const struct client *c, const struct txn *t, const c
 	return balance_hash("", 0);
 }
 
-/* An answer of our own: a route's fixed response or redirect, or a hook's. */
-struct local_answer {
-	uint16_t status;
-	const struct header_kv *headers;
-	uint32_t nheaders;
-	const char *location; /* Location, or NULL */
-	uint32_t location_len;
-	bool keep_path;	      /* Location gets the request's path and query appended */
-	const char *body;
-	uint32_t body_len;
-	const struct header_rules *rules; /* the route's response rules, or NULL */
-};
-
-static int local_response(struct client *c, struct txn *t, const char *base,
-			  const struct local_answer *a, const char **why)
+/* Queues an answer of our own (a route's fixed response or redirect, or a hook's) with its body. */
+static int local_response(struct client *c, struct txn *t, struct http_answer *a,
+			  const char *body, const char **why)
 {
 	struct buf *out = &t->rsp_head;
 	struct buf_pool *pool = pool_of(c);
-	const struct header_rules *r = a->rules;
 	/* A body we will not read would be taken for the next request. */
-	t->close_after = !t->req_keepalive || c->w->draining || (c->parser.flags & F_CHUNKED) ||
-			 c->parser.content_length > 0;
-	bool ok = buf_reserve(out, pool) == 0 &&
-		  append_fmt(out, pool, "HTTP/1.1 %03d %s\r\n", a->status, reason_phrase(a->status));
-	/* The route's response rules edit its own fixed headers as they would a backend's. */
-	for (uint32_t i = 0; ok && i < a->nheaders; i++) {
-		const struct header_kv *kv = &a->headers[i];
-		if (!r || (!kv_names(r->remove, r->nremove, kv->name, kv->name_len) &&
-			   !kv_names(r->set, r->nset, kv->name, kv->name_len)))
-			ok = append_kv(out, pool, kv, 1);
-	}
-	if (ok && a->location) {
-		ok = !buf_append_lit(out, pool, "Location: ") &&
-		     !buf_append(out, pool, a->location, a->location_len) &&
-		     (!a->keep_path || append_span(out, pool, base, t->target)) &&
-		     !buf_append_lit(out, pool, "\r\n");
-	}
+	t->close_after = !t->req_keepalive || c->w->draining || t->req_has_body;
 	/* RFC 9110 8.6, 15.3.5: a 204 has no body and no Content-Length; a 304 no body. */
-	bool bodiless = a->status == 204 || a->status == 304;
-	uint32_t body_len = bodiless ? 0 : a->body_len;
-	ok = ok && (!r || (append_kv(out, pool, r->set, r->nset) && append_kv(out, pool, r->add, r->nadd))) &&
-	     (a->status == 204 || append_fmt(out, pool, "Content-Length: %u\r\n", body_len)) &&
-	     append_fmt(out, pool, "%s\r\n",
-			t->close_after ? "Connection: close\r\n"
-			: c->parser.http_minor == 0 ? "Connection: keep-alive\r\n"
-						    : "");
-	if (!ok) {
+	if (a->status == 204 || a->status == 304)
+		a->body_len = 0;
+	enum h1_connection conn = response_connection(t, a->status);
+	if (buf_reserve(out, pool) < 0 ||
+	    !head_written(out, h1_write_answer(buf_end(out), room_of(out, pool), a, conn))) {
 		buf_release(out, pool);
 		*why = "fixed response head too large";
 		return 500;
 	}
-	t->static_body = t->is_head ? NULL : a->body;
-	t->static_body_left = t->is_head ? 0 : body_len;
+	t->static_body = t->is_head ? NULL : body;
+	t->static_body_left = t->is_head ? 0 : a->body_len;
 	t->status = a->status;
 	t->rsp_head_done = true;
 	t->rsp_complete = true;
 	return 0;
 }
 
-static int route_answer(struct client *c, struct txn *t, const char *base, const char **why)
+static int route_answer(struct client *c, struct txn *t, const struct http_msg *m, const char **why)
 {
 	const struct route *rt = t->route;
 	bool redirect = rt->action == ROUTE_REDIRECT;
-	struct local_answer a = {
+	struct http_answer a = {
 		.status = rt->status,
 		.headers = rt->respond_headers,
 		.nheaders = rt->nrespond_headers,
 		.location = redirect ? rt->location : NULL,
 		.location_len = rt->location_len,
-		.keep_path = rt->keep_path,
-		.body = redirect ? NULL : rt->body,
-		.body_len = redirect ? 0 : rt->body_len,
+		.location_tail = redirect && rt->keep_path ? http_str(m, m->path) : NULL,
+		.location_tail_len = redirect && rt->keep_path ? m->path.len : 0,
 		.rules = &rt->rsp,
+		.body_len = redirect ? 0 : rt->body_len,
 	};
-	return local_response(c, t, base, &a, why);
+	return local_response(c, t, &a, redirect ? NULL : rt->body, why);
 }
 
 /* --- the Lua hook --- */
 
-struct hook_ctx {
-	const char *base;
-	const struct head *h;
-};
-
 static const char *hook_header(void *ctx, const char *name, size_t len, size_t *vlen)
 {
-	const struct hook_ctx *x = ctx;
-	for (uint32_t i = 0; i < x->h->nh; i++) {
-		struct span n = x->h->h[i].name;
-		if (n.len == len && !strncasecmp(x->base + n.off, name, len)) {
-			*vlen = x->h->h[i].value.len;
-			return x->base + x->h->h[i].value.off;
-		}
-	}
-	return NULL;
+	const struct http_header *h = http_find_header(ctx, name, len);
+	if (!h)
+		return NULL;
+	*vlen = h->value.len;
+	return http_str(ctx, h->value);
 }
 
 static void hook_each_header(void *ctx,
@@ -1187,10 +759,10 @@ static void hook_each_header(void *ctx,
 					size_t vlen),
 			     void *arg)
 {
-	const struct hook_ctx *x = ctx;
-	for (uint32_t i = 0; i < x->h->nh; i++)
-		fn(arg, x->base + x->h->h[i].name.off, x->h->h[i].name.len,
-		   x->base + x->h->h[i].value.off, x->h->h[i].value.len);
+	const struct http_msg *m = ctx;
+	for (uint32_t i = 0; i < m->nh; i++)
+		fn(arg, http_str(m, m->h[i].name), m->h[i].name.len, http_str(m, m->h[i].value),
+		   m->h[i].value.len);
 }
 
 /*
@@ -1198,31 +770,29 @@ static void hook_each_header(void *ctx,
  * 0; *answered when the hook answered by itself, *routed when it named the
  * pool. The result's strings live until hook_release().
  */
-static int run_hook(struct client *c, struct txn *t, const char *base, struct hook_result *res,
-		    bool *answered, bool *routed, const char **why)
+static int run_hook(struct client *c, struct txn *t, const struct http_msg *m,
+		    struct hook_result *res, bool *answered, bool *routed, const char **why)
 {
 	struct config *cfg = t->gen->cfg;
 	char host[256];
-	int hlen = t->host.len ? router_normalize_host(base + t->host.off, t->host.len, host,
-						       sizeof(host))
-			       : 0;
-	struct hook_ctx ctx = {base, &t->req};
+	int hlen = m->authority.len ? router_normalize_host(http_str(m, m->authority),
+							    m->authority.len, host, sizeof(host))
+				    : 0;
 	struct hook_request req = {
-		.method = base + t->req.method.off,
-		.method_len = t->req.method.len,
-		.target = base + t->target.off,
-		.target_len = t->target.len,
+		.method = http_str(m, m->method_name),
+		.method_len = m->method_name.len,
+		.target = http_str(m, m->path),
+		.target_len = m->path.len,
 		.host = hlen > 0 ? host : NULL,
 		.host_len = hlen > 0 ? (size_t)hlen : 0,
 		.client = c->ip,
-		.ctx = &ctx,
+		.ctx = (void *)m,
 		.header = hook_header,
 		.each_header = hook_each_header,
 	};
 	enum hook_outcome outcome = hook_run(&cfg->hook, &req, res);
 	if (outcome == HOOK_FAIL) {
-		log_error("%s %s: %s", c->addr, t->log_method_target ? t->log_method_target : "-",
-			  res->error);
+		log_error("%s %s: %s", c->addr, log_line(t), res->error);
 		*why = "the Lua hook failed";
 		return 500;
 	}
@@ -1233,15 +803,14 @@ static int run_hook(struct client *c, struct txn *t, const char *base, struct ho
 		}
 		if (res->body_len)
 			memcpy(t->owned_body, res->body, res->body_len);
-		struct local_answer a = {
+		struct http_answer a = {
 			.status = res->status,
 			.headers = res->headers,
 			.nheaders = res->nheaders,
-			.body = t->owned_body,
 			.body_len = (uint32_t)res->body_len,
 		};
 		*answered = true;
-		return local_response(c, t, base, &a, why);
+		return local_response(c, t, &a, t->owned_body, why);
 	}
 	t->hook_rules = &res->rules;
 	if (!res->pool)
@@ -1273,56 +842,60 @@ static int run_hook(struct client *c, struct txn *t, const char *base, struct ho
 	return 500;
 }
 
-/* The request head is complete in c->in: check it, rewrite it, start the backend side. */
-static void request_head_done(struct client *c, struct txn *t, uint32_t head_len)
+/* Keeps "METHOD TARGET" for the access log and the error log: the head will be gone by then. */
+static void keep_log_line(struct txn *t, const struct http_msg *m)
 {
-	const char *base = buf_start(&c->in);
-	const char *why;
+	size_t n = m->method_name.len + 1 + m->target.len + 1;
+	t->log_line = n <= sizeof(t->log_inline) ? t->log_inline : malloc(n);
+	if (!t->log_line)
+		return;
+	memcpy(t->log_line, http_str(m, m->method_name), m->method_name.len);
+	t->log_line[m->method_name.len] = ' ';
+	memcpy(t->log_line + m->method_name.len + 1, http_str(m, m->target), m->target.len);
+	t->log_line[n - 1] = 0;
+	t->log_method_len = m->method_name.len;
+}
+
+/* What the transaction keeps of the request head, which goes once it is rewritten. */
+static void take_request(struct txn *t, const struct http_msg *m, bool req_done)
+{
+	t->client_minor = m->version_minor;
+	t->is_head = m->method == HTTP_METHOD_HEAD;
+	t->idempotent = http_method_idempotent(m->method);
+	t->req_keepalive = m->keep_alive;
+	t->req_has_body = m->framing != HTTP_FRAMING_NONE;
+	t->upgrade = m->upgrade;
+	t->req_complete = req_done;
+}
+
+/* The request head is complete in c->in: rewrite it and start the backend side. */
+static void request_head_done(struct client *c, struct txn *t, const struct http_msg *m)
+{
+	const char *why = NULL;
+	int status = 0;
 	if (t->gen != c->w->gen) {
 		/* A reload came while the head arrived: the listener speaks for the new config. */
 		worker_gen_put(t->gen);
 		t->gen = worker_gen_get(c->w);
 	}
-	int status = check_request(c, t, base, head_len, &why);
-	t->is_head = c->parser.method == HTTP_HEAD;
-	switch (c->parser.method) {
-	case HTTP_GET: case HTTP_HEAD: case HTTP_OPTIONS: case HTTP_TRACE: case HTTP_PUT:
-	case HTTP_DELETE:
-		t->idempotent = true;
-		break;
-	default:
-		t->idempotent = false;
-	}
-	t->req_keepalive = llhttp_should_keep_alive(&c->parser);
-	t->upgrade = c->parser.upgrade;
-	t->forced_server = -1;
-	t->log_method_len = t->req.method.len;
-	t->log_method_target = malloc(t->req.method.len + t->req.url.len + 2);
-	if (t->log_method_target) {
-		memcpy(t->log_method_target, base + t->req.method.off, t->req.method.len);
-		t->log_method_target[t->req.method.len] = ' ';
-		memcpy(t->log_method_target + t->req.method.len + 1, base + t->req.url.off,
-		       t->req.url.len);
-		t->log_method_target[t->req.method.len + 1 + t->req.url.len] = 0;
-	}
-	if (!status)
-		status = split_target(t, base, &why);
+	take_request(t, m, t->req_parser.msg_done);
+	keep_log_line(t, m);
 	struct hook_result hook_res;
-	bool hooked = !status && t->gen->cfg->has_hook, local = false, routed = false;
+	bool hooked = t->gen->cfg->has_hook, local = false, routed = false;
 	if (hooked)
-		status = run_hook(c, t, base, &hook_res, &local, &routed, &why);
+		status = run_hook(c, t, m, &hook_res, &local, &routed, &why);
 	if (!status && !local && !routed)
-		status = route_request(c, t, base, &why);
+		status = route_request(c, t, m, &why);
 	if (!status && !local && t->route && t->route->action != ROUTE_PROXY) {
 		local = true;
-		status = route_answer(c, t, base, &why);
+		status = route_answer(c, t, m, &why);
 	}
 	if (!status && !local) {
-		upstream_request_init(&t->ureq, t->pool, balance_key(c, t, base), t->forced_server,
+		upstream_request_init(&t->ureq, t->pool, balance_key(c, t, m), t->forced_server,
 				      txn_wake);
 		const struct cfg_retry *rc = &pool_cfg(t)->retry;
 		t->replay.keep = t->idempotent && rc->buffer && cfg_retry_on_any(rc);
-		if (!build_request_head(c, t, base)) {
+		if (!build_request_head(c, t, m)) {
 			status = 431;
 			why = "request head too large once rewritten";
 		}
@@ -1331,33 +904,19 @@ static void request_head_done(struct client *c, struct txn *t, uint32_t head_len
 		t->hook_rules = NULL;
 		hook_release(&t->gen->cfg->hook);
 	}
-	buf_consume(&c->in, head_len);
+	buf_consume(&c->in, m->head_len);
 	c->in_parsed = c->in.head;
-	t->req.head_processed = true;
+	txn_msg_release(t);
 	c->state = CS_TXN;
 	if (status) {
 		txn_fail(c, status, why);
 		return;
 	}
-	llhttp_resume(&c->parser);
-	t->req_parse_pending = true;
 	t->last_io_ms = now_ms(c);
 	if (!local) {
 		upstream_count_request(&t->gen->up, t->pool);
 		txn_connect(c);
 	}
-}
-
-static void fail_parse(struct client *c, struct txn *t, llhttp_errno_t err)
-{
-	c->state = CS_TXN;
-	if (t->req.url_too_long)
-		txn_fail(c, 414, "request line too long");
-	else if (t->req.too_many)
-		txn_fail(c, 431, "too many header fields");
-	else
-		txn_fail(c, 400, llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
-								    : llhttp_errno_name(err));
 }
 
 /* Idle or receiving a head: read, parse, and start a transaction when the head is whole. */
@@ -1373,7 +932,7 @@ static int client_head_step(struct client *c)
 			return -1;
 		}
 	}
-	if (c->in_parsed == c->in.tail || !c->in.data) {
+	if (!c->in.data || (c->state == CS_HEAD && c->txn->req_parser.fed == buf_len(&c->in))) {
 		if (c->eof) {
 			/* An incomplete head from a client that left is no request. */
 			client_close(c);
@@ -1382,44 +941,32 @@ static int client_head_step(struct client *c)
 		return n > 0;
 	}
 	if (c->state == CS_IDLE) {
-		struct txn *t = calloc(1, sizeof(*t));
+		struct txn *t = txn_new(c);
 		if (!t) {
 			client_close(c);
 			return -1;
 		}
-		t->c = c;
-		t->gen = worker_gen_get(c->w);
-		t->start_us = loop_clock_us();
-		list_init(&t->ureq.queue_link);
 		c->txn = t;
 		c->state = CS_HEAD;
 		c->state_since_ms = now_ms(c);
-		llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
-		c->parser.data = t;
+		const struct cfg_limits *lim = &t->gen->cfg->limits;
+		h1_request_parser_init(&t->req_parser,
+				       &(struct h1_limits){lim->max_request_line, lim->max_header_size});
 	}
 	struct txn *t = c->txn;
-	const char *start = c->in.data + c->in_parsed;
-	size_t len = c->in.tail - c->in_parsed;
-	t->parse_base = buf_start(&c->in);
-	llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
-	if (err == HPE_PAUSED) {
-		uint32_t head_len = (uint32_t)(llhttp_get_error_pos(&c->parser) - t->parse_base);
-		request_head_done(c, t, head_len);
+	struct http_msg *m = txn_msg(t);
+	if (!m) {
+		client_close(c);
+		return -1;
+	}
+	enum h1_result r = h1_parse_head(&t->req_parser, m, buf_start(&c->in), buf_len(&c->in));
+	if (r == H1_DONE) {
+		request_head_done(c, t, m);
 		return 1;
 	}
-	if (err != HPE_OK) {
-		fail_parse(c, t, err);
-		return 1;
-	}
-	c->in_parsed = c->in.tail;
-	size_t have = buf_len(&c->in);
-	bool full = have >= pool_of(c)->size || have > t->gen->cfg->limits.max_header_size;
-	if (full) {
+	if (r == H1_ERROR) {
 		c->state = CS_TXN;
-		if (t->req.nh == 0)
-			txn_fail(c, 414, "request line too long");
-		else
-			txn_fail(c, 431, "request head too large");
+		txn_fail(c, t->req_parser.error_status, t->req_parser.error);
 		return 1;
 	}
 	if (c->eof) {
@@ -1431,39 +978,28 @@ static int client_head_step(struct client *c)
 
 /* --- response head --- */
 
-static int build_response_head(struct client *c, struct txn *t, const char *base, int status)
+static int build_response_head(struct client *c, struct txn *t, const struct http_msg *m)
 {
 	struct buf *out = &t->rsp_head;
 	struct buf_pool *pool = pool_of(c);
-	const struct head *h = &t->rsp;
-	bool switching = status == 101;
 	if (buf_reserve(out, pool) < 0)
 		return -1;
-	bool ok = append_fmt(out, pool, "HTTP/1.1 %03d ", status) &&
-		  append_span(out, pool, base, h->reason) && !buf_append_lit(out, pool, "\r\n") &&
-		  append_headers(out, pool, base, h,
-				 &(struct head_edit){.keep_upgrade = switching,
-						     .drop_te = t->dechunk,
-						     .rules = {t->route ? &t->route->rsp : NULL}});
-	if (ok && switching)
-		ok = !buf_append_lit(out, pool, "Connection: upgrade\r\n");
-	else if (ok && status >= 200 && t->close_after)
-		ok = !buf_append_lit(out, pool, "Connection: close\r\n");
-	else if (ok && status >= 200 && c->parser.http_minor == 0)
-		ok = !buf_append_lit(out, pool, "Connection: keep-alive\r\n");
-	return ok && !buf_append_lit(out, pool, "\r\n") ? 0 : -1;
+	struct http_edit edit = {
+		.rules = {t->route ? &t->route->rsp : NULL},
+		.keep_upgrade = m->status == 101,
+	};
+	struct h1_head_opts opts = {
+		.edit = &edit,
+		.connection = response_connection(t, m->status),
+		.reframe = t->dechunk ? H1_REFRAME_DECHUNK : t->rechunk ? H1_REFRAME_CHUNK : H1_REFRAME_NONE,
+	};
+	return head_written(out, h1_write_response(buf_end(out), room_of(out, pool), m, &opts)) ? 0 : -1;
 }
 
 /* A response head is complete in t->rsp_buf: check it and queue its rewrite for the client. */
-static int response_head_done(struct client *c, struct txn *t, uint32_t head_len)
+static int response_head_done(struct client *c, struct txn *t, const struct http_msg *m)
 {
-	const char *base = buf_start(&t->rsp_buf);
-	const char *why = head_violation(base, head_len, &t->rsp);
-	int status = t->rparser.status_code;
-	if (why) {
-		txn_fail(c, 502, why);
-		return -1;
-	}
+	unsigned status = m->status;
 	if (status == 101 && !t->upgrade) {
 		txn_fail(c, 502, "101 Switching Protocols to a request that asked for no upgrade");
 		return -1;
@@ -1471,30 +1007,37 @@ static int response_head_done(struct client *c, struct txn *t, uint32_t head_len
 	bool interim = status >= 100 && status < 200 && status != 101;
 	if (interim) {
 		/* 1xx goes to HTTP/1.1 clients only (RFC 9110 15.2). */
-		if (c->parser.http_minor == 1 && build_response_head(c, t, base, status) < 0) {
+		if (t->client_minor == 1 && build_response_head(c, t, m) < 0) {
 			txn_fail(c, 502, "interim response head too large");
 			return -1;
 		}
 	} else {
-		if (cfg_retry_on_status(&pool_cfg(t)->retry, (unsigned)status)) {
+		if (cfg_retry_on_status(&pool_cfg(t)->retry, status)) {
 			const char *named = "backend answered with a status that retry.on names";
 			upstream_server_failed(&t->gen->up, t->srv, named);
 			if (retry_allowed(c, t, FAIL_STATUS)) {
 				/* Its answer is dropped unread: the connection goes with it. */
-				retry_elsewhere(c, t, status, named);
+				retry_elsewhere(c, t, (int)status, named);
 				return -1;
 			}
 		} else {
 			upstream_server_ok(&t->gen->up, t->srv);
 		}
 		t->status = (uint16_t)status;
-		t->rsp_until_eof = llhttp_message_needs_eof(&t->rparser) && !t->is_head;
-		t->bk_keepalive = llhttp_should_keep_alive(&t->rparser);
+		t->rsp_until_eof = m->framing == HTTP_FRAMING_UNTIL_EOF;
+		t->bk_keepalive = m->keep_alive;
 		/* HTTP/1.0 has no chunked coding: send the data and let the close end it. */
-		t->dechunk = c->parser.http_minor == 0 && (t->rparser.flags & F_CHUNKED) && !t->is_head;
-		t->close_after = t->close_after || !t->req_keepalive || t->rsp_until_eof ||
+		t->dechunk = t->client_minor == 0 && m->framing == HTTP_FRAMING_CHUNKED;
+		/*
+		 * A body that ends at the backend's close goes to an HTTP/1.1 client
+		 * chunked, so that the client's connection can carry on. One with a
+		 * transfer coding of its own is left as it came.
+		 */
+		t->rechunk = t->client_minor == 1 && t->rsp_until_eof &&
+			     !http_find_header(m, "transfer-encoding", 17);
+		t->close_after = t->close_after || !t->req_keepalive || (t->rsp_until_eof && !t->rechunk) ||
 				 t->dechunk || !t->req_complete || c->w->draining;
-		if (build_response_head(c, t, base, status) < 0) {
+		if (build_response_head(c, t, m) < 0) {
 			txn_fail(c, 502, "response head too large");
 			return -1;
 		}
@@ -1505,58 +1048,66 @@ static int response_head_done(struct client *c, struct txn *t, uint32_t head_len
 			t->close_after = true;
 		}
 	}
-	buf_consume(&t->rsp_buf, head_len);
+	buf_consume(&t->rsp_buf, m->head_len);
 	t->rsp_parsed = t->rsp_fwd = t->rsp_buf.head;
-	t->rsp.head_processed = true;
 	return 0;
 }
 
-/* Feeds llhttp the unparsed response bytes. Returns 1 on progress, 0 on none, -1 when failed. */
+/* Parses the response head, or heads: a 1xx is followed by another. Returns 1, 0 or -1 (failed). */
+static int response_head_parse(struct client *c, struct txn *t)
+{
+	struct http_msg *m = txn_msg(t);
+	if (!m) {
+		txn_fail(c, 502, "out of memory");
+		return -1;
+	}
+	enum h1_result r = h1_parse_head(&t->rsp_parser, m, buf_start(&t->rsp_buf),
+					 buf_len(&t->rsp_buf));
+	if (r == H1_AGAIN) {
+		t->rsp_parsed = t->rsp_buf.tail;
+		return 0;
+	}
+	if (r == H1_ERROR) {
+		txn_fail(c, 502, t->rsp_parser.error);
+		return -1;
+	}
+	int rc = response_head_done(c, t, m);
+	if (rc == 0 && t->rsp_head_done) {
+		txn_msg_release(t);
+		t->rsp_complete = t->rsp_parser.msg_done && !t->tunnel;
+	}
+	return rc < 0 ? -1 : 1;
+}
+
+/* Checks response body bytes read since; with dechunking, only their data stays to forward. */
+static int response_body_parse(struct client *c, struct txn *t)
+{
+	size_t len = t->rsp_buf.data ? t->rsp_buf.tail - t->rsp_parsed : 0;
+	if (!len)
+		return 0;
+	char *data = t->rsp_buf.data + t->rsp_parsed;
+	char *out = t->rsp_buf.data + t->rsp_fwd;
+	ssize_t n = h1_parse_body(&t->rsp_parser, data, len, &out);
+	if (n < 0) {
+		txn_fail(c, 502, t->rsp_parser.error);
+		return -1;
+	}
+	t->rsp_parsed += (uint32_t)n;
+	t->rsp_fwd = t->dechunk ? (uint32_t)(out - t->rsp_buf.data) : t->rsp_parsed;
+	t->rsp_complete = t->rsp_parser.msg_done;
+	return 1;
+}
+
+/* Feeds the codec the unparsed response bytes. Returns 1 on progress, 0 on none, -1 when failed. */
 static int response_parse(struct client *c, struct txn *t)
 {
 	int progress = 0;
-	while (!t->rsp_complete && !t->tunnel && t->rparser.data) {
-		size_t len = t->rsp_buf.data ? t->rsp_buf.tail - t->rsp_parsed : 0;
-		if (len == 0 && !t->rsp_parse_pending)
-			break;
-		t->rsp_parse_pending = false;
-		const char *start = t->rsp_buf.data ? t->rsp_buf.data + t->rsp_parsed : "";
-		t->parse_base = t->rsp_buf.data ? buf_start(&t->rsp_buf) : "";
-		llhttp_errno_t err = llhttp_execute(&t->rparser, start, len);
-		if (err != HPE_OK && err != HPE_PAUSED) {
-			const char *reason = llhttp_get_error_reason(&t->rparser);
-			txn_fail(c, 502, reason ? reason : llhttp_errno_name(err));
-			return -1;
-		}
-		if (t->rsp_buf.data)
-			t->rsp_parsed = err == HPE_OK ? t->rsp_buf.tail
-						      : (uint32_t)(llhttp_get_error_pos(&t->rparser) -
-								   t->rsp_buf.data);
-		if (!t->dechunk)
-			t->rsp_fwd = t->rsp_parsed;
+	while (t->rsp_parsing && !t->rsp_complete && !t->tunnel && t->rsp_buf.data &&
+	       t->rsp_parsed < t->rsp_buf.tail) {
+		int r = t->rsp_head_done ? response_body_parse(c, t) : response_head_parse(c, t);
+		if (r <= 0)
+			return r < 0 ? -1 : progress;
 		progress = 1;
-		if (t->rsp.headers_done && !t->rsp.head_processed) {
-			uint32_t head_len = t->rsp_parsed - t->rsp_buf.head;
-			if (response_head_done(c, t, head_len) < 0)
-				return -1;
-		}
-		if (t->rsp.msg_complete) {
-			if (t->rsp_head_done) {
-				t->rsp_complete = true;
-				break;
-			}
-			/* An interim response ended; the final one follows on the same parser. */
-			memset(&t->rsp, 0, sizeof(t->rsp));
-		}
-		if (err == HPE_PAUSED) {
-			/* A message may end right here, with no byte more to read. */
-			llhttp_resume(&t->rparser);
-			t->rsp_parse_pending = true;
-		}
-	}
-	if (!t->rsp.headers_done && t->rsp_buf.data && buf_len(&t->rsp_buf) >= pool_of(c)->size) {
-		txn_fail(c, 502, "response head too large");
-		return -1;
 	}
 	return progress;
 }
@@ -1566,24 +1117,64 @@ static int response_parse(struct client *c, struct txn *t)
 static bool client_output_pending(const struct txn *t)
 {
 	return buf_len(&t->rsp_head) || t->static_body_left ||
-	       (t->rsp_head_done && t->rsp_fwd > t->rsp_buf.head);
+	       (t->rsp_head_done && t->rsp_fwd > t->rsp_buf.head) || t->chunk.sent < t->chunk.len ||
+	       (t->rechunk && t->rsp_complete && !t->chunk.ended);
+}
+
+/*
+ * Re-chunking: the framing due before the next body bytes, once the chunk
+ * before them is out; the last chunk once the whole body is.
+ */
+static void rechunk_frame(struct txn *t, size_t body_ready)
+{
+	if (t->chunk.sent < t->chunk.len || t->chunk.left || t->chunk.ended)
+		return;
+	if (!body_ready && !t->rsp_complete)
+		return;
+	size_t n = 0;
+	if (t->chunk.open) {
+		memcpy(t->chunk.line, "\r\n", 2);
+		n = 2;
+		t->chunk.open = false;
+	}
+	if (body_ready) {
+		uint32_t size = (uint32_t)MIN_SIZE(body_ready, UINT32_MAX);
+		n += h1_chunk_line(t->chunk.line + n, size);
+		t->chunk.left = size;
+		t->chunk.open = true;
+	} else {
+		memcpy(t->chunk.line + n, "0\r\n\r\n", 5);
+		n += 5;
+		t->chunk.ended = true;
+	}
+	t->chunk.len = (uint8_t)n;
+	t->chunk.sent = 0;
 }
 
 /* Writes queued response bytes to the client. Returns 1 on progress, 0 none, -1 closed. */
 static int client_write(struct client *c, struct txn *t)
 {
-	if (!(c->conn.flags & CONN_WRITABLE) || !client_output_pending(t))
+	if (!(c->conn.flags & CONN_WRITABLE))
 		return 0;
-	struct iovec iov[2];
+	size_t body_len = t->rsp_head_done ? t->rsp_fwd - t->rsp_buf.head : 0;
+	if (t->rechunk && t->rsp_head_done) {
+		rechunk_frame(t, body_len);
+		body_len = MIN_SIZE(body_len, t->chunk.left);
+	}
+	struct iovec iov[3];
 	int n = 0;
 	size_t head_len = buf_len(&t->rsp_head);
 	if (head_len)
 		iov[n++] = (struct iovec){buf_start(&t->rsp_head), head_len};
-	size_t body_len = t->rsp_head_done ? t->rsp_fwd - t->rsp_buf.head : 0;
+	size_t frame_len = (size_t)(t->chunk.len - t->chunk.sent);
+	if (frame_len)
+		iov[n++] = (struct iovec){t->chunk.line + t->chunk.sent, frame_len};
 	if (body_len)
 		iov[n++] = (struct iovec){buf_start(&t->rsp_buf), body_len};
 	else if (t->static_body_left)
 		iov[n++] = (struct iovec){(void *)t->static_body, t->static_body_left};
+	if (n == 0)
+		return 0;
 	ssize_t w = conn_sendv(&c->conn, iov, n);
 	if (w < 0) {
 		log_debug("%s: write failed: %s", c->addr, strerror((int)-w));
@@ -1594,14 +1185,21 @@ static int client_write(struct client *c, struct txn *t)
 		return 0;
 	t->bytes_to_client += (uint64_t)w;
 	t->last_io_ms = now_ms(c);
-	size_t from_head = MIN_SIZE((size_t)w, head_len);
+	size_t left = (size_t)w;
+	size_t from_head = MIN_SIZE(left, head_len);
 	buf_consume(&t->rsp_head, from_head);
 	buf_release_if_empty(&t->rsp_head, pool_of(c));
-	if ((size_t)w > from_head && t->static_body_left) {
-		t->static_body += (size_t)w - from_head;
-		t->static_body_left -= (uint32_t)((size_t)w - from_head);
-	} else if ((size_t)w > from_head) {
-		buf_consume(&t->rsp_buf, (size_t)w - from_head);
+	left -= from_head;
+	size_t from_frame = MIN_SIZE(left, frame_len);
+	t->chunk.sent = (uint8_t)(t->chunk.sent + from_frame);
+	left -= from_frame;
+	if (left && t->static_body_left) {
+		t->static_body += left;
+		t->static_body_left -= (uint32_t)left;
+	} else if (left) {
+		buf_consume(&t->rsp_buf, left);
+		if (t->rechunk)
+			t->chunk.left -= (uint32_t)left;
 		/* De-chunking leaves framing between what was sent and what is unparsed. */
 		if (t->rsp_buf.head == t->rsp_fwd && t->rsp_fwd < t->rsp_parsed) {
 			buf_consume(&t->rsp_buf, t->rsp_parsed - t->rsp_fwd);
@@ -1702,44 +1300,41 @@ static int backend_write(struct client *c, struct txn *t)
 	return 1;
 }
 
-/* Advances the request body parse over the bytes read since. Returns 1 on progress, -1 failed. */
+/* Checks the request body bytes read since. Returns 1 on progress, 0 none, -1 failed. */
 static int request_body_parse(struct client *c, struct txn *t)
 {
-	if (t->req_complete || t->tunnel || !t->req_parse_pending)
+	const struct h1_parser *p = &t->req_parser;
+	/* Only after a good head; after a bad one, or a bad body, nothing more is read as HTTP. */
+	if (t->req_complete || t->tunnel || !p->head_done || p->error_status || !c->in.data ||
+	    c->in_parsed == c->in.tail)
 		return 0;
-	t->req_parse_pending = false;
-	const char *start = c->in.data ? c->in.data + c->in_parsed : "";
-	size_t len = c->in.data ? c->in.tail - c->in_parsed : 0;
-	llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
-	if (err == HPE_OK) {
-		c->in_parsed += (uint32_t)len;
-		return len > 0;
+	ssize_t n = h1_parse_body(&t->req_parser, c->in.data + c->in_parsed,
+				  c->in.tail - c->in_parsed, NULL);
+	if (n < 0) {
+		/* The backend has part of a request whose rest is invalid: nothing on it can be trusted. */
+		txn_fail(c, 400, t->req_parser.error);
+		return -1;
 	}
-	if (err == HPE_PAUSED && t->req.msg_complete) {
-		c->in_parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->in.data);
-		t->req_complete = true;
-		return 1;
-	}
-	/* The backend has part of a request whose rest is invalid: nothing on it can be trusted. */
-	const char *reason = llhttp_get_error_reason(&c->parser);
-	txn_fail(c, 400, reason ? reason : llhttp_errno_name(err));
-	return -1;
+	c->in_parsed += (uint32_t)n;
+	t->req_complete = t->req_parser.msg_done;
+	return 1;
 }
 
 /* Reads the backend. Returns 1 on progress, 0 none, -1 when the transaction ended. */
 static int backend_read(struct client *c, struct txn *t)
 {
 	struct bconn *bc = t->bc;
-	if (!bc || t->connecting || t->backend_eof)
+	/* Past a complete response, a byte or a close only says the connection cannot be reused. */
+	if (!bc || t->connecting || t->backend_eof || t->rsp_complete)
 		return 0;
-	if (!t->rparser.data) {
-		llhttp_init(&t->rparser, HTTP_RESPONSE, &rsp_settings);
-		t->rparser.data = t;
+	if (!t->rsp_parsing) {
+		struct h1_limits lim = {0, (uint32_t)pool_of(c)->size};
+		h1_response_parser_init(&t->rsp_parser, &lim, t->is_head, t->client_minor == 0);
+		t->rsp_parsing = true;
 	}
 	ssize_t n = fill(&bc->conn, &t->rsp_buf, &t->rsp_parsed, &t->rsp_fwd, pool_of(c));
 	if (n > 0) {
 		t->rsp_started = true;
-		t->rsp_parse_pending = true;
 		t->last_io_ms = now_ms(c);
 		return 1;
 	}
@@ -1755,15 +1350,17 @@ static int backend_read(struct client *c, struct txn *t)
 			       FAIL_ERROR);
 		return -1;
 	}
-	if (!t->rsp.headers_done) {
+	if (!t->rsp_head_done) {
 		backend_failed(c, 502, "backend closed the connection in the middle of the response head",
 			       FAIL_ERROR);
 		return -1;
 	}
 	t->backend_eof = true;
-	if (n == IO_EOF && t->rsp_head_done && t->rsp_until_eof) {
-		/* The close is the end of the body (RFC 9112 6.3, item 8). */
-		if (llhttp_finish(&t->rparser) == HPE_OK || t->rsp.msg_complete) {
+	/* The close is the end of the body (RFC 9112 6.3, item 8), once every byte before it is parsed. */
+	if (n == IO_EOF && t->rsp_until_eof) {
+		if (response_parse(c, t) < 0)
+			return -1;
+		if (h1_parse_eof(&t->rsp_parser)) {
 			t->rsp_complete = true;
 			return 1;
 		}
@@ -1775,7 +1372,6 @@ static int backend_read(struct client *c, struct txn *t)
 	client_close(c);
 	return -1;
 }
-
 /* Tunnel: relays raw bytes both ways until both sides are done. */
 static int tunnel_step(struct client *c, struct txn *t)
 {
@@ -1828,8 +1424,6 @@ static int txn_finish(struct client *c, struct txn *t)
 	access_log_txn(c, t);
 	bool close = t->close_after;
 	bool client_asked_close = !t->req_keepalive && t->req_complete;
-	free(t->log_method_target);
-	t->log_method_target = NULL;
 	txn_free(c);
 	c->served = true;
 	buf_release_if_empty(&c->in, pool_of(c));
@@ -1883,7 +1477,6 @@ static int txn_step(struct client *c)
 		ssize_t n = fill(&c->conn, &c->in, &c->in_parsed, NULL, pool_of(c));
 		if (n > 0) {
 			progress = 1;
-			t->req_parse_pending = true;
 			t->last_io_ms = now_ms(c);
 		} else if (n == IO_EOF) {
 			c->eof = true;
@@ -2004,7 +1597,6 @@ static void client_resume(struct loop_task *task)
 
 int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct listener *l)
 {
-	init_settings();
 	struct client *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);

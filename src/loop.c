@@ -70,8 +70,6 @@ int loop_add_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h
 	return 0;
 }
 
-void loop_del_fd(struct loop *loop, int fd) { epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL); }
-
 void loop_add_hook(struct loop *loop, struct loop_hook *hook)
 {
 	hook->next = loop->hooks;

@@ -47,8 +47,6 @@ void loop_destroy(struct loop *loop);
 
 /* Registers fd for edge-triggered events; returns 0 or -errno. */
 int loop_add_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h);
-/* Unregisters fd; closing the fd does so too, this is for fds that stay open. */
-void loop_del_fd(struct loop *loop, int fd);
 
 void loop_add_hook(struct loop *loop, struct loop_hook *hook);
 

@@ -59,40 +59,6 @@ static int table_put(struct host_table *t, const char *name, size_t len, uint32_
 	return 0;
 }
 
-static bool is_tchar(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-bool header_name_valid(const char *name, size_t len)
-{
-	if (!len)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!is_tchar((unsigned char)name[i]))
-			return false;
-	return true;
-}
-
-bool header_value_valid(const char *value, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (value[i] == '\r' || value[i] == '\n' || value[i] == 0)
-			return false;
-	return true;
-}
-
-bool router_header_editable(const char *name, size_t len)
-{
-	static const char *const owned[] = {"content-length", "transfer-encoding", "connection",
-					    "upgrade", "keep-alive", "te", "trailer"};
-	for (size_t i = 0; i < ARRAY_LEN(owned); i++)
-		if (strlen(owned[i]) == len && !strncasecmp(owned[i], name, len))
-			return false;
-	return true;
-}
-
 int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact, size_t nwildcard)
 {
 	memset(r, 0, sizeof(*r));

@@ -12,19 +12,7 @@
 #include <stdint.h>
 
 #include "arena.h"
-
-struct header_kv {
-	const char *name, *value;
-	uint32_t name_len, value_len;
-};
-
-/* Header edits of a route, applied to the request or to the response. */
-struct header_rules {
-	const struct header_kv *set; /* replace any header of that name */
-	const struct header_kv *add; /* append, keeping those there */
-	const struct header_kv *remove; /* value unused */
-	uint32_t nset, nadd, nremove;
-};
+#include "http.h"
 
 enum route_action { ROUTE_PROXY, ROUTE_RESPOND, ROUTE_REDIRECT };
 
@@ -70,18 +58,6 @@ struct router {
 	struct host_table wildcard; /* "*.example.com" stored as "example.com" */
 	int64_t default_site;	    /* -1: none */
 };
-
-/* A field name is a token (RFC 9110 5.6.2). */
-bool header_name_valid(const char *name, size_t len);
-/* A value we write must not carry a line break or a NUL into the head. */
-bool header_value_valid(const char *value, size_t len);
-
-/*
- * May configuration or a hook set or remove this header? Not the ones that
- * frame the message or manage the connection: sluice owns those, and a
- * wrong one would desynchronise a client or a backend.
- */
-bool router_header_editable(const char *name, size_t len);
 
 /* Sizes the tables for nexact names and nwildcard patterns; returns 0 or -ENOMEM. Entries live in arena. */
 int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact, size_t nwildcard);

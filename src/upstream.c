@@ -58,7 +58,6 @@ static void bconn_destroy(struct bconn *bc)
 	}
 	timer_cancel(bc->up->loop, &bc->idle_timer);
 	conn_close(&bc->conn);
-	bc->up->connections--;
 	loop_free_later(bc->up->loop, bc);
 }
 
@@ -367,13 +366,11 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 				}
 				list_remove(&bc->idle_link);
 				from->nidle--;
-				old->connections--;
 				bc->srv = to;
 				bc->up = up;
 				list_insert_tail(&to->idle, &bc->idle_link);
 				to->nidle++;
-				up->connections++;
-			}
+					}
 		}
 	}
 }
@@ -461,7 +458,6 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 			dispatch(up, srv->prt); /* a slot granted for this is free again */
 			return NULL;
 		}
-		up->connections++;
 	}
 	bc->owner = owner;
 	bc->on_io = on_io;

@@ -76,7 +76,6 @@ struct upstream {
 	struct loop *loop;
 	struct pool_rt *pools;
 	size_t npools;
-	uint64_t connections; /* open backend connections, idle or not */
 };
 
 /* A connection to a backend server, idle in its server's list or lent to one owner. */

@@ -11,6 +11,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "http1.h"
 
 /* How long to wait before accepting again after running out of file descriptors. */
@@ -36,7 +37,6 @@ static struct generation *gen_create(struct worker *w, struct config *cfg)
 	}
 	g->cfg = config_ref(cfg);
 	g->refs = 1;
-	g->w = w;
 	return g;
 }
 
@@ -112,9 +112,10 @@ static void accept_ready(struct listener *l)
 			log_error("listener %s: accept: %s", l->cfg->addr.text, strerror(errno));
 			return;
 		}
-		if (http1_accept(w, fd, (struct sockaddr *)&peer, l) < 0)
-			log_error("listener %s: cannot start a session: out of memory",
-				  l->cfg->addr.text);
+		int rc = http1_accept(w, fd, (struct sockaddr *)&peer, l);
+		if (rc < 0)
+			log_error("listener %s: cannot start a session: %s", l->cfg->addr.text,
+				  strerror(-rc));
 	}
 }
 
@@ -409,6 +410,8 @@ int worker_init(struct worker *w, struct config *cfg, const char *config_path, i
 		return -1;
 	}
 	buf_pool_init(&w->bufs, cfg->limits.buffer_size, BUF_POOL_KEEP);
+	buf_pool_init(&w->txns, http1_txn_size(), BUF_POOL_KEEP);
+	buf_pool_init(&w->msgs, sizeof(struct http_msg), BUF_POOL_KEEP);
 	w->gen = gen_create(w, cfg);
 	if (!w->gen) {
 		snprintf(err, errlen, "out of memory");
@@ -455,5 +458,7 @@ void worker_destroy(struct worker *w)
 	access_log_close(&w->access_log);
 	loop_destroy(w->loop); /* frees what the closes above left for later */
 	buf_pool_destroy(&w->bufs);
+	buf_pool_destroy(&w->txns);
+	buf_pool_destroy(&w->msgs);
 	memset(w, 0, sizeof(*w));
 }

@@ -28,7 +28,6 @@ struct generation {
 	struct config *cfg;
 	struct upstream up;
 	unsigned refs;
-	struct worker *w;
 };
 
 struct listener {
@@ -45,7 +44,9 @@ struct worker {
 	struct loop *loop;
 	struct generation *gen; /* the current one */
 	const char *config_path; /* re-read on reload; NULL: the embedded default */
-	struct buf_pool bufs;
+	struct buf_pool bufs;	/* I/O buffers, limits.buffer_size each */
+	struct buf_pool txns;	/* transactions (http1) */
+	struct buf_pool msgs;	/* message heads being parsed (struct http_msg) */
 	struct access_log access_log;
 	struct loop_hook flush_hook;
 	struct listener *listeners; /* configured ones */

@@ -20,7 +20,8 @@ Endpoints
   GET  /                      "hello from NAME\\n"
   GET|HEAD /size/N            N bytes of pattern() (see below), Content-Length;
                               ?chunked=1 sends it chunked (&chunk=BYTES, default 65536),
-                              &trailer=1 adds trailers X-Sha256 and X-Trailer-Test
+                              &trailer=1 adds trailers X-Sha256 and X-Trailer-Test,
+                              &close=1 answers with Connection: close and closes after
   POST|PUT /echo              echoes the request body (chunked if the request was)
   POST /sha256                {"length": n, "sha256": hex, "chunked": bool}, streamed
   *    /headers               JSON: method, target, version, request_line,
@@ -362,6 +363,8 @@ def serve(c, req):
         n = int(path[len("/size/"):])
         chunked = qparam(q, "chunked") == "1"
         trailer = qparam(q, "trailer") == "1"
+        if qparam(q, "close") == "1":
+            keep = False
         hdrs = [("Content-Type", "application/octet-stream")]
         if chunked:
             hdrs.append(("Transfer-Encoding", "chunked"))

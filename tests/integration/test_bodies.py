@@ -122,6 +122,31 @@ def test_slow_client_gets_every_byte_with_bounded_rss(env):
         assert peak < limit_kb, "sluice RSS peaked at %d kB (limit %d kB)" % (peak, limit_kb)
 
 
+def test_slow_client_gets_every_byte_when_the_backend_closes_after_its_response(env):
+    """The backend sends a whole response with Connection: close and closes
+    while sluice still holds some of it for a slow client: the client must
+    get every byte, not a connection cut at the backend's close."""
+    b = env.backend()
+    s = env.sluice([b], limits={"buffer_size": 262144})
+    n = 3 * MB
+    with s.connect(timeout=30, rcvbuf=4096) as c:
+        c.request("GET", "/size/%d?close=1" % n)
+        head = c.read_head()
+        assert head.status == 200 and int(head.header("Content-Length")) == n, head
+        # Nothing read until the backend is done: the rest waits in sluice and the kernel.
+        wait_until(lambda: b.stats()["open"] == 0, 10 * env.slow, what="the backend to close")
+        h = hashlib.sha256(bytes(c.buf))
+        got = len(c.buf)
+        c.buf.clear()
+        while got < n:
+            d = c.sock.recv(65536)
+            assert d, "connection cut after %d of %d bytes" % (got, n)
+            h.update(d)
+            got += len(d)
+            time.sleep(0.001)
+    assert h.hexdigest() == pattern_sha256(n)
+
+
 def test_client_disconnect_mid_response_leaves_sluice_serving(env):
     b = env.backend()
     s = env.sluice([b])

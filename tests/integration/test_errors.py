@@ -188,3 +188,25 @@ def test_stalled_response_body_cut_after_idle_timeout(env):
         assert r is None or r.status == 504, "stalled response delivered: %r" % r
     assert 0.9 <= dt < 2.9 * env.slow, "stalled transfer cut after %.2fs (idle = 1 s)" % dt
     assert s.get("/").status == 200
+
+
+def test_methods_targets_and_versions_sluice_does_not_serve(env):
+    """CONNECT and unknown methods: 501; an HTTP/1 parser does not speak HTTP/2: 505;
+    a target that is neither origin-form, absolute-form nor OPTIONS *: 400."""
+    b = env.backend()
+    s = env.sluice([b])
+    for head, status in ((b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 501),
+                         (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+                         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+                         (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+                         (b"GET ftp://x/file HTTP/1.1\r\nHost: x\r\n\r\n", 400)):
+        with s.connect() as c:
+            c.send(head)
+            r = c.read_response()
+            assert r.status == status, (head, r)
+            assert r.header("Connection") == "close", (head, r)
+            assert c.wait_closed(5 * env.slow), "connection left open after %r" % head
+    assert b.request_lines() == [], b.request_lines()
+    r = s.get("*", method="OPTIONS")
+    assert r.status == 404 and r.header("X-Backend") == b.name, r
+    assert b.request_lines() == ["OPTIONS * HTTP/1.1"], b.request_lines()

@@ -78,6 +78,21 @@ def test_interim_responses_are_not_sent_to_http10_clients(env):
         next_get_is_intact(c, 40)
 
 
+def test_response_ending_at_eof_is_rechunked_and_the_client_connection_kept(env):
+    b = env.backend()
+    s = env.sluice([b])
+    with s.connect(timeout=10) as c:
+        next_get_is_intact(c, 10)
+        for n in (0, 1, 100000):
+            c.request("GET", "/nolength?size=%d" % n)
+            r = c.read_response()
+            assert r.status == 200, r
+            assert r.chunked, "a body that ended at EOF reached an HTTP/1.1 client unframed: %r" % r
+            assert r.header("Connection") is None, r
+            assert r.body == pattern_bytes(n), n
+            next_get_is_intact(c, 50 + n % 7)
+
+
 def test_response_ending_at_eof_closes_an_http10_client(env):
     b = env.backend()
     s = env.sluice([b])

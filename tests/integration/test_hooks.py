@@ -20,6 +20,8 @@ return {{
     if r.path == "/runaway" then while true do end end
     if r.path == "/bad-return" then return 42 end
     if r.path == "/framing" then return {{ set_headers = {{ ["Content-Length"] = "0" }} }} end
+    if r.path == "/proxy-connection" then return {{ set_headers = {{ ["Proxy-Connection"] = "keep-alive" }} }} end
+    if r.path == "/remove-te" then return {{ remove_headers = {{ "TE" }} }} end
     if r.path == "/unknown-pool" then return {{ pool = "nope" }} end
     if r.header("x-pool") then
       return {{ pool = r.header("x-pool"), server = r.header("x-server"),
@@ -100,6 +102,9 @@ def test_hook_bad_results_give_500(env):
     s = hooked(env)
     for path, msg in (("/bad-return", "must return nothing or a table"),
                       ("/framing", "not framing"),
+                      # The one list of headers sluice owns covers hooks too.
+                      ("/proxy-connection", "not framing"),
+                      ("/remove-te", "remove_headers must list"),
                       ("/unknown-pool", 'pool "nope"')):
         r = s.get(path, host="example.com")
         assert r.status == 500, (path, r)

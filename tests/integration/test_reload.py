@@ -178,3 +178,26 @@ def test_reload_closes_idle_connections_to_removed_servers_and_keeps_the_others(
     # The connection to A was kept: the next request reuses it.
     r = s.get("/", host="example.com")
     assert r.header("X-Backend") == "A" and r.header("X-Backend-Conn") == "1", r
+
+
+def test_in_flight_request_keeps_the_timeouts_of_its_config(env):
+    """A transaction runs on the config it started with, timeouts included: a
+    reload that lengthens backend_response does not save a request already
+    waiting under the old one, and new requests get the new one."""
+    b = env.backend()
+    port = free_port()
+    listeners = [{"address": "127.0.0.1:%d" % port, "pool": "web"}]
+    short = env.config([b], timeouts={"backend_response": 1}, listeners=listeners)
+    s = env.sluice(config=short)
+    with s.connect(timeout=30) as c:
+        c.request("GET", "/slow?delay=3&n=1")
+        wait_until(lambda: any("/slow?delay=3&n=1" in l for l in b.request_lines()), 5 * env.slow,
+                   what="the request to reach the backend")
+        _write(s.config_path, env.config([b], timeouts={"backend_response": 20}, listeners=listeners))
+        s.signal(signal.SIGHUP)
+        s.expected_exit = False
+        wait_until(lambda: "configuration reloaded" in s.stderr_text(), 5 * env.slow, what="the reload")
+        r = c.read_response()
+        assert r.status == 504, "the in-flight request took the new config's timeout: %r" % r
+    r = s.get("/slow?delay=2&n=2", timeout=30)
+    assert r.status == 200, r

@@ -776,3 +776,19 @@ return {
     assert p.returncode == 1, p
     assert p.stderr.startswith("nosites.lua:3: "), p.stderr
     assert "no pool, and no sites to route by" in p.stderr, p.stderr
+
+
+def test_config_error_header_sluice_owns_names_its_line(env):
+    """Proxy-Connection is on the one list of headers sluice owns: a route may not set it."""
+    check_fails(env, """\
+    {
+      hosts = { "example.com" },
+      routes = {
+        { path = "/", pool = "web",
+          request_headers = {
+            set = { ["Proxy-Connection"] = "keep-alive" },
+          },
+        },
+      },
+    },
+""", 14, ['route "/"', "request_headers", '"Proxy-Connection" is managed by sluice'])

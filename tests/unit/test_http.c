@@ -1,0 +1,138 @@
+#include "../../src/http.c"
+
+#include <stdio.h>
+
+#include "unit.h"
+
+/* A message over a head of "Name: value" lines (no request line), parsed by hand. */
+struct fixture {
+	char text[1024];
+	struct http_msg m;
+};
+
+static void headers(struct fixture *f, const char *const *lines)
+{
+	memset(f, 0, sizeof(*f));
+	f->m.base = f->text;
+	size_t at = 0;
+	for (size_t i = 0; lines[i]; i++) {
+		size_t n = strlen(lines[i]);
+		memcpy(f->text + at, lines[i], n);
+		const char *colon = strchr(lines[i], ':');
+		uint32_t nlen = (uint32_t)(colon - lines[i]);
+		uint32_t voff = nlen + 2;
+		f->m.h[f->m.nh++] = (struct http_header){{(uint32_t)at, nlen},
+							  {(uint32_t)at + voff, (uint32_t)n - voff}};
+		at += n;
+	}
+}
+
+static bool hop(const struct fixture *f, uint32_t i) { return http_header_hop_by_hop(&f->m, i, false); }
+
+TEST(owned_headers_are_framing_connection_and_proxy_ones)
+{
+	static const char *const owned_names[] = {
+		"Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "TE", "Trailer",
+		"Upgrade", "Proxy-Connection", "Proxy-Authorization", "PROXY-AUTHENTICATE", NULL};
+	for (size_t i = 0; owned_names[i]; i++)
+		CHECK(http_header_owned(owned_names[i], strlen(owned_names[i])));
+	static const char *const free_names[] = {"Host", "X-Forwarded-For", "Cookie", "Proxy",
+						 "Proxy-", "Tea", NULL};
+	for (size_t i = 0; free_names[i]; i++)
+		CHECK(!http_header_owned(free_names[i], strlen(free_names[i])));
+}
+
+TEST(hop_by_hop_follows_connection_but_never_for_framing_or_host)
+{
+	struct fixture f;
+	static const char *const lines[] = {"Connection: close, X-Private, content-length, HOST",
+					     "X-Private: 1", "Content-Length: 5", "Host: h", "Keep-Alive: 1",
+					     "Upgrade: websocket", "X-Other: 2", NULL};
+	headers(&f, lines);
+	CHECK(hop(&f, 0) && hop(&f, 1) && hop(&f, 4) && hop(&f, 5));
+	CHECK(!hop(&f, 2) && !hop(&f, 3) && !hop(&f, 6));
+	CHECK(!http_header_hop_by_hop(&f.m, 5, true));
+}
+
+TEST(list_tokens)
+{
+	const char *v = " keep-alive ,\tUpgrade,, x ";
+	CHECK(http_list_has_token(v, strlen(v), "upgrade", 7));
+	CHECK(http_list_has_token(v, strlen(v), "keep-alive", 10));
+	CHECK(http_list_has_token(v, strlen(v), "x", 1));
+	CHECK(!http_list_has_token(v, strlen(v), "keep", 4));
+	CHECK(!http_list_has_token("", 0, "x", 1));
+}
+
+TEST(header_validity)
+{
+	CHECK(http_header_name_valid("X-Ok_1!#$%&'*+.^`|~", 19));
+	CHECK(!http_header_name_valid("", 0) && !http_header_name_valid("a b", 3));
+	CHECK(!http_header_name_valid("a:b", 3) && !http_header_name_valid("a\0b", 3));
+	CHECK(http_header_value_valid("any thing\t\x80", 11));
+	CHECK(!http_header_value_valid("a\r", 2) && !http_header_value_valid("a\nb", 3));
+	CHECK(!http_header_value_valid("a\0b", 3));
+}
+
+TEST(forwarding_headers)
+{
+	CHECK(http_header_forwarding("X-Forwarded-For", 15) && http_header_forwarding("x-real-ip", 9));
+	CHECK(http_header_forwarding("X-FORWARDED-PROTO", 17));
+	CHECK(!http_header_forwarding("X-Forwarded-Host", 16));
+}
+
+TEST(edit_owns_what_its_rules_set_or_remove)
+{
+	struct header_kv set[] = {{"X-A", "1", 3, 1}};
+	struct header_kv add[] = {{"X-B", "1", 3, 1}};
+	struct header_kv rm[] = {{"x-c", "", 3, 0}};
+	struct header_rules route = {set, NULL, NULL, 1, 0, 0};
+	struct header_rules hook = {NULL, add, rm, 0, 1, 1};
+	struct http_edit e = {.rules = {&route, &hook}};
+	CHECK(http_edit_owns(&e, "x-a", 3) && http_edit_owns(&e, "X-C", 3));
+	CHECK(!http_edit_owns(&e, "X-B", 3));
+}
+
+TEST(cookie_values)
+{
+	const char *v = "a=1; sid=abc;x=; other=sid=no";
+	size_t n;
+	const char *s = http_cookie_value(v, strlen(v), "sid", 3, &n);
+	CHECK(s && n == 3 && !memcmp(s, "abc", 3));
+	s = http_cookie_value(v, strlen(v), "x", 1, &n);
+	CHECK(s && n == 0);
+	CHECK(!http_cookie_value(v, strlen(v), "si", 2, &n));
+	CHECK(!http_cookie_value("", 0, "a", 1, &n));
+}
+
+TEST(methods_and_reasons)
+{
+	CHECK(http_method_idempotent(HTTP_METHOD_GET) && http_method_idempotent(HTTP_METHOD_DELETE));
+	CHECK(!http_method_idempotent(HTTP_METHOD_POST) && !http_method_idempotent(HTTP_METHOD_OTHER));
+	CHECK(!strcmp(http_reason(501), "Not Implemented") && !strcmp(http_reason(599), "Error"));
+	CHECK(!strcmp(http_reason(299), ""));
+}
+
+TEST(find_header_is_case_insensitive)
+{
+	struct fixture f;
+	static const char *const lines[] = {"X-One: 1", "x-two: 2", NULL};
+	headers(&f, lines);
+	const struct http_header *h = http_find_header(&f.m, "X-TWO", 5);
+	CHECK(h && h->value.len == 1 && *http_str(&f.m, h->value) == '2');
+	CHECK(!http_find_header(&f.m, "X-Three", 7));
+}
+
+int main(void)
+{
+	RUN(owned_headers_are_framing_connection_and_proxy_ones);
+	RUN(hop_by_hop_follows_connection_but_never_for_framing_or_host);
+	RUN(list_tokens);
+	RUN(header_validity);
+	RUN(forwarding_headers);
+	RUN(edit_owns_what_its_rules_set_or_remove);
+	RUN(cookie_values);
+	RUN(methods_and_reasons);
+	RUN(find_header_is_case_insensitive);
+	UNIT_EXIT();
+}

@@ -9,12 +9,21 @@ LDLIBS  = -lluajit-5.1 -lm -ldl
 SRCS    = $(wildcard src/*.c)
 UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
+# Fuzz targets (tests/fuzz/fuzz_*.c): run by `make fuzz` under libFuzzer, and
+# their corpora replayed by `make test` and `make asan` as unit tests. Their
+# builds give a config script 1 s and 256 MiB, and resolve no names.
+FUZZERS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_DEFS = -DCONFIG_EVAL_LIMIT_MS=1000 '-DCONFIG_EVAL_MAX_BYTES=(256u << 20)' \
+	-DCONFIG_RESOLVE_FLAGS=AI_NUMERICHOST
+LIB_SRCS = $(filter-out src/main.c,$(SRCS))
+
 # release: build/, sanitizers: build-asan/
 build/CFLAGS      = -O2 -g -DNDEBUG
 build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LLHTTP_CFLAGS     = -O2 -I/usr/share/include/llhttp -w
 
-.PHONY: all deps build asan unit test run bench clean format
+.PHONY: all deps build asan unit test run bench fuzz clean format
 
 all: build
 
@@ -24,7 +33,8 @@ deps:
 # Packages are installed first, in their own step: make caches directory
 # listings, so files they add are only seen by a make started afterwards.
 build: deps
-	@$(MAKE) --no-print-directory build/sluice $(addprefix build/tests/,$(UNITS))
+	@$(MAKE) --no-print-directory build/sluice $(addprefix build/tests/,$(UNITS)) \
+		$(addprefix build/tests/fuzz_,$(FUZZERS))
 
 define variant
 $(1)/obj/%.o: src/%.c src/*.h | $(1)/obj
@@ -40,6 +50,11 @@ $(1)/tests/%: tests/unit/%.c tests/unit/unit.h src/*.c src/*.h $(1)/obj/llhttp_l
 	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) -Wno-unused-function -Isrc -o $$@ $$< \
 		$$(filter-out src/main.c $$(patsubst test_%,src/%.c,$$*),$$(SRCS)) \
 		$(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o $$(LDLIBS)
+# A fuzz target as a plain program that replays its corpus (tests/fuzz/driver.c).
+$(1)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c tests/fuzz/fuzz.h src/*.c src/*.h $(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o | $(1)/obj
+	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) $$(FUZZ_DEFS) -DFUZZ_TARGET='"$$*"' \
+		-DFUZZ_CORPUS='"tests/fuzz/corpus/$$*"' -o $$@ $$< tests/fuzz/driver.c $$(LIB_SRCS) \
+		$(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o $$(LDLIBS)
 endef
 $(eval $(call variant,build))
 $(eval $(call variant,build-asan))
@@ -53,7 +68,8 @@ test: build
 
 asan: deps
 	@sh scripts/deps.sh test
-	@$(MAKE) --no-print-directory build-asan/sluice $(addprefix build-asan/tests/,$(UNITS))
+	@$(MAKE) --no-print-directory build-asan/sluice $(addprefix build-asan/tests/,$(UNITS)) \
+		$(addprefix build-asan/tests/fuzz_,$(FUZZERS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		python3 tests/run.py --sluice build-asan/sluice --unit-dir build-asan/tests
 
@@ -70,8 +86,23 @@ build/hook_cost: bench/hook_cost.c src/*.c src/*.h build/obj/llhttp_llhttp.o bui
 	$(CC) $(CFLAGS_COMMON) $(build/CFLAGS) -o $@ $< $(filter-out src/main.c,$(SRCS)) \
 		build/obj/llhttp_llhttp.o build/obj/llhttp_api.o build/obj/llhttp_http.o $(LDLIBS)
 
+# libFuzzer builds: every source instrumented, llhttp included, so that coverage guides into it.
+FUZZ_SAN = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LLHTTP = build-fuzz/obj/llhttp_llhttp.o build-fuzz/obj/llhttp_api.o build-fuzz/obj/llhttp_http.o
+build-fuzz/obj/llhttp_%.o: $(LLHTTP)/%.c
+	@mkdir -p build-fuzz/obj
+	clang $(LLHTTP_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h src/*.c src/*.h $(FUZZ_LLHTTP)
+	clang $(CFLAGS_COMMON) $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_DEFS) -o $@ $< $(LIB_SRCS) \
+		$(FUZZ_LLHTTP) $(LDLIBS)
+
+fuzz: deps
+	@sh scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(addprefix build-fuzz/fuzz_,$(FUZZERS))
+	@sh scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZERS)
+
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

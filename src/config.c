@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -12,9 +13,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "log.h"
+
+/*
+ * What a config script may take: a reload runs it in the process it would
+ * replace, so an endless loop or a runaway table must end in an error, not
+ * hang or exhaust sluice. (The fuzzer builds with smaller ones.)
+ */
+#ifndef CONFIG_EVAL_LIMIT_MS
+#define CONFIG_EVAL_LIMIT_MS 60000
+#endif
+#ifndef CONFIG_EVAL_MAX_BYTES
+#define CONFIG_EVAL_MAX_BYTES (4ull << 30)
+#endif
+/* How names in addresses are resolved; the fuzzer asks for numeric ones only (AI_NUMERICHOST). */
+#ifndef CONFIG_RESOLVE_FLAGS
+#define CONFIG_RESOLVE_FLAGS 0
+#endif
+/* Instructions between two looks at the clock while a script runs. */
+#define EVAL_CHECK_EVERY 100000
 
 const char config_default_source[] =
 	"-- sluice's embedded default config: a proxy on 127.0.0.1:8080 in front of\n"
@@ -373,7 +393,8 @@ int config_parse_addr(const char *text, struct cfg_addr *out, char *err, size_t 
 		in6->sin6_port = htons((uint16_t)port);
 		out->len = sizeof(*in6);
 	} else {
-		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					 .ai_flags = CONFIG_RESOLVE_FLAGS};
 		struct addrinfo *res;
 		int rc = getaddrinfo(host, NULL, &hints, &res);
 		if (rc) {
@@ -784,7 +805,7 @@ static const struct header_kv *load_header_map(struct vctx *v, struct config *cf
 			fail(v, &p, "%s: %s: \"%s\" is managed by sluice and cannot be set", s->label,
 			     what, name);
 		else if (!http_header_value_valid(value, vl))
-			fail(v, &p, "%s: %s: header \"%s\": value contains CR, LF or NUL", s->label, what,
+			fail(v, &p, "%s: %s: header \"%s\": value contains a control character", s->label, what,
 			     name);
 		kv[*count] = (struct header_kv){arena_strndup(&cfg->arena, name, nl),
 						arena_strndup(&cfg->arena, value, vl), (uint32_t)nl,
@@ -935,7 +956,7 @@ static void load_route(struct vctx *v, struct config *cfg, const struct section 
 		if (!to || !tlen || !http_header_value_valid(to, tlen)) {
 			struct cfg_path p = rs.path;
 			path_push(&p, "to", false);
-			fail(v, &p, "%s: redirect needs to = \"URL\" (no CR, LF or NUL)", label);
+			fail(v, &p, "%s: redirect needs to = \"URL\" (no control characters)", label);
 			to = "/";
 			tlen = 1;
 		}
@@ -1318,6 +1339,16 @@ static void set_defaults(struct config *cfg)
 	cfg->log_level = LOG_INFO;
 }
 
+/*
+ * LuaJIT frees its own allocator's memory on close only if that is still
+ * the state's allocator: the counting wrapper steps aside first.
+ */
+static void close_state(struct config *cfg, lua_State *L)
+{
+	lua_setallocf(L, cfg->lua_mem.alloc, cfg->lua_mem.ud);
+	lua_close(L);
+}
+
 static void config_free(struct config *cfg)
 {
 	if (!cfg)
@@ -1337,9 +1368,67 @@ static void config_free(struct config *cfg)
 	free(cfg->access_log);
 	free(cfg->pid_file);
 	if (cfg->has_hook)
-		lua_close(cfg->hook.L);
+		close_state(cfg, cfg->hook.L);
 	arena_free(&cfg->arena);
 	free(cfg);
+}
+
+/* The state's own allocator, with a count of its memory and a ceiling. */
+static void *counted_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct config *cfg = ud;
+	size_t old = ptr ? osize : 0;
+	if (nsize > old && nsize - old > cfg->lua_mem.limit - cfg->lua_mem.used)
+		return NULL; /* Lua reports "not enough memory" */
+	void *p = cfg->lua_mem.alloc(cfg->lua_mem.ud, ptr, osize, nsize);
+	if (p || !nsize)
+		cfg->lua_mem.used = cfg->lua_mem.used - old + nsize;
+	return p;
+}
+
+static uint64_t clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The count hook of a running script: past its deadline, an error where it is. */
+static void eval_tick(lua_State *L, lua_Debug *ar)
+{
+	void *ud;
+	lua_getallocf(L, &ud);
+	const struct config *cfg = ud;
+	if (clock_ms() <= cfg->lua_mem.deadline_ms)
+		return;
+	lua_sethook(L, NULL, 0, 0);
+	lua_getinfo(L, "Sl", ar);
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s:%d: the script was still running after %.1f s (an endless loop?)",
+		 ar->short_src, ar->currentline, CONFIG_EVAL_LIMIT_MS / 1000.0);
+	lua_pushstring(L, msg);
+	lua_error(L);
+}
+
+/*
+ * The state a config script runs in. The JIT is off: the count hook that
+ * bounds the script's time does not run in compiled code, and a script
+ * that runs once is faster interpreted (100,000 sites load in 0.98 s
+ * instead of 1.38).
+ */
+static lua_State *new_state(struct config *cfg)
+{
+	lua_State *L = luaL_newstate();
+	if (!L)
+		return NULL;
+	cfg->lua_mem.alloc = lua_getallocf(L, &cfg->lua_mem.ud);
+	cfg->lua_mem.limit = CONFIG_EVAL_MAX_BYTES;
+	lua_setallocf(L, counted_alloc, cfg);
+	luaL_openlibs(L);
+	luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+	cfg->lua_mem.deadline_ms = clock_ms() + CONFIG_EVAL_LIMIT_MS;
+	lua_sethook(L, eval_tick, LUA_MASKCOUNT, EVAL_CHECK_EVERY);
+	return L;
 }
 
 /* Runs the chunk; leaves the config table at index 1 or fails. */
@@ -1347,7 +1436,12 @@ static bool run_script(struct vctx *v, const char *source, size_t len, const cha
 {
 	lua_State *L = v->L;
 	if (luaL_loadbuffer(L, source, len, chunkname) || lua_pcall(L, 0, 1, 0)) {
-		snprintf(v->err, v->errlen, "%s", lua_tostring(L, -1));
+		const char *msg = lua_tostring(L, -1);
+		if (msg)
+			snprintf(v->err, v->errlen, "%s", msg);
+		else
+			snprintf(v->err, v->errlen, "%s: the script raised an error that is not a string",
+				 v->name);
 		v->failed = true;
 		return false;
 	}
@@ -1364,12 +1458,48 @@ static bool run_script(struct vctx *v, const char *source, size_t len, const cha
 	return true;
 }
 
+struct validation {
+	struct vctx *v;
+	struct config *cfg;
+};
+
+#define CONFIG_TABLE_KEY "sluice.config"
+
+/*
+ * Reads the table the script returned into cfg, and sets the hook up.
+ * Reading runs Lua too (metamethods of the script's tables), so this runs
+ * protected: an error raised there is an error of the config.
+ */
+static int validate(lua_State *L)
+{
+	struct validation *x = lua_touserdata(L, 1);
+	struct vctx *v = x->v;
+	lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_TABLE_KEY);
+	lua_replace(L, 1);
+	lua_settop(L, 1);
+	load_config(v, x->cfg);
+	if (v->failed)
+		return 0;
+	lua_getfield(L, 1, "hook");
+	if (lua_isfunction(L, -1)) {
+		if (hook_init(&x->cfg->hook, L, x->cfg->limits.hook_instructions) < 0)
+			fail(v, NULL, "out of memory");
+		x->cfg->has_hook = !v->failed;
+	} else if (!lua_isnil(L, -1)) {
+		struct cfg_path p = {0};
+		path_push(&p, "hook", false);
+		char d[64];
+		fail(v, &p, "hook must be a function(r), got %s", describe(L, -1, d, sizeof(d)));
+	}
+	return 0;
+}
+
 struct config *config_load_string(const char *name, const char *source, char *err, size_t errlen)
 {
 	struct vctx v = {.name = name, .err = err, .errlen = errlen};
 	size_t len = strlen(source);
 	struct config *cfg = calloc(1, sizeof(*cfg));
-	v.L = luaL_newstate();
+	v.L = cfg ? new_state(cfg) : NULL;
 	v.source = source;
 	v.source_len = len;
 	if (!cfg || !v.L) {
@@ -1377,43 +1507,47 @@ struct config *config_load_string(const char *name, const char *source, char *er
 		goto fail;
 	}
 	set_defaults(cfg);
-	luaL_openlibs(v.L);
 	lua_settop(v.L, 0);
 	lua_pushnil(v.L); /* slot 1 for the config table */
 	char chunkname[512];
 	snprintf(chunkname, sizeof(chunkname), "@%s", name);
 	if (!run_script(&v, source, len, chunkname))
 		goto fail;
-	load_config(&v, cfg);
+	lua_pushvalue(v.L, 1);
+	lua_setfield(v.L, LUA_REGISTRYINDEX, CONFIG_TABLE_KEY);
+	struct validation x = {&v, cfg};
+	if (lua_cpcall(v.L, validate, &x)) {
+		const char *msg = lua_tostring(v.L, -1);
+		if (v.failed)
+			; /* the first mistake found is the one to report */
+		else if (msg)
+			snprintf(err, errlen, "%s", msg);
+		else
+			snprintf(err, errlen, "%s: reading the config raised an error that is not a string", name);
+		goto fail;
+	}
 	if (v.failed)
 		goto fail;
-	lua_getfield(v.L, 1, "hook");
-	if (lua_isfunction(v.L, -1)) {
-		/* The state stays: the hook runs in it for as long as this snapshot lives. */
-		if (hook_init(&cfg->hook, v.L, cfg->limits.hook_instructions) < 0) {
-			snprintf(err, errlen, "%s: out of memory", name);
-			goto fail;
-		}
-		cfg->has_hook = true;
-		/* Only the hook (and what it refers to) stays: 100k sites' tables go now. */
-		lua_settop(v.L, 0);
-		lua_gc(v.L, LUA_GCCOLLECT, 0);
-		free(v.text);
+	free(v.text);
+	if (!cfg->has_hook) {
+		close_state(cfg, v.L);
 		return cfg;
 	}
-	if (!lua_isnil(v.L, -1)) {
-		struct cfg_path p = {0};
-		path_push(&p, "hook", false);
-		char d[64];
-		fail(&v, &p, "hook must be a function(r), got %s", describe(v.L, -1, d, sizeof(d)));
-		goto fail;
-	}
-	lua_close(v.L);
-	free(v.text);
+	/*
+	 * The state stays: the hook runs in it for as long as this snapshot
+	 * lives, with budgets of its own. Only the hook (and what it refers
+	 * to) stays: 100k sites' tables go now.
+	 */
+	lua_sethook(v.L, NULL, 0, 0);
+	cfg->lua_mem.limit = SIZE_MAX;
+	lua_pushnil(v.L);
+	lua_setfield(v.L, LUA_REGISTRYINDEX, CONFIG_TABLE_KEY);
+	lua_settop(v.L, 0);
+	lua_gc(v.L, LUA_GCCOLLECT, 0);
 	return cfg;
 fail:
 	if (v.L)
-		lua_close(v.L);
+		close_state(cfg, v.L);
 	free(v.text);
 	config_free(cfg);
 	return NULL;

@@ -147,6 +147,16 @@ struct config {
 	struct arena arena;
 	bool has_hook;
 	struct hook hook; /* its Lua state is the one that ran the config */
+	/*
+	 * That Lua state's memory, counted by a wrapper of its allocator, and
+	 * what the script may take: a ceiling and a deadline while it runs.
+	 */
+	struct {
+		void *(*alloc)(void *ud, void *ptr, size_t osize, size_t nsize);
+		void *ud;
+		size_t used, limit;
+		uint64_t deadline_ms;
+	} lua_mem;
 };
 
 /* The config used when no file is given (also printed by --default-config). */

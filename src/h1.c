@@ -323,6 +323,15 @@ static enum h1_result head_complete(struct h1_parser *p, struct http_msg *m)
 	const char *why = head_violation(m);
 	if (why)
 		return fail(p, 400, why);
+	/*
+	 * RFC 9110 15.2.2: a 101 names the protocol switched to, with Upgrade
+	 * and Connection: upgrade; without them llhttp reads on as HTTP.
+	 */
+	if (!p->is_request && m->status == 101 && !p->llh.upgrade)
+		return fail(p, 502, "101 Switching Protocols without Upgrade");
+	/* llhttp lets any byte but CR and LF into a reason phrase, NUL included. */
+	if (!p->is_request && !http_header_value_valid(http_str(m, m->reason), m->reason.len))
+		return fail(p, 502, "invalid character in the reason phrase");
 	/* llhttp reads any digit as a version; an HTTP/1 parser speaks HTTP/1 (RFC 9110 15.6.6). */
 	if (p->llh.http_major != 1)
 		return fail(p, 505, "HTTP version not supported");

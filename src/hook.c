@@ -124,11 +124,21 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
+/*
+ * The hook's answer is read raw: a metamethod of its tables would run (and
+ * could fail) outside the protected call, where an error cannot be caught.
+ */
+static void get_raw_field(lua_State *L, int idx, const char *key)
+{
+	lua_pushstring(L, key);
+	lua_rawget(L, idx);
+}
+
 /* Reads the { name = value } table at idx into kv; false with a message on bad input. */
 static bool read_map(lua_State *L, int idx, const char *what, struct header_kv *kv, uint32_t *n,
 		     struct hook_result *res)
 {
-	lua_getfield(L, idx, what);
+	get_raw_field(L, idx, what);
 	int t = lua_gettop(L);
 	bool ok = true;
 	if (lua_istable(L, t)) {
@@ -145,7 +155,7 @@ static bool read_map(lua_State *L, int idx, const char *what, struct header_kv *
 			    http_header_owned(name, nl)) {
 				snprintf(res->error, sizeof(res->error),
 					 "hook: %s: bad or too many headers (at most %d; names are tokens, not "
-					 "framing or connection ones; values have no CR, LF or NUL)",
+					 "framing or connection ones; values have no control characters)",
 					 what, HOOK_MAX_HEADERS);
 				ok = false;
 				break;
@@ -168,7 +178,7 @@ static bool read_map(lua_State *L, int idx, const char *what, struct header_kv *
 static bool read_string(lua_State *L, int idx, const char *what, const char **out, size_t *len,
 			struct hook_result *res)
 {
-	lua_getfield(L, idx, what);
+	get_raw_field(L, idx, what);
 	if (lua_type(L, -1) == LUA_TSTRING) {
 		*out = lua_tolstring(L, -1, len);
 		return true; /* left on the stack, like tables */
@@ -190,7 +200,7 @@ static enum hook_outcome read_result(lua_State *L, struct hook_result *res)
 			 lua_typename(L, lua_type(L, idx)));
 		return HOOK_FAIL;
 	}
-	lua_getfield(L, idx, "status");
+	get_raw_field(L, idx, "status");
 	if (!lua_isnil(L, -1)) {
 		lua_Number status = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
 		lua_pop(L, 1);
@@ -209,7 +219,7 @@ static enum hook_outcome read_result(lua_State *L, struct hook_result *res)
 	    !read_string(L, idx, "server", &res->server, &res->server_len, res) ||
 	    !read_map(L, idx, "set_headers", res->set, &res->rules.nset, res))
 		return HOOK_FAIL;
-	lua_getfield(L, idx, "remove_headers");
+	get_raw_field(L, idx, "remove_headers");
 	int t = lua_gettop(L);
 	if (lua_istable(L, t)) {
 		size_t n = lua_objlen(L, t);

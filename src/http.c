@@ -88,9 +88,12 @@ bool http_header_name_valid(const char *name, size_t len)
 
 bool http_header_value_valid(const char *value, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		if (value[i] == '\r' || value[i] == '\n' || value[i] == 0)
+	/* RFC 9110 5.5: visible characters, obs-text, spaces and tabs; no other control character. */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)value[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
 			return false;
+	}
 	return true;
 }
 

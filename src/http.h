@@ -85,7 +85,12 @@ const char *http_reason(unsigned status);
 
 /* A field name is a token (RFC 9110 5.6.2). */
 bool http_header_name_valid(const char *name, size_t len);
-/* A value we write must not carry a line break or a NUL into the head. */
+/*
+ * A value sluice writes (and a reason phrase it forwards) holds visible
+ * characters, obs-text, spaces and tabs only (RFC 9110 5.5, RFC 9112 4):
+ * no line break, NUL or other control character that a strict peer would
+ * refuse or a lenient one misread.
+ */
 bool http_header_value_valid(const char *value, size_t len);
 /* Does the comma-separated list value contain token (case-insensitive)? */
 bool http_list_has_token(const char *value, size_t len, const char *token, size_t tlen);

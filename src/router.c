@@ -157,8 +157,12 @@ static bool unreserved(char ch)
 	       ch == '-' || ch == '.' || ch == '_' || ch == '~';
 }
 
-/* Normalizes path into out (RFC 3986 6.2.2 plus merged slashes); returns its length. */
-static size_t normalize_path(const char *path, size_t len, char *out)
+/*
+ * Normalizes path into out (RFC 3986 6.2.2 plus merged slashes); returns
+ * its length. A slash stays after the last segment when one followed it,
+ * or when that segment was "." or "..": "/a/" and "/a/b/.." are "/a/".
+ */
+static size_t normalize_segments(const char *path, size_t len, char *out)
 {
 	size_t n = 0;
 	out[n++] = '/';
@@ -168,14 +172,25 @@ static size_t normalize_path(const char *path, size_t len, char *out)
 		size_t seg = n;
 		while (i < len && path[i] != '/') {
 			char ch = path[i];
-			if (ch == '%' && i + 2 < len && hex_value(path[i + 1]) >= 0 &&
-			    hex_value(path[i + 2]) >= 0) {
+			bool escape = ch == '%' && i + 2 < len && hex_value(path[i + 1]) >= 0 &&
+				      hex_value(path[i + 2]) >= 0;
+			if (escape) {
 				char dec = (char)(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
 				if (unreserved(dec)) {
 					out[n++] = dec;
 					i += 3;
 					continue;
 				}
+			} else if (ch == '%') {
+				/*
+				 * A '%' that starts no escape is written as one ("%25"):
+				 * left bare, what is decoded after it could form an
+				 * escape that was not there ("%%352e" would become "%52e").
+				 */
+				memcpy(out + n, "%25", 3);
+				n += 3;
+				i++;
+				continue;
 			}
 			out[n++] = ch;
 			i++;
@@ -202,23 +217,22 @@ static size_t normalize_path(const char *path, size_t len, char *out)
 	return n;
 }
 
+size_t router_normalize_path(const char *path, size_t len, char *out)
+{
+	/* "*" (OPTIONS) matches as the root. */
+	if (len == 0 || path[0] != '/') {
+		out[0] = '/';
+		return 1;
+	}
+	return normalize_segments(path, len, out);
+}
+
 const struct route *router_find_route(const struct site *s, const char *path, size_t len)
 {
-	static const char root[] = "/";
-	char norm[MAX_MATCH_PATH + 2];
-	size_t n;
+	char norm[3 * MAX_MATCH_PATH + 1];
 	if (len > MAX_MATCH_PATH)
 		return NULL; /* cannot be normalized here, so cannot be matched safely */
-	if (len == 0 || path[0] != '/') {
-		/* "*" (OPTIONS) matches as the root. */
-		memcpy(norm, root, 1);
-		n = 1;
-	} else {
-		n = normalize_path(path, len, norm);
-		/* "/a/" and "/a/." keep their trailing slash: a prefix "/a/" must still match. */
-		if (path[len - 1] == '/' && norm[n - 1] != '/')
-			norm[n++] = '/';
-	}
+	size_t n = router_normalize_path(path, len, norm);
 	for (uint32_t i = 0; i < s->nroutes; i++) {
 		const struct route *rt = &s->routes[i];
 		if (rt->prefix_len <= n && !memcmp(norm, rt->prefix, rt->prefix_len))

@@ -78,10 +78,18 @@ int router_normalize_host(const char *host, size_t len, char *out, size_t cap);
 /* The site for a normalized host: exact name, then the longest wildcard suffix, then the default. */
 const struct site *router_find_site(const struct router *r, const char *host, size_t len);
 /*
- * The route for a request path (the target without its query): decoded
- * %-escapes of unreserved characters, "." and ".." segments and repeated
- * slashes are resolved first, so that /%61dmin or /x/../admin cannot slip
- * past a route for /admin. NULL when no prefix matches.
+ * The form of a request path (the target without its query) that routes
+ * match: %-escapes of unreserved characters decoded, "." and ".." segments
+ * and repeated slashes resolved (never above the root), a trailing slash
+ * kept; a '%' that starts no escape written as "%25"; "*" and anything not
+ * starting with "/" is "/". Writes at most 3 * len + 1 bytes to out;
+ * returns the length.
+ */
+size_t router_normalize_path(const char *path, size_t len, char *out);
+/*
+ * The route for a request path: the longest prefix of its normal form, so
+ * that /%61dmin or /x/../admin cannot slip past a route for /admin. NULL
+ * when no prefix matches, or when the path is longer than 16 KiB.
  */
 const struct route *router_find_route(const struct site *s, const char *path, size_t len);
 

@@ -22,6 +22,10 @@ return {{
     if r.path == "/framing" then return {{ set_headers = {{ ["Content-Length"] = "0" }} }} end
     if r.path == "/proxy-connection" then return {{ set_headers = {{ ["Proxy-Connection"] = "keep-alive" }} }} end
     if r.path == "/remove-te" then return {{ remove_headers = {{ "TE" }} }} end
+    if r.path == "/metatable" then
+      return setmetatable({{}}, {{ __index = function() error("read me raw") end }})
+    end
+    if r.path == "/control" then return {{ status = 200, headers = {{ ["X-A"] = "a\bb" }} }} end
     if r.path == "/unknown-pool" then return {{ pool = "nope" }} end
     if r.header("x-pool") then
       return {{ pool = r.header("x-pool"), server = r.header("x-server"),
@@ -105,11 +109,22 @@ def test_hook_bad_results_give_500(env):
                       # The one list of headers sluice owns covers hooks too.
                       ("/proxy-connection", "not framing"),
                       ("/remove-te", "remove_headers must list"),
+                      # A value with a control character in it is refused, as CR and LF are.
+                      ("/control", "no control characters"),
                       ("/unknown-pool", 'pool "nope"')):
         r = s.get(path, host="example.com")
         assert r.status == 500, (path, r)
         assert msg in s.stderr_text(), (path, s.stderr_text())
     assert s.get("/", host="example.com").status == 200
+
+
+def test_hook_answer_is_read_raw_so_a_failing_metamethod_cannot_crash(env):
+    """The answer is read without its metamethods: an __index that raises would
+    otherwise run outside the hook's protected call and abort sluice."""
+    s = hooked(env)
+    r = s.get("/metatable", host="example.com")
+    assert r.status == 404 and r.header("X-Backend") == "A", r  # routed as usual
+    assert s.alive()
 
 
 def test_hook_must_be_a_function(env):

@@ -1,3 +1,6 @@
+/* Small budgets, so that a runaway script is stopped within a test. */
+#define CONFIG_EVAL_LIMIT_MS 300
+#define CONFIG_EVAL_MAX_BYTES (64u << 20)
 #include "../../src/config.c"
 
 #include "unit.h"
@@ -228,6 +231,78 @@ TEST(test_duplicate_listener_address_is_an_error)
 	CHECK(!strcmp(err, "x.lua:4: listener \"127.0.0.1:8080\": address used twice"));
 }
 
+TEST(test_endless_script_is_stopped_with_its_line)
+{
+	CHECK(!load("local n = 0\n"
+		    "while true do n = n + 1 end\n"
+		    "return {}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:2: the script was still running after 0.3 s");
+}
+
+TEST(test_script_that_eats_memory_is_stopped)
+{
+	CHECK(!load("local t = {}\n"
+		    "for i = 1, 1e9 do t[i] = string.rep('x', 10000) .. i end\n"
+		    "return {}\n"));
+	CHECK_STR_CONTAINS(err, "not enough memory");
+}
+
+/* Reading the returned table runs its metamethods: an error there must not escape as a panic. */
+TEST(test_error_in_a_metamethod_while_reading_is_a_config_error)
+{
+	CHECK(!load("return setmetatable({\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+		    "}, { __index = function(t, k) error('no ' .. k) end })\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:4: no ");
+}
+
+TEST(test_metatable_defaults_are_read)
+{
+	struct config *cfg = load("local defaults = { timeouts = { idle = 7 } }\n"
+				  "return setmetatable({\n"
+				  "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+				  "}, { __index = defaults })\n");
+	CHECK(cfg);
+	CHECK(cfg->timeouts.idle_ms == 7000);
+	config_unref(cfg);
+}
+
+static long rss_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kb = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/*
+ * Found by fuzz_config (out of memory): with the counting allocator still
+ * in place at lua_close, LuaJIT kept its own arena, 60 KiB per load.
+ */
+TEST(test_loading_again_and_again_does_not_grow)
+{
+	const char *src = "return {\n"
+			  "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+			  "  hook = function(r) end,\n"
+			  "}\n";
+	for (int i = 0; i < 100; i++)
+		config_unref(load(src));
+	long before = rss_kb();
+	for (int i = 0; i < 2000; i++) {
+		struct config *cfg = load(src);
+		CHECK(cfg);
+		config_unref(cfg);
+		CHECK(!load("return { listeners = 1 }"));
+	}
+	long grown = rss_kb() - before;
+	CHECK(before > 0 && grown < 8 * 1024);
+}
+
 int main(void)
 {
 	RUN(test_minimal_config_gets_defaults);
@@ -242,5 +317,10 @@ int main(void)
 	RUN(test_addresses_parse_and_reject);
 	RUN(test_default_config_is_valid);
 	RUN(test_duplicate_listener_address_is_an_error);
+	RUN(test_endless_script_is_stopped_with_its_line);
+	RUN(test_script_that_eats_memory_is_stopped);
+	RUN(test_error_in_a_metamethod_while_reading_is_a_config_error);
+	RUN(test_metatable_defaults_are_read);
+	RUN(test_loading_again_and_again_does_not_grow);
 	UNIT_EXIT();
 }

@@ -274,6 +274,10 @@ TEST(switching_protocols_is_an_upgrade)
 	parse_response(&x, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
 		       false);
 	CHECK(x.r == H1_DONE && x.m.upgrade && x.m.status == 101 && x.m.framing == HTTP_FRAMING_NONE);
+	CHECK(x.p.msg_done);
+	/* Found by fuzz_response: a 101 that names no protocol would be read on as HTTP. */
+	parse_response(&x, "HTTP/1.1 101 Switching Protocols\r\nContent-Length: 5\r\n\r\n", false);
+	CHECK(x.r == H1_ERROR && x.p.error_status == 502);
 }
 
 TEST(bad_responses_are_502)
@@ -285,6 +289,10 @@ TEST(bad_responses_are_502)
 	CHECK(x.r == H1_ERROR && x.p.error_status == 502);
 	parse_response(&x, "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
 	CHECK(x.r == H1_ERROR && x.p.error_status == 502);
+	/* Found by fuzz_response: llhttp lets a NUL into the reason phrase; sluice must not forward it. */
+	static const char nul[] = "HTTP/1.1 204 \x02o Con\xff\0\r\nContent-Length: 0\r\n\r\n";
+	h1_response_parser_init(&x.p, &limits, false, false);
+	CHECK(h1_parse_head(&x.p, &x.m, nul, sizeof(nul) - 1) == H1_ERROR && x.p.error_status == 502);
 }
 
 TEST(dechunking_leaves_only_the_data)

@@ -72,6 +72,8 @@ TEST(header_validity)
 	CHECK(http_header_value_valid("any thing\t\x80", 11));
 	CHECK(!http_header_value_valid("a\r", 2) && !http_header_value_valid("a\nb", 3));
 	CHECK(!http_header_value_valid("a\0b", 3));
+	/* Found by fuzz_hook: other control characters are refused by strict peers too. */
+	CHECK(!http_header_value_valid("v\x08", 2) && !http_header_value_valid("\x7f", 1));
 }
 
 TEST(forwarding_headers)

@@ -326,6 +326,20 @@ TEST(test_reserved_escapes_are_not_decoded)
 	CHECK_ROUTE(&sf, "/admin%6", "/admin");
 }
 
+/* Found by fuzz_path: decoding next to a stray '%' made an escape that was not there. */
+TEST(test_stray_percent_is_written_as_an_escape_of_itself)
+{
+	char out[64];
+	static const char raw[] = "/%%352e/%z";
+	size_t n = router_normalize_path(raw, sizeof(raw) - 1, out);
+	out[n] = 0;
+	CHECK(!strcmp(out, "/%2552e/%25z"));
+	char again[64];
+	size_t m = router_normalize_path(out, n, again);
+	again[m] = 0;
+	CHECK(!strcmp(again, out));
+}
+
 TEST(test_dot_segments_and_repeated_slashes_are_resolved)
 {
 	static const char *const prefixes[] = {"/", "/admin", "/a/b/", NULL};
@@ -436,5 +450,6 @@ int main(void)
 	RUN(test_trailing_slash_keeps_a_directory_prefix_matching);
 	RUN(test_asterisk_and_empty_paths_match_as_the_root);
 	RUN(test_overlong_path_matches_no_route);
+	RUN(test_stray_percent_is_written_as_an_escape_of_itself);
 	UNIT_EXIT();
 }

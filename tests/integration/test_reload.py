@@ -94,7 +94,8 @@ def test_reload_opens_added_and_closes_removed_listeners(env):
 
 def test_100_reloads_under_load_fail_no_request(env):
     """Alternate two configs 100 times while clients keep sending: every request
-    succeeds, routing follows each reload, and the fd count returns to its baseline."""
+    succeeds, routing follows each reload, the fd count returns to its baseline,
+    and RSS after the 100th reload is within 10% of RSS after the first."""
     a, b = env.backend("A"), env.backend("B")
     port = free_port()
     cfgs = [_routed(env, a, b, pool, port, keepalive_timeout=0.3) for pool in ("a", "b")]
@@ -131,6 +132,7 @@ def test_100_reloads_under_load_fail_no_request(env):
     threads = [threading.Thread(target=client, args=(i % 2 == 0,)) for i in range(4)]
     for t in threads:
         t.start()
+    rss = []
     try:
         for i in range(100):
             want = "AB"[(i + 1) % 2]
@@ -139,6 +141,8 @@ def test_100_reloads_under_load_fail_no_request(env):
             s.expected_exit = False
             wait_until(lambda: _backend_of(s) == want, 10 * env.slow,
                        what="reload %d to route to %s" % (i + 1, want))
+            if i in (0, 99):
+                rss.append(s.rss_kb())
     finally:
         stop.set()
         for t in threads:
@@ -150,6 +154,10 @@ def test_100_reloads_under_load_fail_no_request(env):
     # Idle backend connections expire after 0.3 s; clients are gone.
     wait_until(lambda: s.fd_count() <= baseline, 10 * env.slow,
                what="fd count back to %d (now %d)" % (baseline, s.fd_count()))
+    print("# RSS after the first reload %d kB, after the 100th %d kB (%d requests)"
+          % (rss[0], rss[1], counts["requests"]))
+    if not env.asan:  # ASan's quarantine holds freed memory back
+        assert rss[1] <= rss[0] * 1.10, "RSS grew from %d to %d kB over 100 reloads" % tuple(rss)
 
 
 def test_reload_closes_idle_connections_to_removed_servers_and_keeps_the_others(env):

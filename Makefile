@@ -23,7 +23,7 @@ build/CFLAGS      = -O2 -g -DNDEBUG
 build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LLHTTP_CFLAGS     = -O2 -I/usr/share/include/llhttp -w
 
-.PHONY: all deps build asan unit test run bench fuzz clean format
+.PHONY: all deps build asan unit test run bench fuzz soak clean format
 
 all: build
 
@@ -100,6 +100,17 @@ fuzz: deps
 	@sh scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory $(addprefix build-fuzz/fuzz_,$(FUZZERS))
 	@sh scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZERS)
+
+# Mixed traffic with faults through the ASan build (tests/soak/soak.py); not part of make test.
+# A small quarantine fills within the warm-up, so that RSS at the end says
+# whether sluice leaks rather than how full ASan's quarantine has become.
+SOAK_SECONDS ?= 600
+soak: deps
+	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory build-asan/sluice
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=4 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		python3 tests/soak/soak.py --sluice build-asan/sluice --seconds $(SOAK_SECONDS)
 
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h

@@ -116,13 +116,13 @@ static int on_headers_complete(llhttp_t *l)
 	 * A response to HEAD, a 1xx, a 204 and a 304 have no body whatever their
 	 * Content-Length or Transfer-Encoding say (RFC 9110 6.4.1, RFC 9112 6.3):
 	 * llhttp 8 leaves that to its caller, and would wait for a body that
-	 * never comes. A 101 is followed by another protocol.
+	 * never comes. What follows a 101 is the protocol it switched to.
 	 */
-	bool skip = !p->is_request && st != 101 &&
+	bool skip = !p->is_request &&
 		    (p->head_request || (st >= 100 && st < 200) || st == 204 || st == 304);
 	p->head_done = true;
 	m->version_minor = l->http_minor;
-	m->framing = framing_of(p, skip || st == 101);
+	m->framing = framing_of(p, skip);
 	p->chunked = m->framing == HTTP_FRAMING_CHUNKED;
 	m->content_length = m->framing == HTTP_FRAMING_LENGTH ? l->content_length : 0;
 	bool allows = l->http_minor ? !(l->flags & F_CONNECTION_CLOSE)

@@ -275,6 +275,11 @@ TEST(switching_protocols_is_an_upgrade)
 		       false);
 	CHECK(x.r == H1_DONE && x.m.upgrade && x.m.status == 101 && x.m.framing == HTTP_FRAMING_NONE);
 	CHECK(x.p.msg_done);
+	/* Found by fuzz_response: a Content-Length on a 101 does not make what follows a body. */
+	parse_response(&x, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			   "Content-Length: 11\r\n\r\nnew protocol", false);
+	CHECK(x.r == H1_DONE && x.p.msg_done && x.m.framing == HTTP_FRAMING_NONE);
+	CHECK(x.m.head_len == strlen(x.m.base) - 12);
 	/* Found by fuzz_response: a 101 that names no protocol would be read on as HTTP. */
 	parse_response(&x, "HTTP/1.1 101 Switching Protocols\r\nContent-Length: 5\r\n\r\n", false);
 	CHECK(x.r == H1_ERROR && x.p.error_status == 502);

@@ -345,6 +345,33 @@ def measure(args, n, tmp, backends, rng):
     return row
 
 
+def server_config(path, n, balance, listen_port, backend_port):
+    """One pool of n servers (the first a real backend, the rest never used) behind one listener."""
+    with open(path, "w") as f:
+        f.write("local servers = { \"%s:%d\" }\n" % (HOST, backend_port))
+        f.write("for i = 2, %d do servers[i] = string.format(\"127.%%d.%%d.%%d:80\", "
+                "math.floor(i / 65536) + 1, math.floor(i / 256) %% 256, i %% 256) end\n" % n)
+        f.write("return { listeners = { { address = \"%s:%d\", pool = \"big\" } },\n"
+                "  pools = { big = { servers = servers, balance = \"%s\" } },\n"
+                "  access_log = false, log_level = \"warn\" }\n" % (HOST, listen_port, balance))
+
+
+def measure_servers(args, n, balance, tmp, backends):
+    """VmRSS of sluice once listening with one pool of n servers."""
+    port = free_port()
+    path = os.path.join(tmp, "servers-%s-%d.lua" % (balance, n))
+    server_config(path, n, balance, port, backends.ports[0])
+    with open(os.path.join(tmp, "servers-%s-%d.log" % (balance, n)), "wb") as logf:
+        proc = subprocess.Popen([args.sluice, "-c", path], stdin=subprocess.DEVNULL,
+                                stdout=logf, stderr=logf, start_new_session=True)
+    try:
+        wait_listening(port, proc, START_TIMEOUT)
+        time.sleep(0.2)
+        return proc_status_kib(proc.pid, "VmRSS")
+    finally:
+        stop(proc)
+
+
 def compare_styles(args, n, tmp, backends):
     """sluice -t on the same n sites written flat, chunked and by a loop."""
     out = {}
@@ -411,6 +438,8 @@ def main():
     ap.add_argument("--pools", type=int, default=4)
     ap.add_argument("--check-runs", type=int, default=3)
     ap.add_argument("--no-styles", action="store_true", help="skip the flat/chunked/loop check")
+    ap.add_argument("--servers", default="10000",
+                    help="comma-separated server counts of one pool for the cost per server ('' to skip)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the raw figures to this file")
     ap.add_argument("--keep-tmp", action="store_true")
@@ -429,13 +458,20 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sluice-sites-")
     backends = Backends(args.pools)
     rng = random.Random(args.seed)
-    rows, styles = [], {}
+    rows, styles, servers = [], {}, []
     try:
         for n in counts:
             log("sites.py: %d sites ..." % n)
             rows.append(measure(args, n, tmp, backends, rng))
             if n and not args.no_styles:
                 styles[n] = compare_styles(args, n, tmp, backends)
+        for n in (int(x) for x in args.servers.split(",") if x.strip()):
+            for balance in ("round_robin", "hash"):
+                log("sites.py: %d servers, %s ..." % (n, balance))
+                base = measure_servers(args, 1, balance, tmp, backends)
+                full = measure_servers(args, n, balance, tmp, backends)
+                servers.append({"servers": n, "balance": balance, "rss_1_kib": base, "rss_kib": full,
+                                "bytes_per_server": (full - base) * 1024.0 / max(n - 1, 1)})
     except BenchError as e:
         sys.exit("sites.py: %s (files in %s)" % (e, tmp))
     finally:
@@ -443,9 +479,17 @@ def main():
         if not args.keep_tmp and sys.exc_info()[0] is None:
             shutil.rmtree(tmp, ignore_errors=True)
     print_tables(rows, styles, args.requests)
+    if servers:
+        print()
+        print("one pool of N servers: B/server = (RSS - RSS with 1 server) / (N - 1), once listening")
+        print("(goals: 512 B, and 1.5 KiB with balance = \"hash\", whose ring has 160 points a server)")
+        print("%8s  %-12s  %8s  %8s" % ("servers", "balance", "RSS MiB", "B/server"))
+        for s in servers:
+            print("%8d  %-12s  %8s  %8.0f" % (s["servers"], s["balance"], mib(s["rss_kib"]),
+                                              s["bytes_per_server"]))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "styles": styles}, f, indent=1)
+            json.dump({"rows": rows, "styles": styles, "servers": servers}, f, indent=1)
     if args.keep_tmp:
         log("sites.py: files kept in %s" % tmp)
 

@@ -2,8 +2,9 @@
 
 CC      ?= cc
 LLHTTP  ?= /usr/share/llhttp
-CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-	-I/usr/share/include/llhttp -I/usr/include/luajit-2.1
+# llhttp is built strict: lenient chunk framing forwarded as it came is how two parsers come to disagree.
+CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werror -Wshadow \
+	-Wstrict-prototypes -I/usr/share/include/llhttp -I/usr/include/luajit-2.1
 LDLIBS  = -lluajit-5.1 -lm -ldl
 
 SRCS    = $(wildcard src/*.c)
@@ -21,7 +22,7 @@ LIB_SRCS = $(filter-out src/main.c,$(SRCS))
 # release: build/, sanitizers: build-asan/
 build/CFLAGS      = -O2 -g -DNDEBUG
 build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LLHTTP_CFLAGS     = -O2 -I/usr/share/include/llhttp -w
+LLHTTP_CFLAGS     = -O2 -DLLHTTP_STRICT_MODE=1 -I/usr/share/include/llhttp -w
 
 .PHONY: all deps build asan unit test run bench fuzz soak clean format
 

@@ -751,6 +751,12 @@ static void load_pools(struct vctx *v, struct config *cfg)
 	for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
 		struct cfg_path p = {0};
 		path_push(&p, "pools", false);
+		if (cfg->npools == n) {
+			/* Only a metamethod that adds pools while they are read gets here. */
+			fail(v, &p, "pools: the table changed while it was read");
+			lua_pop(L, 2);
+			break;
+		}
 		if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1)) {
 			fail(v, &p, "pools: each entry must be name = { servers = {...} }");
 			continue;
@@ -1013,6 +1019,9 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 			      : -EINVAL;
 		if (rc == -EEXIST)
 			fail(v, &p, "%s: host \"%s\" belongs to another site already", label, host);
+		else if (rc == -ENOSPC)
+			fail(v, &p, "%s: more hosts than were there when they were counted "
+				    "(a metamethod that changes the table?)", label);
 		else if (rc < 0)
 			fail(v, &p, "%s: \"%s\" is not a host name (lower case, no port) or *.suffix",
 			     label, host ? host : "?");
@@ -1381,8 +1390,9 @@ static void *counted_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	if (nsize > old && nsize - old > cfg->lua_mem.limit - cfg->lua_mem.used)
 		return NULL; /* Lua reports "not enough memory" */
 	void *p = cfg->lua_mem.alloc(cfg->lua_mem.ud, ptr, osize, nsize);
+	/* What luaL_newstate took before this counted may be given back through it: never below 0. */
 	if (p || !nsize)
-		cfg->lua_mem.used = cfg->lua_mem.used - old + nsize;
+		cfg->lua_mem.used = (cfg->lua_mem.used > old ? cfg->lua_mem.used - old : 0) + nsize;
 	return p;
 }
 
@@ -1393,7 +1403,11 @@ static uint64_t clock_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The count hook of a running script: past its deadline, an error where it is. */
+/*
+ * The count hook of a running script: past its deadline, an error where it
+ * is, and again at every instruction after, so that a pcall in the script
+ * cannot catch it and carry on.
+ */
 static void eval_tick(lua_State *L, lua_Debug *ar)
 {
 	void *ud;
@@ -1401,7 +1415,7 @@ static void eval_tick(lua_State *L, lua_Debug *ar)
 	const struct config *cfg = ud;
 	if (clock_ms() <= cfg->lua_mem.deadline_ms)
 		return;
-	lua_sethook(L, NULL, 0, 0);
+	lua_sethook(L, eval_tick, LUA_MASKCOUNT, 1);
 	lua_getinfo(L, "Sl", ar);
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s:%d: the script was still running after %.1f s (an endless loop?)",
@@ -1431,50 +1445,36 @@ static lua_State *new_state(struct config *cfg)
 	return L;
 }
 
-/* Runs the chunk; leaves the config table at index 1 or fails. */
-static bool run_script(struct vctx *v, const char *source, size_t len, const char *chunkname)
-{
-	lua_State *L = v->L;
-	if (luaL_loadbuffer(L, source, len, chunkname) || lua_pcall(L, 0, 1, 0)) {
-		const char *msg = lua_tostring(L, -1);
-		if (msg)
-			snprintf(v->err, v->errlen, "%s", msg);
-		else
-			snprintf(v->err, v->errlen, "%s: the script raised an error that is not a string",
-				 v->name);
-		v->failed = true;
-		return false;
-	}
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		lua_getglobal(L, "config");
-	}
-	if (!lua_istable(L, -1)) {
-		fail(v, NULL, "the script must return a table (or set the global 'config')");
-		return false;
-	}
-	lua_replace(L, 1);
-	lua_settop(L, 1);
-	return true;
-}
-
-struct validation {
+struct evaluation {
 	struct vctx *v;
 	struct config *cfg;
 };
 
-#define CONFIG_TABLE_KEY "sluice.config"
-
 /*
- * Reads the table the script returned into cfg, and sets the hook up.
- * Reading runs Lua too (metamethods of the script's tables), so this runs
- * protected: an error raised there is an error of the config.
+ * Runs the script, then reads the table it returned into cfg and sets the
+ * hook up. All of it runs protected, reading included (it runs the
+ * metamethods of the script's tables): an error anywhere is an error of
+ * the config, never a panic of the process that is reloading it.
  */
-static int validate(lua_State *L)
+static int evaluate(lua_State *L)
 {
-	struct validation *x = lua_touserdata(L, 1);
+	struct evaluation *x = lua_touserdata(L, 1);
 	struct vctx *v = x->v;
-	lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_TABLE_KEY);
+	char chunkname[512];
+	snprintf(chunkname, sizeof(chunkname), "@%s", v->name);
+	if (luaL_loadbuffer(L, v->source, v->source_len, chunkname))
+		lua_error(L);
+	lua_call(L, 0, 1);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_pushstring(L, "config");
+		lua_rawget(L, LUA_GLOBALSINDEX);
+	}
+	if (!lua_istable(L, -1)) {
+		fail(v, NULL, "the script must return a table (or set the global 'config')");
+		return 0;
+	}
+	/* The validation reads the config table at index 1. */
 	lua_replace(L, 1);
 	lua_settop(L, 1);
 	load_config(v, x->cfg);
@@ -1507,23 +1507,15 @@ struct config *config_load_string(const char *name, const char *source, char *er
 		goto fail;
 	}
 	set_defaults(cfg);
-	lua_settop(v.L, 0);
-	lua_pushnil(v.L); /* slot 1 for the config table */
-	char chunkname[512];
-	snprintf(chunkname, sizeof(chunkname), "@%s", name);
-	if (!run_script(&v, source, len, chunkname))
-		goto fail;
-	lua_pushvalue(v.L, 1);
-	lua_setfield(v.L, LUA_REGISTRYINDEX, CONFIG_TABLE_KEY);
-	struct validation x = {&v, cfg};
-	if (lua_cpcall(v.L, validate, &x)) {
+	struct evaluation x = {&v, cfg};
+	if (lua_cpcall(v.L, evaluate, &x)) {
 		const char *msg = lua_tostring(v.L, -1);
 		if (v.failed)
 			; /* the first mistake found is the one to report */
 		else if (msg)
 			snprintf(err, errlen, "%s", msg);
 		else
-			snprintf(err, errlen, "%s: reading the config raised an error that is not a string", name);
+			snprintf(err, errlen, "%s: the script raised an error that is not a string", name);
 		goto fail;
 	}
 	if (v.failed)
@@ -1540,8 +1532,6 @@ struct config *config_load_string(const char *name, const char *source, char *er
 	 */
 	lua_sethook(v.L, NULL, 0, 0);
 	cfg->lua_mem.limit = SIZE_MAX;
-	lua_pushnil(v.L);
-	lua_setfield(v.L, LUA_REGISTRYINDEX, CONFIG_TABLE_KEY);
 	lua_settop(v.L, 0);
 	lua_gc(v.L, LUA_GCCOLLECT, 0);
 	return cfg;

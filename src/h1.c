@@ -43,10 +43,17 @@ static int on_status(llhttp_t *l, const char *at, size_t len)
 	return 0;
 }
 
+/*
+ * Trailers of a chunked body come through the header callbacks too, after
+ * the head: they pass with the body's bytes, and the head they would be
+ * added to may already be in another connection's hands.
+ */
 static int on_header_field(llhttp_t *l, const char *at, size_t len)
 {
 	struct h1_parser *p = parser_of(l);
 	struct http_msg *m = p->msg;
+	if (p->head_done)
+		return 0;
 	if (!p->in_name) {
 		if (m->nh == HTTP_MAX_HEADERS) {
 			p->too_many = true;
@@ -68,7 +75,8 @@ static int on_header_field_complete(llhttp_t *l)
 static int on_header_value(llhttp_t *l, const char *at, size_t len)
 {
 	struct h1_parser *p = parser_of(l);
-	span_extend(p, &p->msg->h[p->msg->nh - 1].value, at, len);
+	if (!p->head_done)
+		span_extend(p, &p->msg->h[p->msg->nh - 1].value, at, len);
 	return 0;
 }
 
@@ -337,6 +345,15 @@ static enum h1_result head_complete(struct h1_parser *p, struct http_msg *m)
 		return fail(p, 505, "HTTP version not supported");
 	if (m->head_len > p->lim.max_head)
 		return fail(p, 431, p->is_request ? "request head too large" : "response head too large");
+	/*
+	 * RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. A 1.0
+	 * peer that ignores it would read the chunks as the next message.
+	 */
+	if (m->version_minor == 0 && http_find_header(m, "transfer-encoding", 17))
+		return fail(p, 400, "Transfer-Encoding in an HTTP/1.0 message");
+	/* RFC 9110 15: a status is from 100 to 599. */
+	if (!p->is_request && (m->status < 100 || m->status > 599))
+		return fail(p, 502, "status code out of range");
 	return p->is_request ? check_request(p, m) : H1_DONE;
 }
 
@@ -369,6 +386,8 @@ enum h1_result h1_parse_head(struct h1_parser *p, struct http_msg *m, const char
 		return llhttp_failed(p, err, base, len);
 	m->head_len = (uint32_t)(llhttp_get_error_pos(&p->llh) - base);
 	p->fed = 0;
+	/* The caller may give msg back once it has the head: nothing here touches it after. */
+	p->msg = NULL;
 	llhttp_resume(&p->llh);
 	if (!p->msg_done) {
 		/* An empty body ends, and a bad Transfer-Encoding shows, only past the head. */
@@ -586,27 +605,21 @@ ssize_t h1_write_answer(char *buf, size_t cap, const struct http_answer *a,
 			enum h1_connection connection)
 {
 	struct out o = {buf, 0, cap, false};
-	const struct header_rules *r = a->rules;
+	const struct http_edit e = {.rules = {a->rules}};
 	put_status_line(&o, a->status);
 	put_str(&o, http_reason(a->status));
 	put_lit(&o, "\r\n");
 	/* The route's response rules edit its own fixed headers as they would a backend's. */
-	for (uint32_t i = 0; i < a->nheaders; i++) {
-		const struct header_kv *kv = &a->headers[i];
-		if (!r || (!http_kv_names(r->remove, r->nremove, kv->name, kv->name_len) &&
-			   !http_kv_names(r->set, r->nset, kv->name, kv->name_len)))
-			put_kv(&o, kv, 1);
-	}
+	for (uint32_t i = 0; i < a->nheaders; i++)
+		if (!http_edit_owns(&e, a->headers[i].name, a->headers[i].name_len))
+			put_kv(&o, &a->headers[i], 1);
 	if (a->location) {
 		put_lit(&o, "Location: ");
 		put(&o, a->location, a->location_len);
 		put(&o, a->location_tail, a->location_tail_len);
 		put_lit(&o, "\r\n");
 	}
-	if (r) {
-		put_kv(&o, r->set, r->nset);
-		put_kv(&o, r->add, r->nadd);
-	}
+	put_rules(&o, &e);
 	if (a->retry_after_s) {
 		put_lit(&o, "Retry-After: ");
 		put_uint(&o, a->retry_after_s);

@@ -66,6 +66,7 @@ const char *http_reason(unsigned status)
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
 	default: return status >= 400 ? "Error" : "";
 	}
 }

@@ -83,7 +83,7 @@ struct txn {
 	struct buf rsp_head;	/* rewritten response heads (and error responses) for the client */
 	/* Re-chunking a body that ends at EOF for an HTTP/1.1 client: the framing between its pieces. */
 	struct {
-		char line[2 + H1_CHUNK_LINE_MAX + 5]; /* CRLF ending a chunk, then a size line or the last chunk */
+		char line[2 + H1_CHUNK_LINE_MAX]; /* CRLF ending a chunk, then a size line or the last chunk */
 		uint8_t len, sent;
 		uint32_t left; /* bytes of the current chunk still to send */
 		bool open;     /* a chunk's data went out: a CRLF ends it */
@@ -307,9 +307,9 @@ static void txn_fail(struct client *c, int status, const char *why)
 		.body_len = (uint32_t)body_len,
 	};
 	struct buf *out = &t->rsp_head;
-	/* A buffer holds far more than this; the body goes with the head. */
+	/* A buffer holds far more than this; the body goes with the head, but not to a HEAD. */
 	bool ok = head_written(out, h1_write_answer(buf_end(out), room_of(out, pool), &a, H1_CONN_CLOSE)) &&
-		  !buf_append(out, pool, body, (size_t)body_len);
+		  (t->is_head || !buf_append(out, pool, body, (size_t)body_len));
 	BUG_ON(!ok);
 	(void)ok;
 	t->status = (uint16_t)status;
@@ -623,8 +623,22 @@ static bool build_request_head(struct client *c, struct txn *t, const struct htt
 	return head_written(out, h1_write_request(buf_end(out), room_of(out, pool), m, &opts));
 }
 
+/* The request's Host (or absolute-form authority) in lookup form, normalised once for all who use it. */
+struct req_host {
+	char name[256];
+	int len; /* 0: none; < 0: not a host */
+};
+
+static void req_host_of(const struct http_msg *m, struct req_host *h)
+{
+	h->len = m->authority.len ? router_normalize_host(http_str(m, m->authority), m->authority.len,
+							  h->name, sizeof(h->name))
+				  : 0;
+}
+
 /* Decides where the request goes: the listener's pool, or its site's route. */
-static int route_request(struct client *c, struct txn *t, const struct http_msg *m, const char **why)
+static int route_request(struct client *c, struct txn *t, const struct http_msg *m,
+			 const struct req_host *host, const char **why)
 {
 	const struct cfg_listener *l = c->listener->cfg;
 	if (!l) {
@@ -635,18 +649,11 @@ static int route_request(struct client *c, struct txn *t, const struct http_msg 
 		t->pool = l->pool;
 		return 0;
 	}
-	const struct router *r = &t->gen->cfg->router;
-	char host[256];
-	int hlen = 0;
-	if (m->authority.len) {
-		hlen = router_normalize_host(http_str(m, m->authority), m->authority.len, host,
-					     sizeof(host));
-		if (hlen < 0) {
-			*why = "invalid Host";
-			return 400;
-		}
+	if (host->len < 0) {
+		*why = "invalid Host";
+		return 400;
 	}
-	const struct site *site = router_find_site(r, host, (size_t)hlen);
+	const struct site *site = router_find_site(&t->gen->cfg->router, host->name, (size_t)host->len);
 	if (!site) {
 		*why = "no site for this host";
 		return 404;
@@ -664,7 +671,8 @@ static int route_request(struct client *c, struct txn *t, const struct http_msg 
 }
 
 /* The key of balance = "hash": the same client, host, header or cookie keeps its server. */
-static uint64_t balance_key(const struct client *c, const struct txn *t, const struct http_msg *m)
+static uint64_t balance_key(const struct client *c, const struct txn *t, const struct http_msg *m,
+			    const struct req_host *host)
 {
 	const struct cfg_pool *p = pool_cfg(t);
 	if (p->balance != BALANCE_HASH)
@@ -672,12 +680,8 @@ static uint64_t balance_key(const struct client *c, const struct txn *t, const s
 	switch (p->hash_by) {
 	case HASH_CLIENT:
 		return balance_hash(c->ip, strlen(c->ip));
-	case HASH_HOST: {
-		char host[256];
-		int n = router_normalize_host(http_str(m, m->authority), m->authority.len, host,
-					      sizeof(host));
-		return balance_hash(host, n > 0 ? (size_t)n : 0);
-	}
+	case HASH_HOST:
+		return balance_hash(host->name, host->len > 0 ? (size_t)host->len : 0);
 	case HASH_HEADER: {
 		const struct http_header *h = http_find_header(m, p->hash_name, p->hash_name_len);
 		if (h)
@@ -771,20 +775,17 @@ static void hook_each_header(void *ctx,
  * pool. The result's strings live until hook_release().
  */
 static int run_hook(struct client *c, struct txn *t, const struct http_msg *m,
-		    struct hook_result *res, bool *answered, bool *routed, const char **why)
+		    const struct req_host *host, struct hook_result *res, bool *answered, bool *routed,
+		    const char **why)
 {
 	struct config *cfg = t->gen->cfg;
-	char host[256];
-	int hlen = m->authority.len ? router_normalize_host(http_str(m, m->authority),
-							    m->authority.len, host, sizeof(host))
-				    : 0;
 	struct hook_request req = {
 		.method = http_str(m, m->method_name),
 		.method_len = m->method_name.len,
 		.target = http_str(m, m->path),
 		.target_len = m->path.len,
-		.host = hlen > 0 ? host : NULL,
-		.host_len = hlen > 0 ? (size_t)hlen : 0,
+		.host = host->len > 0 ? host->name : NULL,
+		.host_len = host->len > 0 ? (size_t)host->len : 0,
 		.client = c->ip,
 		.ctx = (void *)m,
 		.header = hook_header,
@@ -880,18 +881,20 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 	}
 	take_request(t, m, t->req_parser.msg_done);
 	keep_log_line(t, m);
+	struct req_host host;
+	req_host_of(m, &host);
 	struct hook_result hook_res;
 	bool hooked = t->gen->cfg->has_hook, local = false, routed = false;
 	if (hooked)
-		status = run_hook(c, t, m, &hook_res, &local, &routed, &why);
+		status = run_hook(c, t, m, &host, &hook_res, &local, &routed, &why);
 	if (!status && !local && !routed)
-		status = route_request(c, t, m, &why);
+		status = route_request(c, t, m, &host, &why);
 	if (!status && !local && t->route && t->route->action != ROUTE_PROXY) {
 		local = true;
 		status = route_answer(c, t, m, &why);
 	}
 	if (!status && !local) {
-		upstream_request_init(&t->ureq, t->pool, balance_key(c, t, m), t->forced_server,
+		upstream_request_init(&t->ureq, t->pool, balance_key(c, t, m, &host), t->forced_server,
 				      txn_wake);
 		const struct cfg_retry *rc = &pool_cfg(t)->retry;
 		t->replay.keep = t->idempotent && rc->buffer && cfg_retry_on_any(rc);
@@ -1094,6 +1097,15 @@ static int response_body_parse(struct client *c, struct txn *t)
 	}
 	t->rsp_parsed += (uint32_t)n;
 	t->rsp_fwd = t->dechunk ? (uint32_t)(out - t->rsp_buf.data) : t->rsp_parsed;
+	/*
+	 * De-chunking, framing parsed while no data waits goes now: a buffer
+	 * full of it (a long chunk extension) would otherwise leave nothing to
+	 * write and no room to read.
+	 */
+	if (t->dechunk && t->rsp_fwd == t->rsp_buf.head) {
+		buf_consume(&t->rsp_buf, t->rsp_parsed - t->rsp_fwd);
+		t->rsp_parsed = t->rsp_fwd = t->rsp_buf.head;
+	}
 	t->rsp_complete = t->rsp_parser.msg_done;
 	return 1;
 }
@@ -1114,11 +1126,17 @@ static int response_parse(struct client *c, struct txn *t)
 
 /* --- the transaction pump --- */
 
+/* Re-chunking: the whole body is out of the backend, so the last chunk is owed. */
+static bool last_chunk_due(const struct txn *t)
+{
+	return t->rechunk && t->rsp_complete && !t->chunk.ended;
+}
+
 static bool client_output_pending(const struct txn *t)
 {
 	return buf_len(&t->rsp_head) || t->static_body_left ||
 	       (t->rsp_head_done && t->rsp_fwd > t->rsp_buf.head) || t->chunk.sent < t->chunk.len ||
-	       (t->rechunk && t->rsp_complete && !t->chunk.ended);
+	       last_chunk_due(t);
 }
 
 /*
@@ -1127,9 +1145,9 @@ static bool client_output_pending(const struct txn *t)
  */
 static void rechunk_frame(struct txn *t, size_t body_ready)
 {
-	if (t->chunk.sent < t->chunk.len || t->chunk.left || t->chunk.ended)
+	if (t->chunk.sent < t->chunk.len || t->chunk.left)
 		return;
-	if (!body_ready && !t->rsp_complete)
+	if (!body_ready && !last_chunk_due(t))
 		return;
 	size_t n = 0;
 	if (t->chunk.open) {

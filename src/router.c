@@ -49,8 +49,9 @@ static int table_put(struct host_table *t, const char *name, size_t len, uint32_
 	uint64_t h = hash_name(name, len);
 	if (table_find(t, name, len, h))
 		return -EEXIST;
-	/* router_init sized the table for every host: it is at most half full. */
-	BUG_ON(t->used * 2 > t->mask + 1);
+	/* router_init sized the table for the hosts counted: more would fill it, and probes never end. */
+	if ((t->used + 1) * 2 > t->mask + 1)
+		return -ENOSPC;
 	size_t i = h & t->mask;
 	while (t->slots[i].site)
 		i = (i + 1) & t->mask;

@@ -63,7 +63,8 @@ struct router {
 int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact, size_t nwildcard);
 /*
  * Adds a host ("example.com", "*.example.com") of site. Returns 0, -EEXIST if
- * the name is taken already, or -EINVAL if it is not a valid host pattern.
+ * the name is taken already, -EINVAL if it is not a valid host pattern, or
+ * -ENOSPC if there are more hosts than router_init() was sized for.
  */
 int router_add_host(struct router *r, const char *host, size_t len, uint32_t site);
 /* Sorts a site's routes so that the longest prefix is tried first. */

@@ -370,7 +370,7 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 				bc->up = up;
 				list_insert_tail(&to->idle, &bc->idle_link);
 				to->nidle++;
-					}
+			}
 		}
 	}
 }

@@ -82,30 +82,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *buf = fuzz_copy(data + 1, size - 1);
 	size_t len = size - 1, at = 0;
 	struct h1_parser p;
-	static struct http_msg m;
+	/* On the heap, and freed before the body is parsed, as sluice gives it back to its pool. */
+	struct http_msg *m = malloc(sizeof(*m));
+	unsigned status = 0;
+	enum http_framing framing = HTTP_FRAMING_NONE;
+	uint64_t content_length = 0;
 	h1_response_parser_init(&p, &limits, mode & 1, mode & 2);
 	/* Interim heads, then the final one. */
 	for (int heads = 0; heads < 8; heads++) {
-		enum h1_result r = h1_parse_head(&p, &m, buf + at, len - at);
+		enum h1_result r = h1_parse_head(&p, m, buf + at, len - at);
 		if (r == H1_AGAIN)
 			goto out;
 		if (r == H1_ERROR) {
 			FUZZ_CHECK(p.error_status == 502, "status %u (%s)", p.error_status, p.error);
 			goto out;
 		}
-		FUZZ_CHECK(m.head_len <= len - at, "head_len %u beyond the input", m.head_len);
-		bool bodiless = (mode & 1) || (m.status >= 100 && m.status < 200) || m.status == 204 ||
-				m.status == 304;
+		FUZZ_CHECK(m->head_len <= len - at, "head_len %u beyond the input", m->head_len);
+		bool bodiless = (mode & 1) || (m->status >= 100 && m->status < 200) || m->status == 204 ||
+				m->status == 304;
 		if (bodiless)
-			FUZZ_CHECK(p.msg_done && m.framing == HTTP_FRAMING_NONE, "status %u has a body", m.status);
-		check_forwarded(&m, mode);
-		at += m.head_len;
-		if (m.status >= 200 || m.status == 101)
+			FUZZ_CHECK(p.msg_done && m->framing == HTTP_FRAMING_NONE, "status %u has a body", m->status);
+		check_forwarded(m, mode);
+		at += m->head_len;
+		status = m->status;
+		framing = m->framing;
+		content_length = m->content_length;
+		if (status >= 200 || status == 101)
 			break;
 	}
-	if (m.status < 200)
+	free(m);
+	m = NULL;
+	if (status < 200)
 		goto out;
-	bool dechunking = (mode & 2) && m.framing == HTTP_FRAMING_CHUNKED;
+	bool dechunking = (mode & 2) && framing == HTTP_FRAMING_CHUNKED;
 	/* Framing parsed away makes room: the data goes where the body began. */
 	char *out = buf + at, *start = out;
 	size_t taken = 0;
@@ -124,14 +133,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		at += (size_t)n;
 		taken += (size_t)n;
 	}
-	if (m.framing == HTTP_FRAMING_LENGTH && p.msg_done)
-		FUZZ_CHECK(taken == m.content_length, "took %zu of Content-Length %llu", taken,
-			   (unsigned long long)m.content_length);
-	if (!p.msg_done && m.framing != HTTP_FRAMING_NONE)
-		FUZZ_CHECK(h1_parse_eof(&p) == (m.framing == HTTP_FRAMING_UNTIL_EOF),
-			   "the close ends a %d body wrongly", m.framing);
+	if (framing == HTTP_FRAMING_LENGTH && p.msg_done)
+		FUZZ_CHECK(taken == content_length, "took %zu of Content-Length %llu", taken,
+			   (unsigned long long)content_length);
+	if (!p.msg_done && framing != HTTP_FRAMING_NONE)
+		FUZZ_CHECK(h1_parse_eof(&p) == (framing == HTTP_FRAMING_UNTIL_EOF),
+			   "the close ends a %d body wrongly", framing);
 	FUZZ_CHECK((size_t)(out - start) <= taken, "more data than bytes");
 out:
+	free(m);
 	free(buf);
 	return 0;
 }

@@ -210,3 +210,13 @@ def test_methods_targets_and_versions_sluice_does_not_serve(env):
     r = s.get("*", method="OPTIONS")
     assert r.status == 404 and r.header("X-Backend") == b.name, r
     assert b.request_lines() == ["OPTIONS * HTTP/1.1"], b.request_lines()
+
+
+def test_error_answer_to_head_has_no_body(env):
+    """Found in review: sluice's own error answers carried their body to HEAD too."""
+    s = env.sluice(["127.0.0.1:%d" % free_port()])
+    with s.connect() as c:
+        c.request("HEAD", "/")
+        r = c.read_response("HEAD")
+        assert r.status == 502 and int(r.header("Content-Length")) > 0, r
+        assert c.wait_closed(5 * env.slow), "connection left open"

@@ -102,3 +102,41 @@ def test_response_ending_at_eof_closes_an_http10_client(env):
         r = c.read_response()
         assert r.status == 200 and r.body == pattern_bytes(5000), r
         assert c.wait_closed(5)
+
+
+def test_http10_client_gets_a_chunked_body_whose_framing_fills_a_buffer(env):
+    """De-chunking for an HTTP/1.0 client: chunk extensions longer than a
+    buffer are framing that must be dropped as it is parsed, or nothing is
+    left to write and no room to read (found in review)."""
+    import socket
+    import threading
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    ext = b";" + b"e" * 20000
+    body = b"5" + ext + b"\r\nhello\r\n6" + ext + b"\r\n world\r\n0\r\n\r\n"
+
+    def serve():
+        c, _ = ls.accept()
+        with c:
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += c.recv(4096)
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        s = env.sluice(["127.0.0.1:%d" % ls.getsockname()[1]], limits={"buffer_size": 16384},
+                       timeouts={"idle": 5})
+        with s.connect(timeout=10) as c:
+            c.request("GET", "/", version="HTTP/1.0")
+            closed, data = c.read_until_closed(8)
+        assert closed, "the response did not end"
+        head, _, got = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), data[:200]
+        assert b"transfer-encoding" not in head.lower(), head
+        assert got == b"hello world", got[:100]
+    finally:
+        ls.close()
+        t.join(5)

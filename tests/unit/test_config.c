@@ -303,6 +303,45 @@ TEST(test_loading_again_and_again_does_not_grow)
 	CHECK(before > 0 && grown < 8 * 1024);
 }
 
+/* Found in review: a pcall caught the deadline's error, and the script ran on for ever. */
+TEST(test_a_caught_timeout_does_not_let_the_script_run_on)
+{
+	CHECK(!load("pcall(function() while true do end end)\n"
+		    "while true do end\n"));
+	CHECK_STR_CONTAINS(err, "the script was still running after");
+}
+
+/* Found in review: reading the global 'config' ran a metamethod of _G outside protection. */
+TEST(test_strict_globals_and_no_return_is_a_config_error)
+{
+	CHECK(!load("setmetatable(_G, { __index = function(t, k) error('undefined global ' .. k) end })\n"
+		    "return nil\n"));
+	CHECK_STR_CONTAINS(err, "the script must return a table");
+	CHECK(!load("setmetatable(_G, { __index = function(t, k) while true do end end })\n"
+		    "local x = undefined\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:1: the script was still running after");
+}
+
+/* Found in review: counted once, filled on a second walk that a metamethod could make longer. */
+TEST(test_tables_that_change_while_read_are_refused)
+{
+	CHECK(!load("local pools = {}\n"
+		    "local n = 0\n"
+		    "local function pool() return setmetatable({ servers = { '127.0.0.1:1' } },\n"
+		    "  { __index = function(t, k) n = n + 1; if n < 50 then pools['p' .. n] = pool() end end }) end\n"
+		    "pools.a = pool()\n"
+		    "return { listeners = {{ address = '127.0.0.1:8080', pool = 'a' }}, pools = pools }\n"));
+	CHECK(err[0]);
+	CHECK(!load("local hosts, calls = { 'a.example' }, 0\n"
+		    "local site = setmetatable({ pool = 'web' }, { __index = function(t, k)\n"
+		    "  if k ~= 'hosts' then return nil end calls = calls + 1\n"
+		    "  if calls == 2 then for i = 1, 20 do hosts[#hosts + 1] = 'h' .. i .. '.example' end end\n"
+		    "  return hosts end })\n"
+		    "return { listeners = {{ address = '127.0.0.1:8080' }},\n" MINIMAL_POOLS
+		    "  sites = { site } }\n"));
+	CHECK_STR_CONTAINS(err, "more hosts than were there when they were counted");
+}
+
 int main(void)
 {
 	RUN(test_minimal_config_gets_defaults);
@@ -322,5 +361,8 @@ int main(void)
 	RUN(test_error_in_a_metamethod_while_reading_is_a_config_error);
 	RUN(test_metatable_defaults_are_read);
 	RUN(test_loading_again_and_again_does_not_grow);
+	RUN(test_a_caught_timeout_does_not_let_the_script_run_on);
+	RUN(test_strict_globals_and_no_return_is_a_config_error);
+	RUN(test_tables_that_change_while_read_are_refused);
 	UNIT_EXIT();
 }

@@ -105,12 +105,51 @@ TEST(chunked_body_with_trailers_is_checked_to_its_end)
 	CHECK(x.p.msg_done);
 }
 
+/*
+ * Found in review: trailers came through the header callbacks into the head
+ * the parser had last, which sluice had given back to its pool, and which
+ * the next connection's head was being parsed into.
+ */
+TEST(trailers_do_not_touch_a_head_given_back)
+{
+	struct h1_parser first, second;
+	struct http_msg *shared = malloc(sizeof(*shared));
+	const char *h1 = "POST /b HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n";
+	h1_request_parser_init(&first, &limits);
+	CHECK(h1_parse_head(&first, shared, h1, strlen(h1)) == H1_DONE);
+	/* Given back; another connection's head starts in it. */
+	const char *h2 = "GET /a HTTP/1.1\r\nHost: a\r\n";
+	h1_request_parser_init(&second, &limits);
+	CHECK(h1_parse_head(&second, shared, h2, strlen(h2)) == H1_AGAIN);
+	uint32_t nh = shared->nh;
+	const char *body = "0\r\nX-Injected: from-b\r\n\r\n";
+	CHECK(h1_parse_body(&first, body, strlen(body), NULL) == (ssize_t)strlen(body) && first.msg_done);
+	CHECK(shared->nh == nh);
+	const char *h2_whole = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+	CHECK(h1_parse_head(&second, shared, h2_whole, strlen(h2_whole)) == H1_DONE);
+	CHECK(shared->nh == 1 && !http_find_header(shared, "x-injected", 10));
+	free(shared);
+}
+
 TEST(bad_chunk_size_is_400)
 {
 	struct parsed x;
 	parse_request(&x, "POST /e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
 	CHECK(h1_parse_body(&x.p, "zz\r\n", 4, NULL) == -1);
 	CHECK(x.p.error_status == 400);
+}
+
+/* Found in review: llhttp was built lenient, and these bodies passed as they came. */
+TEST(chunk_framing_is_strict)
+{
+	static const char *const bodies[] = {"5\r\nhelloXX0\r\n\r\n", "5\rXhello\r\n0\r\n\r\n",
+					     "5\r\nhello\r\n0\r\n\rX", "5\nhello\r\n0\r\n\r\n"};
+	for (size_t i = 0; i < ARRAY_LEN(bodies); i++) {
+		struct parsed x;
+		parse_request(&x, "POST /e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+		CHECK(x.r == H1_DONE);
+		CHECK(h1_parse_body(&x.p, bodies[i], strlen(bodies[i]), NULL) == -1 && x.p.error_status == 400);
+	}
 }
 
 TEST(empty_content_length_ends_with_the_head)
@@ -158,6 +197,8 @@ TEST(malformed_requests_are_400)
 	CHECK(refused("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n") == 400);
 	CHECK(refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n") == 400);
 	CHECK(refused("\x16\x03\x01\x02\x00\x01") == 400);
+	/* Found in review: chunks a 1.0 backend would read as the next request (RFC 9112 6.1). */
+	CHECK(refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n") == 400);
 	CHECK(refused("HELLO\r\n\r\n") == 400);
 }
 
@@ -293,6 +334,11 @@ TEST(bad_responses_are_502)
 	parse_response(&x, "HTTP/1.1 200 OK\nContent-Length: 0\n\n", false);
 	CHECK(x.r == H1_ERROR && x.p.error_status == 502);
 	parse_response(&x, "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
+	CHECK(x.r == H1_ERROR && x.p.error_status == 502);
+	parse_response(&x, "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false);
+	CHECK(x.r == H1_ERROR && x.p.error_status == 502);
+	/* Found in review: a status below 100 was passed on, its body running until the close. */
+	parse_response(&x, "HTTP/1.1 099 Early\r\nContent-Length: 0\r\n\r\n", false);
 	CHECK(x.r == H1_ERROR && x.p.error_status == 502);
 	/* Found by fuzz_response: llhttp lets a NUL into the reason phrase; sluice must not forward it. */
 	static const char nul[] = "HTTP/1.1 204 \x02o Con\xff\0\r\nContent-Length: 0\r\n\r\n";
@@ -475,7 +521,9 @@ int main(void)
 	RUN(request_head_fed_one_byte_at_a_time_parses_the_same);
 	RUN(content_length_body_ends_where_the_next_request_starts);
 	RUN(chunked_body_with_trailers_is_checked_to_its_end);
+	RUN(trailers_do_not_touch_a_head_given_back);
 	RUN(bad_chunk_size_is_400);
+	RUN(chunk_framing_is_strict);
 	RUN(empty_content_length_ends_with_the_head);
 	RUN(http10_request_without_host_is_accepted_and_not_kept_alive);
 	RUN(absolute_form_target_names_the_authority);

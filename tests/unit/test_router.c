@@ -205,6 +205,23 @@ TEST(test_invalid_host_patterns_are_rejected)
 	arena_free(&f.arena);
 }
 
+/* Found in review: a host past the count the table was sized for made probes loop for ever. */
+TEST(test_more_hosts_than_sized_for_is_enospc)
+{
+	struct fixture f;
+	CHECK(fixture_init(&f, 1, 1) == 0);
+	char name[32];
+	int rc = 0, added = 0;
+	for (int i = 0; i < 100 && rc == 0; i++) {
+		snprintf(name, sizeof(name), "h%d.example", i);
+		rc = add(&f, name, 0);
+		added += rc == 0;
+	}
+	CHECK(rc == -ENOSPC && added >= 1);
+	CHECK(site_for(&f, "h0.example") == 0 && site_for(&f, "nosuch.example") == -1);
+	arena_free(&f.arena);
+}
+
 TEST(test_duplicate_host_is_eexist)
 {
 	struct fixture f;
@@ -451,5 +468,6 @@ int main(void)
 	RUN(test_asterisk_and_empty_paths_match_as_the_root);
 	RUN(test_overlong_path_matches_no_route);
 	RUN(test_stray_percent_is_written_as_an_escape_of_itself);
+	RUN(test_more_hosts_than_sized_for_is_enospc);
 	UNIT_EXIT();
 }

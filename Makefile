@@ -21,7 +21,7 @@ LIB_SRCS = $(filter-out src/main.c,$(SRCS))
 
 # release: build/, sanitizers: build-asan/
 build/CFLAGS      = -O2 -g -DNDEBUG
-build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 LLHTTP_CFLAGS     = -O2 -DLLHTTP_STRICT_MODE=1 -I/usr/share/include/llhttp -w
 
 .PHONY: all deps build asan unit test run bench fuzz soak clean format

@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -273,8 +274,9 @@ static void get_size(struct vctx *v, int idx, const struct section *s, const cha
 	char what[96];
 	snprintf(what, sizeof(what), "an integer from %.0f to %.0f", min, max);
 	lua_getfield(v->L, idx, key);
+	/* Not a cast: 1/0 (inf) would not fit the integer it was cast to (found by fuzz_config). */
 	bool fractional = lua_type(v->L, -1) == LUA_TNUMBER &&
-			  lua_tonumber(v->L, -1) != (double)(int64_t)lua_tonumber(v->L, -1);
+			  lua_tonumber(v->L, -1) != floor(lua_tonumber(v->L, -1));
 	lua_pop(v->L, 1);
 	if (fractional) {
 		struct cfg_path p = s->path;

@@ -342,6 +342,17 @@ TEST(test_tables_that_change_while_read_are_refused)
 	CHECK_STR_CONTAINS(err, "more hosts than were there when they were counted");
 }
 
+/* Found by fuzz_config: max_connections = 5/00 was cast from inf to an integer (undefined). */
+TEST(test_infinite_and_nan_sizes_are_refused)
+{
+	CHECK(!load("return { listeners = {{ address = '127.0.0.1:8080', pool = 'web', max_connections = 5/0 }},\n"
+		    MINIMAL_POOLS "}\n"));
+	CHECK_STR_CONTAINS(err, "max_connections must be an integer from 1 to");
+	CHECK(!load("return { listeners = {{ address = '127.0.0.1:8080', pool = 'web', max_connections = 0/0 }},\n"
+		    MINIMAL_POOLS "}\n"));
+	CHECK_STR_CONTAINS(err, "max_connections must be an integer from 1 to");
+}
+
 int main(void)
 {
 	RUN(test_minimal_config_gets_defaults);
@@ -364,5 +375,6 @@ int main(void)
 	RUN(test_a_caught_timeout_does_not_let_the_script_run_on);
 	RUN(test_strict_globals_and_no_return_is_a_config_error);
 	RUN(test_tables_that_change_while_read_are_refused);
+	RUN(test_infinite_and_nan_sizes_are_refused);
 	UNIT_EXIT();
 }

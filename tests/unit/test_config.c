@@ -331,7 +331,7 @@ TEST(test_tables_that_change_while_read_are_refused)
 		    "  { __index = function(t, k) n = n + 1; if n < 50 then pools['p' .. n] = pool() end end }) end\n"
 		    "pools.a = pool()\n"
 		    "return { listeners = {{ address = '127.0.0.1:8080', pool = 'a' }}, pools = pools }\n"));
-	CHECK(err[0]);
+	CHECK_STR_CONTAINS(err, "pools: the table changed while it was read");
 	CHECK(!load("local hosts, calls = { 'a.example' }, 0\n"
 		    "local site = setmetatable({ pool = 'web' }, { __index = function(t, k)\n"
 		    "  if k ~= 'hosts' then return nil end calls = calls + 1\n"
@@ -351,6 +351,14 @@ TEST(test_infinite_and_nan_sizes_are_refused)
 	CHECK(!load("return { listeners = {{ address = '127.0.0.1:8080', pool = 'web', max_connections = 0/0 }},\n"
 		    MINIMAL_POOLS "}\n"));
 	CHECK_STR_CONTAINS(err, "max_connections must be an integer from 1 to");
+}
+
+TEST(test_the_jit_cannot_be_turned_back_on)
+{
+	CHECK(!load("jit.on()\nreturn {}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:1: attempt to index global 'jit'");
+	CHECK(!load("local j = require('jit')\nreturn {}\n"));
+	CHECK_STR_CONTAINS(err, "module 'jit' not found");
 }
 
 int main(void)
@@ -376,5 +384,6 @@ int main(void)
 	RUN(test_strict_globals_and_no_return_is_a_config_error);
 	RUN(test_tables_that_change_while_read_are_refused);
 	RUN(test_infinite_and_nan_sizes_are_refused);
+	RUN(test_the_jit_cannot_be_turned_back_on);
 	UNIT_EXIT();
 }

@@ -1,7 +1,8 @@
 /*
  * A minimal unit test harness: each test prints "PASS name" or
  * "FAIL name: where: what"; the binary exits non-zero if any failed.
- * tests/run.py counts those lines.
+ * tests/run.py counts those lines. Each line is flushed at once: a
+ * sanitizer's report ends the process without flushing stdio.
  */
 #ifndef SLUICE_UNIT_H
 #define SLUICE_UNIT_H
@@ -41,6 +42,7 @@ static int unit_current_failed;
 			unit_failures++;                                                       \
 		else                                                                           \
 			printf("PASS %s\n", #name);                                            \
+		fflush(stdout);                                                                \
 	} while (0)
 
 #define UNIT_EXIT() return unit_failures ? 1 : 0

@@ -1521,10 +1521,14 @@ struct config *config_load_string(const char *name, const char *source, char *er
 	}
 	set_defaults(cfg);
 	struct evaluation x = {&v, cfg};
-	if (lua_cpcall(v.L, evaluate, &x)) {
+	int status = lua_cpcall(v.L, evaluate, &x);
+	if (status) {
 		const char *msg = lua_tostring(v.L, -1);
 		if (v.failed)
 			; /* the first mistake found is the one to report */
+		else if (status == LUA_ERRMEM) /* Lua's message names no file */
+			snprintf(err, errlen, "%s: the script used more than %zu MiB of memory", name,
+				 (size_t)(CONFIG_EVAL_MAX_BYTES >> 20));
 		else if (msg)
 			snprintf(err, errlen, "%s", msg);
 		else

@@ -1527,8 +1527,8 @@ struct config *config_load_string(const char *name, const char *source, char *er
 		if (v.failed)
 			; /* the first mistake found is the one to report */
 		else if (status == LUA_ERRMEM) /* Lua's message names no file */
-			snprintf(err, errlen, "%s: the script used more than %zu MiB of memory", name,
-				 (size_t)(CONFIG_EVAL_MAX_BYTES >> 20));
+			snprintf(err, errlen, "%s: out of memory (a config script may use at most %zu MiB)",
+				 name, cfg->lua_mem.limit >> 20);
 		else if (msg)
 			snprintf(err, errlen, "%s", msg);
 		else

@@ -10,7 +10,8 @@ return {
   pools = {
     web = {
       servers = { "127.0.0.1:9001", "127.0.0.1:9002" },
-      keepalive = 64,          -- idle connections kept open per server
+      -- keepalive = 64,       -- a cap on idle connections per server; without one, as many are
+                               -- kept as were in use at once lately, the surplus closed gradually
       keepalive_timeout = 60,  -- an idle backend connection is closed after this
       connect_backoff = 2,     -- a failing server is taken out this long ...
       max_backoff = 30,        -- ... doubled for each outage in a row, up to this

@@ -669,7 +669,7 @@ static void load_balance(struct vctx *v, struct cfg_pool *pool, int idx, const s
 static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
 	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
-					   "connect_backoff", "max_backoff", "max_fails",
+					   "keepalive_purge", "connect_backoff", "max_backoff", "max_fails",
 					   "max_requests",    "slow_start",  "balance",
 					   "hash",	      "health",	     "max_connections",
 					   "queue",	      "retry",	     NULL};
@@ -682,14 +682,16 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 	path_push(&s.path, name, false);
 
 	pool->name = strdup(name);
-	pool->keepalive = 64;
+	pool->keepalive = CFG_NO_CAP;
 	pool->keepalive_timeout_ms = 60000;
+	pool->keepalive_purge_ms = 5000;
 	pool->connect_backoff_ms = 2000;
 	pool->max_backoff_ms = 30000;
 	pool->max_fails = 1;
 	check_keys(v, idx, &s, keys);
 	get_size(v, idx, &s, "keepalive", 0, 100000, &pool->keepalive);
 	get_seconds(v, idx, &s, "keepalive_timeout", &pool->keepalive_timeout_ms);
+	get_seconds(v, idx, &s, "keepalive_purge", &pool->keepalive_purge_ms);
 	get_seconds(v, idx, &s, "connect_backoff", &pool->connect_backoff_ms);
 	/* Unless set, the cool-down may grow to 30 s, or stays at a longer connect_backoff. */
 	pool->max_backoff_ms = MAX(pool->max_backoff_ms, pool->connect_backoff_ms);

@@ -85,12 +85,16 @@ static inline bool cfg_retry_on_any(const struct cfg_retry *r)
 /* What balance = "hash" hashes. */
 enum hash_by { HASH_CLIENT, HASH_HOST, HASH_HEADER, HASH_COOKIE };
 
+/* keepalive unset: as many idle connections as recent concurrency needed. */
+#define CFG_NO_CAP UINT32_MAX
+
 struct cfg_pool {
 	char *name;
 	struct cfg_server *servers;
 	size_t nservers;
-	uint32_t keepalive;	    /* idle connections kept per server */
+	uint32_t keepalive;	    /* idle connections kept per server at most; CFG_NO_CAP unless set */
 	uint32_t keepalive_timeout_ms;
+	uint32_t keepalive_purge_ms; /* how often idle connections beyond recent need are halved */
 	uint32_t connect_backoff_ms; /* first cool-down of a failing server */
 	uint32_t max_backoff_ms;     /* the cool-down doubles per outage up to this */
 	uint32_t max_fails;	     /* consecutive failures that take a server out */

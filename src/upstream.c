@@ -7,6 +7,7 @@
 #include "log.h"
 
 static void dispatch(struct upstream *up, struct pool_rt *p);
+static void purge_idle(struct timer *t);
 
 int upstream_init(struct upstream *up, struct loop *loop, const struct config *cfg)
 {
@@ -26,6 +27,8 @@ int upstream_init(struct upstream *up, struct loop *loop, const struct config *c
 			return -ENOMEM;
 		}
 		list_init(&p->queue);
+		p->up = up;
+		p->purge_timer.on_expire = purge_idle;
 		/*
 		 * Round robin cannot ramp a server up; smooth weighted round robin
 		 * with equal weights visits servers in the same turn, and can.
@@ -71,6 +74,7 @@ void upstream_destroy(struct upstream *up)
 			while (!list_empty(&p->servers[k].idle))
 				bconn_destroy(container_of(p->servers[k].idle.next, struct bconn,
 							   idle_link));
+		timer_cancel(up->loop, &p->purge_timer);
 		free(p->servers);
 		free(p->bal);
 	}
@@ -352,6 +356,11 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 				to->outages = from->outages;
 				to->back_since_ms = from->back_since_ms;
 			}
+			/* What was in use before the reload is still what this server needs. */
+			if (to) {
+				to->peak_busy = MAX(to->peak_busy, from->peak_busy);
+				to->prev_peak_busy = MAX(to->prev_peak_busy, from->prev_peak_busy);
+			}
 			/* Checks go on where they were: a reload does not bring a dead server back. */
 			if (to && from->check && to->check) {
 				to->check_down = from->check_down;
@@ -370,6 +379,9 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 				bc->up = up;
 				list_insert_tail(&to->idle, &bc->idle_link);
 				to->nidle++;
+				if (!timer_armed(&to->prt->purge_timer))
+					timer_arm(up->loop, &to->prt->purge_timer,
+						  to->pool->keepalive_purge_ms);
 			}
 		}
 	}
@@ -464,6 +476,7 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 	bc->requests++;
 	srv->bal->active++;
 	srv->prt->active++;
+	srv->peak_busy = MAX(srv->peak_busy, srv->bal->active);
 	return bc;
 }
 
@@ -483,6 +496,29 @@ void upstream_release(struct bconn *bc, bool reusable)
 		list_insert_tail(&srv->idle, &bc->idle_link);
 		srv->nidle++;
 		timer_arm(up->loop, &bc->idle_timer, srv->pool->keepalive_timeout_ms);
+		if (!timer_armed(&srv->prt->purge_timer))
+			timer_arm(up->loop, &srv->prt->purge_timer, srv->pool->keepalive_purge_ms);
 	}
 	dispatch(up, srv->prt);
+}
+
+static void purge_idle(struct timer *t)
+{
+	struct pool_rt *p = container_of(t, struct pool_rt, purge_timer);
+	bool idle_left = false;
+	for (size_t k = 0; k < p->cfg->nservers; k++) {
+		struct server_rt *s = &p->servers[k];
+		uint32_t need = MAX(s->peak_busy, s->prev_peak_busy);
+		uint32_t have = s->bal->active + s->nidle;
+		if (have > need) {
+			uint32_t surplus = MIN(have - need, s->nidle);
+			for (uint32_t n = (surplus + 1) / 2; n; n--)
+				bconn_destroy(container_of(s->idle.next, struct bconn, idle_link));
+		}
+		s->prev_peak_busy = s->peak_busy;
+		s->peak_busy = s->bal->active;
+		idle_left |= s->nidle > 0;
+	}
+	if (idle_left)
+		timer_arm(p->up->loop, t, p->cfg->keepalive_purge_ms);
 }

@@ -33,6 +33,8 @@ struct server_rt {
 	struct health_check *check; /* NULL unless the pool configures checks */
 	struct list idle;	/* struct bconn.idle_link, most recently used last */
 	uint32_t nidle;
+	/* The most connections lent at once in this purge period and the one before. */
+	uint32_t peak_busy, prev_peak_busy;
 	uint32_t reserved;	/* slots granted to queued requests not yet running */
 };
 
@@ -45,6 +47,7 @@ struct retry_budget {
 
 struct pool_rt {
 	const struct cfg_pool *cfg;
+	struct upstream *up;
 	struct server_rt *servers;
 	struct balance_server *bal; /* parallel to servers, as balance_pick() wants them */
 	struct balancer balancer;
@@ -53,6 +56,7 @@ struct pool_rt {
 	struct list queue;	    /* struct upstream_request.queue_link, oldest first */
 	uint32_t queued;
 	struct retry_budget budget;
+	struct timer purge_timer; /* armed while any server has idle connections */
 };
 
 /*
@@ -152,9 +156,14 @@ bool upstream_may_retry(struct upstream *up, size_t pool);
 struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void *owner,
 			       void (*on_io)(struct bconn *bc), int *err);
 /*
- * Takes the connection back: kept idle for reuse if reusable and there is
- * room, else closed. Either way its request no longer counts as active, and
- * its slot goes to the oldest queued request that can use it.
+ * Takes the connection back: kept idle for reuse if reusable and under the
+ * pool's keepalive cap, else closed. Either way its request no longer counts
+ * as active, and its slot goes to the oldest queued request that can use it.
+ *
+ * Without a cap, a server keeps as many connections as were lent at once in
+ * the last two purge periods; every keepalive_purge, half of the idle ones
+ * beyond that are closed, oldest first, so a burst's connections go
+ * gradually rather than being reopened by the next burst.
  */
 void upstream_release(struct bconn *bc, bool reusable);
 

@@ -53,7 +53,8 @@ Endpoints
                               pattern bytes only where RFC 9110 allows one (not for HEAD,
                               1xx, 204, 304), so a proxy must know when the head says more
                               than the message carries
-  GET  /stats                 {"name", "accepted", "open", "requests", "max_in_flight"}
+  GET  /stats                 {"name", "accepted", "open", "requests", "max_in_flight"};
+                              "open" leaves out connections that asked for /stats
 Requests with "Expect: 100-continue" get "HTTP/1.1 100 Continue" before the
 body is read (except /expect-reject).
 """
@@ -120,6 +121,7 @@ class Server:
         self.lock = threading.Lock()
         self.accepted = 0
         self.open = 0
+        self.stats_open = 0     # of the open ones, those that asked for /stats
         self.requests = 0
         self.in_flight = 0      # requests being served right now, and the most at once
         self.max_in_flight = 0
@@ -140,6 +142,7 @@ class Conn:
         self.cid = cid
         self.buf = bytearray()
         self.nreq = 0
+        self.stats = False  # it asked for /stats
 
     # -- input -------------------------------------------------------------
     def fill(self):
@@ -321,6 +324,7 @@ def handle_conn(srv, sock, peer, cid):
     finally:
         with srv.lock:
             srv.open -= 1
+            srv.stats_open -= c.stats
         try:
             sock.close()
         except OSError:
@@ -553,8 +557,12 @@ def serve(c, req):
     if path == "/stats":
         drain()
         with srv.lock:
+            if not c.stats:
+                c.stats = True
+                srv.stats_open += 1
+            # "open" counts the others: not this one, nor a /stats client still closing
             st = {"name": srv.name, "accepted": srv.accepted,
-                  "open": srv.open - 1, "requests": srv.requests,
+                  "open": srv.open - srv.stats_open, "requests": srv.requests,
                   "max_in_flight": srv.max_in_flight}
         return c.respond(req, 200, json.dumps(st).encode(), keep=False, ctype="application/json")
 

@@ -641,7 +641,7 @@ class Env:
         """A config dict: one listener (or `listeners`) on pool "web" with `servers`
         (Backend objects or "host:port" strings)."""
         srv = [s.addr if isinstance(s, Backend) else s for s in servers]
-        p = {"servers": srv, "keepalive": 64, "keepalive_timeout": 60, "connect_backoff": 2}
+        p = {"servers": srv, "keepalive_timeout": 60, "connect_backoff": 2}
         p.update(pool or {})
         if listeners is None:
             listeners = [{"address": "127.0.0.1:%d" % free_port(), "pool": "web"}]

@@ -64,7 +64,7 @@ def test_1000_concurrent_clients_10_requests_each(env):
     limit = raise_nofile()
     assert limit >= 3 * N_CLIENTS, "RLIMIT_NOFILE %d too low for this test" % limit
     b = env.backend()
-    s = env.sluice([b], limits={"max_connections": 4 * N_CLIENTS})
+    s = env.sluice([b], pool={"keepalive": 64}, limits={"max_connections": 4 * N_CLIENTS})
     base_fds = s.fd_count()
     t0 = time.monotonic()
     opened, results = asyncio.run(_load(s.port, 200))
@@ -76,7 +76,7 @@ def test_1000_concurrent_clients_10_requests_each(env):
     assert ok == N_CLIENTS * N_REQUESTS, ok
     assert s.alive()
     # All clients are gone: sluice's descriptors drop back (pooled backend
-    # connections kept idle are bounded by keepalive = 64).
+    # connections kept idle are capped by keepalive = 64 here).
     wait_until(lambda: s.fd_count() <= base_fds + 64 + 4, 20 * env.slow,
                what="sluice fd count to drop to %d + 64 (now %d)" % (base_fds, s.fd_count()))
     assert s.get("/").status == 200

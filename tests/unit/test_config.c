@@ -20,6 +20,8 @@ TEST(test_minimal_config_gets_defaults)
 	CHECK(cfg->nlisteners == 1 && cfg->npools == 1 && cfg->pools[0].nservers == 1);
 	CHECK(cfg->timeouts.client_header_ms == 10000 && cfg->timeouts.backend_connect_ms == 5000);
 	CHECK(cfg->limits.buffer_size == 16384 && cfg->limits.max_header_size == 16384);
+	/* No cap on idle backend connections unless set: recent concurrency sizes the pool. */
+	CHECK(cfg->pools[0].keepalive == CFG_NO_CAP && cfg->pools[0].keepalive_purge_ms == 5000);
 	CHECK(cfg->access_log == NULL);
 	config_unref(cfg);
 }
@@ -30,7 +32,8 @@ TEST(test_full_config_values_are_read)
 		"return {\n"
 		"  listeners = {{ address = '[::1]:8443', pool = 'web' }},\n"
 		"  pools = { web = { servers = { '127.0.0.1:1', '127.0.0.2:2' }, keepalive = 8,\n"
-		"                    keepalive_timeout = 1.5, connect_backoff = 0.25 } },\n"
+		"                    keepalive_timeout = 1.5, keepalive_purge = 0.5,\n"
+		"                    connect_backoff = 0.25 } },\n"
 		"  timeouts = { client_header = 0.5, idle = 3 },\n"
 		"  limits = { max_header_size = 4096, buffer_size = 8192, max_connections = 5 },\n"
 		"  access_log = '/tmp/a.log', log_level = 'warn',\n"
@@ -38,6 +41,7 @@ TEST(test_full_config_values_are_read)
 	CHECK(cfg);
 	CHECK(cfg->listeners[0].addr.sa.ss_family == AF_INET6);
 	CHECK(cfg->pools[0].keepalive == 8 && cfg->pools[0].keepalive_timeout_ms == 1500);
+	CHECK(cfg->pools[0].keepalive_purge_ms == 500);
 	CHECK(cfg->pools[0].connect_backoff_ms == 250);
 	CHECK(cfg->timeouts.client_header_ms == 500 && cfg->timeouts.idle_ms == 3000);
 	/* max_request_line follows a smaller max_header_size unless set */
@@ -90,6 +94,13 @@ TEST(test_wrong_types_and_ranges_are_reported)
 		    "}\n"));
 	CHECK(!strcmp(err, "x.lua:4: timeouts: client_header must be a positive number of seconds "
 			   "(at most a week), got \"abc\""));
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n"
+		    "  pools = { web = { servers = { '127.0.0.1:9001' },\n"
+		    "                    keepalive_purge = 0 } },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:4: pool \"web\": keepalive_purge must be a positive number of "
+			   "seconds (at most a week), got 0"));
 	CHECK(!load("return {\n"
 		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
 		    "  limits = { buffer_size = 2048, max_header_size = 4096 },\n"

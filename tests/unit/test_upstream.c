@@ -1,5 +1,9 @@
 #include "../../src/upstream.c"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
 #include "unit.h"
 
 /* One pick for a new request with no key. */
@@ -348,6 +352,96 @@ TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
 	teardown(&f);
 }
 
+/* A listening socket on a free loopback port, so that connects succeed; -1 on failure. */
+static int listen_loopback(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 64) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len))
+		return -1;
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static void ignore_io(struct bconn *bc) { (void)bc; }
+
+/* n connections lent at once to s, then all given back for reuse. */
+static bool lend_at_once(struct upstream *up, struct server_rt *s, uint32_t n)
+{
+	struct bconn *lent[16];
+	int err;
+	for (uint32_t i = 0; i < n; i++)
+		if (!(lent[i] = upstream_acquire(up, s, up, ignore_io, &err)))
+			return false;
+	for (uint32_t i = 0; i < n; i++)
+		upstream_release(lent[i], true);
+	return true;
+}
+
+/* What the loop does when the purge timer of p expires. */
+static void purge_now(struct upstream *up, struct pool_rt *p)
+{
+	timer_cancel(up->loop, &p->purge_timer);
+	purge_idle(&p->purge_timer);
+}
+
+TEST(test_idle_connections_beyond_recent_need_are_halved_each_purge)
+{
+	int port, lfd = listen_loopback(&port);
+	CHECK(lfd >= 0);
+	char fields[128];
+	snprintf(fields, sizeof(fields), "servers = { '127.0.0.1:%d' }", port);
+	struct fixture f;
+	CHECK(setup(&f, fields));
+	struct pool_rt *p = &f.up.pools[0];
+	struct server_rt *s = &p->servers[0];
+	CHECK(lend_at_once(&f.up, s, 10));
+	CHECK(s->nidle == 10 && timer_armed(&p->purge_timer));
+	/* All 10 were needed in this period: kept through it and the next. */
+	purge_now(&f.up, p);
+	CHECK(s->nidle == 10);
+	purge_now(&f.up, p);
+	CHECK(s->nidle == 10);
+	/* Then half of the surplus goes each period, not all at once. */
+	purge_now(&f.up, p);
+	CHECK(s->nidle == 5);
+	purge_now(&f.up, p);
+	CHECK(s->nidle == 2);
+	purge_now(&f.up, p);
+	CHECK(s->nidle == 1);
+	purge_now(&f.up, p);
+	CHECK(s->nidle == 0 && !timer_armed(&p->purge_timer));
+	/* What is in use now counts: a connection lent during the purge stays. */
+	CHECK(lend_at_once(&f.up, s, 4));
+	CHECK(lend_at_once(&f.up, s, 1));
+	purge_now(&f.up, p);
+	CHECK(s->nidle == 4);
+	CHECK(lend_at_once(&f.up, s, 1));
+	purge_now(&f.up, p); /* this period needed 1, the one before 4 */
+	CHECK(s->nidle == 4);
+	purge_now(&f.up, p); /* 1 needed: 2 of the 3 beyond it go */
+	CHECK(s->nidle == 2);
+	teardown(&f);
+	close(lfd);
+}
+
+TEST(test_keepalive_caps_idle_connections_per_server)
+{
+	int port, lfd = listen_loopback(&port);
+	CHECK(lfd >= 0);
+	char fields[128];
+	snprintf(fields, sizeof(fields), "servers = { '127.0.0.1:%d' }, keepalive = 3", port);
+	struct fixture f;
+	CHECK(setup(&f, fields));
+	struct server_rt *s = &f.up.pools[0].servers[0];
+	CHECK(lend_at_once(&f.up, s, 8));
+	CHECK(s->nidle == 3 && s->bal->active == 0);
+	teardown(&f);
+	close(lfd);
+}
+
 int main(void)
 {
 	RUN(test_round_robin_visits_servers_in_turn);
@@ -363,5 +457,7 @@ int main(void)
 	RUN(test_retry_budget_allows_its_share_of_requests);
 	RUN(test_round_robin_pool_ramps_with_slow_start);
 	RUN(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers);
+	RUN(test_idle_connections_beyond_recent_need_are_halved_each_purge);
+	RUN(test_keepalive_caps_idle_connections_per_server);
 	UNIT_EXIT();
 }

@@ -1,6 +1,5 @@
 #include "h1.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -59,7 +58,7 @@ static int on_header_field(llhttp_t *l, const char *at, size_t len)
 			p->too_many = true;
 			return HPE_USER;
 		}
-		m->h[m->nh++] = (struct http_header){{0, 0}, {0, 0}};
+		m->h[m->nh++] = (struct http_header){{0, 0}, {0, 0}, HDR_OTHER};
 		p->in_name = true;
 	}
 	span_extend(p, &m->h[m->nh - 1].name, at, len);
@@ -301,7 +300,7 @@ static enum h1_result check_request(struct h1_parser *p, struct http_msg *m)
 		return fail(p, 501, "CONNECT is not proxied");
 	unsigned hosts = 0;
 	for (uint32_t i = 0; i < m->nh; i++)
-		if (http_span_is(m, m->h[i].name, "host")) {
+		if (m->h[i].id == HDR_HOST) {
 			hosts++;
 			m->authority = m->h[i].value;
 		}
@@ -328,6 +327,7 @@ static void trim_values(struct http_msg *m)
 static enum h1_result head_complete(struct h1_parser *p, struct http_msg *m)
 {
 	trim_values(m);
+	http_classify(m);
 	const char *why = head_violation(m);
 	if (why)
 		return fail(p, 400, why);
@@ -461,16 +461,23 @@ static void put_span(struct out *o, const struct http_msg *m, struct http_span s
 
 static void put_uint(struct out *o, uint64_t v)
 {
-	char digits[24];
-	int n = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)v);
-	put(o, digits, (size_t)n);
+	char digits[20];
+	size_t n = sizeof(digits);
+	do {
+		digits[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put(o, digits + n, sizeof(digits) - n);
 }
 
 static void put_status_line(struct out *o, unsigned status)
 {
-	char line[16];
-	int n = snprintf(line, sizeof(line), "HTTP/1.1 %03u ", status % 1000);
-	put(o, line, (size_t)n);
+	status %= 1000;
+	char line[] = "HTTP/1.1 000 ";
+	line[9] = (char)('0' + status / 100);
+	line[10] = (char)('0' + status / 10 % 10);
+	line[11] = (char)('0' + status % 10);
+	put(o, line, sizeof(line) - 1);
 }
 
 static void put_kv(struct out *o, const struct header_kv *kv, uint32_t n)
@@ -515,19 +522,21 @@ static ssize_t out_end(struct out *o)
 static void put_headers(struct out *o, const struct http_msg *m, const struct h1_head_opts *opts)
 {
 	const struct http_edit *e = opts->edit;
+	bool any_rules = e->rules[0] || e->rules[1];
 	for (uint32_t i = 0; i < m->nh; i++) {
 		struct http_span name = m->h[i].name;
-		const char *n = http_str(m, name);
+		enum http_hdr id = m->h[i].id;
 		if (http_header_hop_by_hop(m, i, e->keep_upgrade))
 			continue;
-		if (opts->reframe == H1_REFRAME_DECHUNK && http_span_is(m, name, "transfer-encoding"))
+		if (opts->reframe == H1_REFRAME_DECHUNK && id == HDR_TRANSFER_ENCODING)
 			continue;
 		/* RFC 9112 3.2.2: an absolute-form target's authority replaces Host. */
-		if (m->absolute_form && http_span_is(m, name, "host"))
+		if (m->absolute_form && id == HDR_HOST)
 			continue;
-		if (m->is_request && http_header_forwarding(n, name.len))
+		if (m->is_request && (id == HDR_X_FORWARDED_FOR || id == HDR_X_REAL_IP ||
+				      id == HDR_X_FORWARDED_PROTO))
 			continue;
-		if (http_edit_owns(e, n, name.len))
+		if (any_rules && http_edit_owns(e, http_str(m, name), name.len))
 			continue;
 		put_span(o, m, name);
 		put_lit(o, ": ");
@@ -543,7 +552,7 @@ static void put_forwarded(struct out *o, const struct http_msg *m, const struct 
 	if (!http_edit_owns(e, "x-forwarded-for", 15)) {
 		put_lit(o, "X-Forwarded-For: ");
 		for (uint32_t i = 0; i < m->nh; i++) {
-			if (!http_span_is(m, m->h[i].name, "x-forwarded-for") || m->h[i].value.len == 0)
+			if (m->h[i].id != HDR_X_FORWARDED_FOR || m->h[i].value.len == 0)
 				continue;
 			put_span(o, m, m->h[i].value);
 			put_lit(o, ", ");

@@ -5,15 +5,47 @@
 
 #include "common.h"
 
-static bool names_equal(const char *a, size_t alen, const char *lower)
+/* name[0, n) equals lower, a lower-case literal, ignoring the case of letters. */
+static bool lower_eq(const char *name, const char *lower, size_t n)
 {
-	size_t n = strlen(lower);
-	return alen == n && !strncasecmp(a, lower, n);
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c != lower[i])
+			return false;
+	}
+	return true;
 }
 
-bool http_span_is(const struct http_msg *m, struct http_span s, const char *lower)
+#define NAME_IS(name, len, lit) ((len) == sizeof(lit) - 1 && lower_eq((name), (lit), sizeof(lit) - 1))
+
+enum http_hdr http_header_id(const char *name, size_t len)
 {
-	return names_equal(http_str(m, s), s.len, lower);
+	/* Proxy-Authorization, Proxy-Authenticate and the rest speak to a proxy, not past it. */
+	if (len > 6 && lower_eq(name, "proxy-", 6))
+		return HDR_PROXY;
+	switch (len) {
+	case 2: return NAME_IS(name, len, "te") ? HDR_TE : HDR_OTHER;
+	case 4: return NAME_IS(name, len, "host") ? HDR_HOST : HDR_OTHER;
+	case 6: return NAME_IS(name, len, "cookie") ? HDR_COOKIE : HDR_OTHER;
+	case 7:
+		return NAME_IS(name, len, "upgrade")	 ? HDR_UPGRADE
+		       : NAME_IS(name, len, "trailer") ? HDR_TRAILER
+						       : HDR_OTHER;
+	case 9: return NAME_IS(name, len, "x-real-ip") ? HDR_X_REAL_IP : HDR_OTHER;
+	case 10:
+		return NAME_IS(name, len, "connection")	    ? HDR_CONNECTION
+		       : NAME_IS(name, len, "keep-alive") ? HDR_KEEP_ALIVE
+							  : HDR_OTHER;
+	case 14: return NAME_IS(name, len, "content-length") ? HDR_CONTENT_LENGTH : HDR_OTHER;
+	case 15: return NAME_IS(name, len, "x-forwarded-for") ? HDR_X_FORWARDED_FOR : HDR_OTHER;
+	case 17:
+		return NAME_IS(name, len, "transfer-encoding")	   ? HDR_TRANSFER_ENCODING
+		       : NAME_IS(name, len, "x-forwarded-proto") ? HDR_X_FORWARDED_PROTO
+								 : HDR_OTHER;
+	default: return HDR_OTHER;
+	}
 }
 
 const struct http_header *http_find_header(const struct http_msg *m, const char *name, size_t len)
@@ -116,49 +148,64 @@ bool http_list_has_token(const char *value, size_t len, const char *token, size_
 	return false;
 }
 
-/* The one list of the headers sluice owns (see http_header_owned). */
-enum owned_kind { OWNED_HOP, OWNED_UPGRADE, OWNED_FRAMING };
-static const struct {
-	const char *name;
-	enum owned_kind kind;
-} owned[] = {
-	{"connection", OWNED_HOP},	   {"keep-alive", OWNED_HOP},
-	{"te", OWNED_HOP},		   {"trailer", OWNED_HOP},
-	{"proxy-connection", OWNED_HOP},   {"upgrade", OWNED_UPGRADE},
-	{"content-length", OWNED_FRAMING}, {"transfer-encoding", OWNED_FRAMING},
-};
+/* The headers sluice owns (see http_header_owned), by what it does with them. */
+enum owned_kind { NOT_OWNED, OWNED_HOP, OWNED_UPGRADE, OWNED_FRAMING };
 
-/* Proxy-Authorization, Proxy-Authenticate and the rest speak to a proxy, not past it. */
-static bool is_proxy_header(const char *name, size_t len)
+static enum owned_kind owned_kind(enum http_hdr id)
 {
-	return len > 6 && !strncasecmp(name, "proxy-", 6);
-}
-
-/* The kind of an owned header; returns false if sluice does not own it. */
-static bool owned_kind(const char *name, size_t len, enum owned_kind *kind)
-{
-	for (size_t i = 0; i < ARRAY_LEN(owned); i++)
-		if (names_equal(name, len, owned[i].name)) {
-			*kind = owned[i].kind;
-			return true;
-		}
-	if (is_proxy_header(name, len)) {
-		*kind = OWNED_HOP;
-		return true;
+	switch (id) {
+	case HDR_CONNECTION:
+	case HDR_KEEP_ALIVE:
+	case HDR_TE:
+	case HDR_TRAILER:
+	case HDR_PROXY: return OWNED_HOP;
+	case HDR_UPGRADE: return OWNED_UPGRADE;
+	case HDR_CONTENT_LENGTH:
+	case HDR_TRANSFER_ENCODING: return OWNED_FRAMING;
+	default: return NOT_OWNED;
 	}
-	return false;
 }
 
 bool http_header_owned(const char *name, size_t len)
 {
-	enum owned_kind kind;
-	return owned_kind(name, len, &kind);
+	return owned_kind(http_header_id(name, len)) != NOT_OWNED;
+}
+
+/* Whether a Connection header value names a header that only its listing makes hop-by-hop. */
+static bool lists_others(const char *v, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t start = i;
+		while (i < len && v[i] != ',')
+			i++;
+		size_t end = i;
+		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+			end--;
+		if (end > start && !NAME_IS(v + start, end - start, "close") &&
+		    owned_kind(http_header_id(v + start, end - start)) == NOT_OWNED)
+			return true;
+	}
+	return false;
+}
+
+void http_classify(struct http_msg *m)
+{
+	m->connection_names = false;
+	for (uint32_t i = 0; i < m->nh; i++) {
+		struct http_header *h = &m->h[i];
+		h->id = (uint8_t)http_header_id(http_str(m, h->name), h->name.len);
+		if (h->id == HDR_CONNECTION && lists_others(http_str(m, h->value), h->value.len))
+			m->connection_names = true;
+	}
 }
 
 static bool named_by_connection(const struct http_msg *m, struct http_span name)
 {
 	for (uint32_t i = 0; i < m->nh; i++)
-		if (http_span_is(m, m->h[i].name, "connection") &&
+		if (m->h[i].id == HDR_CONNECTION &&
 		    http_list_has_token(http_str(m, m->h[i].value), m->h[i].value.len,
 					http_str(m, name), name.len))
 			return true;
@@ -167,22 +214,21 @@ static bool named_by_connection(const struct http_msg *m, struct http_span name)
 
 bool http_header_hop_by_hop(const struct http_msg *m, uint32_t i, bool keep_upgrade)
 {
-	struct http_span name = m->h[i].name;
-	enum owned_kind kind;
-	if (owned_kind(http_str(m, name), name.len, &kind)) {
-		if (kind == OWNED_UPGRADE)
-			return !keep_upgrade;
-		return kind == OWNED_HOP;
+	switch (owned_kind(m->h[i].id)) {
+	case OWNED_HOP: return true;
+	case OWNED_UPGRADE: return !keep_upgrade;
+	case OWNED_FRAMING: return false;
+	case NOT_OWNED: break;
 	}
-	if (http_span_is(m, name, "host"))
+	if (m->h[i].id == HDR_HOST)
 		return false;
-	return named_by_connection(m, name);
+	return m->connection_names && named_by_connection(m, m->h[i].name);
 }
 
 bool http_header_forwarding(const char *name, size_t len)
 {
-	return names_equal(name, len, "x-forwarded-for") || names_equal(name, len, "x-real-ip") ||
-	       names_equal(name, len, "x-forwarded-proto");
+	enum http_hdr id = http_header_id(name, len);
+	return id == HDR_X_FORWARDED_FOR || id == HDR_X_REAL_IP || id == HDR_X_FORWARDED_PROTO;
 }
 
 bool http_kv_names(const struct header_kv *kv, uint32_t n, const char *name, size_t len)

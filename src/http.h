@@ -20,8 +20,30 @@ struct http_span {
 	uint32_t off, len;
 };
 
+/*
+ * The header names sluice acts on, told apart once per head (by
+ * http_classify) so that forwarding a header costs no string compare.
+ */
+enum http_hdr {
+	HDR_OTHER,
+	HDR_HOST,
+	HDR_CONNECTION,
+	HDR_KEEP_ALIVE,
+	HDR_TE,
+	HDR_TRAILER,
+	HDR_UPGRADE,
+	HDR_PROXY, /* Proxy-Connection and every other Proxy-* */
+	HDR_CONTENT_LENGTH,
+	HDR_TRANSFER_ENCODING,
+	HDR_X_FORWARDED_FOR,
+	HDR_X_REAL_IP,
+	HDR_X_FORWARDED_PROTO,
+	HDR_COOKIE,
+};
+
 struct http_header {
 	struct http_span name, value; /* value without leading and trailing whitespace */
+	uint8_t id;		      /* enum http_hdr */
 };
 
 /* What sluice treats differently; the name itself is in http_msg.method_name. */
@@ -57,6 +79,7 @@ struct http_msg {
 	bool keep_alive;       /* the sender allows another message on its connection */
 	bool upgrade;	       /* a request asks to switch protocols; a 101 does switch */
 	bool absolute_form;    /* the request target named its authority (RFC 9112 3.2.2) */
+	bool connection_names; /* a Connection header names headers sluice does not own */
 	enum http_method method;
 	uint16_t status;		/* a response's */
 	enum http_framing framing;
@@ -74,8 +97,11 @@ static inline const char *http_str(const struct http_msg *m, struct http_span s)
 {
 	return m->base + s.off;
 }
-/* Case-insensitive comparison of a span with a lower-case literal. */
-bool http_span_is(const struct http_msg *m, struct http_span s, const char *lower);
+/* Which of the names sluice acts on name is. */
+enum http_hdr http_header_id(const char *name, size_t len);
+/* Sets the id of each header of m, and m->connection_names. */
+void http_classify(struct http_msg *m);
+
 /* The first header called name (case-insensitive), or NULL. */
 const struct http_header *http_find_header(const struct http_msg *m, const char *name, size_t len);
 

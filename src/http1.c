@@ -690,7 +690,7 @@ static uint64_t balance_key(const struct client *c, const struct txn *t, const s
 	}
 	case HASH_COOKIE:
 		for (uint32_t i = 0; i < m->nh; i++) {
-			if (!http_span_is(m, m->h[i].name, "cookie"))
+			if (m->h[i].id != HDR_COOKIE)
 				continue;
 			size_t vlen;
 			const char *v = http_cookie_value(http_str(m, m->h[i].value), m->h[i].value.len,

@@ -72,13 +72,21 @@ static void reread_request(const char *head, size_t len, struct reread *r)
 		   llhttp_errno_name(err), llhttp_get_error_reason(&p));
 }
 
+static bool same_span(struct http_span a, struct http_span b) { return a.off == b.off && a.len == b.len; }
+
 static bool same_msg(const struct http_msg *a, const struct http_msg *b)
 {
-	return a->head_len == b->head_len && a->nh == b->nh && a->method == b->method &&
-	       a->framing == b->framing && a->content_length == b->content_length &&
-	       a->target.off == b->target.off && a->target.len == b->target.len &&
-	       a->authority.len == b->authority.len && a->keep_alive == b->keep_alive &&
-	       a->upgrade == b->upgrade && !memcmp(a->h, b->h, a->nh * sizeof(a->h[0]));
+	if (a->head_len != b->head_len || a->nh != b->nh || a->method != b->method ||
+	    a->framing != b->framing || a->content_length != b->content_length ||
+	    !same_span(a->target, b->target) || a->authority.len != b->authority.len ||
+	    a->keep_alive != b->keep_alive || a->upgrade != b->upgrade ||
+	    a->connection_names != b->connection_names)
+		return false;
+	for (uint32_t i = 0; i < a->nh; i++)
+		if (!same_span(a->h[i].name, b->h[i].name) || !same_span(a->h[i].value, b->h[i].value) ||
+		    a->h[i].id != b->h[i].id)
+			return false;
+	return true;
 }
 
 static void check_forwarded(const struct http_msg *m, uint8_t mode)

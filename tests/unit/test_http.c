@@ -22,9 +22,10 @@ static void headers(struct fixture *f, const char *const *lines)
 		uint32_t nlen = (uint32_t)(colon - lines[i]);
 		uint32_t voff = nlen + 2;
 		f->m.h[f->m.nh++] = (struct http_header){{(uint32_t)at, nlen},
-							  {(uint32_t)at + voff, (uint32_t)n - voff}};
+							  {(uint32_t)at + voff, (uint32_t)n - voff}, HDR_OTHER};
 		at += n;
 	}
+	http_classify(&f->m);
 }
 
 static bool hop(const struct fixture *f, uint32_t i) { return http_header_hop_by_hop(&f->m, i, false); }
@@ -52,6 +53,53 @@ TEST(hop_by_hop_follows_connection_but_never_for_framing_or_host)
 	CHECK(hop(&f, 0) && hop(&f, 1) && hop(&f, 4) && hop(&f, 5));
 	CHECK(!hop(&f, 2) && !hop(&f, 3) && !hop(&f, 6));
 	CHECK(!http_header_hop_by_hop(&f.m, 5, true));
+}
+
+TEST(header_ids_ignore_the_case_of_letters_only)
+{
+	static const struct {
+		const char *name;
+		enum http_hdr id;
+	} cases[] = {
+		{"Host", HDR_HOST},
+		{"HOST", HDR_HOST},
+		{"te", HDR_TE},
+		{"Cookie", HDR_COOKIE},
+		{"upgrade", HDR_UPGRADE},
+		{"Trailer", HDR_TRAILER},
+		{"X-Real-IP", HDR_X_REAL_IP},
+		{"CONNECTION", HDR_CONNECTION},
+		{"Keep-Alive", HDR_KEEP_ALIVE},
+		{"content-length", HDR_CONTENT_LENGTH},
+		{"X-Forwarded-For", HDR_X_FORWARDED_FOR},
+		{"Transfer-Encoding", HDR_TRANSFER_ENCODING},
+		{"x-forwarded-proto", HDR_X_FORWARDED_PROTO},
+		{"Proxy-Connection", HDR_PROXY},
+		{"proxy-authorization", HDR_PROXY},
+		{"Proxy", HDR_OTHER},
+		{"Proxy-", HDR_OTHER},
+		{"Hosts", HDR_OTHER},
+		{"Tea", HDR_OTHER},
+		/* Not letters: '\r' | 0x20 is '-', which must not make these match. */
+		{"Keep\ralive", HDR_OTHER},
+		{"Content\rLength", HDR_OTHER},
+		{"", HDR_OTHER},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+		CHECK(http_header_id(cases[i].name, strlen(cases[i].name)) == cases[i].id);
+}
+
+TEST(connection_names_only_headers_it_alone_makes_hop_by_hop)
+{
+	struct fixture f;
+	static const char *const plain[] = {"Connection: close, Keep-Alive, upgrade, TE", "Host: h",
+					     NULL};
+	headers(&f, plain);
+	CHECK(!f.m.connection_names && f.m.h[0].id == HDR_CONNECTION && f.m.h[1].id == HDR_HOST);
+	static const char *const named[] = {"Host: h", "connection: keep-alive", "Connection: ,X-A ,",
+					     "X-A: 1", NULL};
+	headers(&f, named);
+	CHECK(f.m.connection_names && hop(&f, 3) && !hop(&f, 0));
 }
 
 TEST(list_tokens)
@@ -129,6 +177,8 @@ int main(void)
 {
 	RUN(owned_headers_are_framing_connection_and_proxy_ones);
 	RUN(hop_by_hop_follows_connection_but_never_for_framing_or_host);
+	RUN(header_ids_ignore_the_case_of_letters_only);
+	RUN(connection_names_only_headers_it_alone_makes_hop_by_hop);
 	RUN(list_tokens);
 	RUN(header_validity);
 	RUN(forwarding_headers);

@@ -821,7 +821,8 @@ def fmt(v, digits=0, width=9):
 
 
 def ratio(a, b):
-    return f"{a / b:.2f}" if a is not None and b else "-"
+    """a ÷ b; none where b is not positive (an added latency at or below direct)."""
+    return f"{a / b:.2f}" if a is not None and b is not None and b > 0 else "-"
 
 
 def summarize(runs, idles, proxies, workloads, args):

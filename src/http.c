@@ -103,10 +103,17 @@ const char *http_reason(unsigned status)
 	}
 }
 
+/* RFC 9110 5.6.2; every header name is checked, so no strchr() per character. */
 static bool is_tchar(unsigned char ch)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+	unsigned char lower = ch | 0x20; /* only 'A'-'Z' and 'a'-'z' land in 'a'-'z' */
+	if ((lower >= 'a' && lower <= 'z') || (ch >= '0' && ch <= '9'))
+		return true;
+	switch (ch) {
+	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+	case '-': case '.': case '^': case '_': case '`': case '|': case '~': return true;
+	default: return false;
+	}
 }
 
 bool http_header_name_valid(const char *name, size_t len)

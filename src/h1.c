@@ -533,8 +533,7 @@ static void put_headers(struct out *o, const struct http_msg *m, const struct h1
 		/* RFC 9112 3.2.2: an absolute-form target's authority replaces Host. */
 		if (m->absolute_form && id == HDR_HOST)
 			continue;
-		if (m->is_request && (id == HDR_X_FORWARDED_FOR || id == HDR_X_REAL_IP ||
-				      id == HDR_X_FORWARDED_PROTO))
+		if (m->is_request && http_header_forwarding(id))
 			continue;
 		if (any_rules && http_edit_owns(e, http_str(m, name), name.len))
 			continue;

@@ -232,9 +232,8 @@ bool http_header_hop_by_hop(const struct http_msg *m, uint32_t i, bool keep_upgr
 	return m->connection_names && named_by_connection(m, m->h[i].name);
 }
 
-bool http_header_forwarding(const char *name, size_t len)
+bool http_header_forwarding(enum http_hdr id)
 {
-	enum http_hdr id = http_header_id(name, len);
 	return id == HDR_X_FORWARDED_FOR || id == HDR_X_REAL_IP || id == HDR_X_FORWARDED_PROTO;
 }
 

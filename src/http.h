@@ -141,7 +141,7 @@ bool http_header_owned(const char *name, size_t len);
 bool http_header_hop_by_hop(const struct http_msg *m, uint32_t i, bool keep_upgrade);
 
 /* Whether sluice sets this request header from what it saw of the connection. */
-bool http_header_forwarding(const char *name, size_t len);
+bool http_header_forwarding(enum http_hdr id);
 
 /* A header as configuration or a hook writes it. */
 struct header_kv {

@@ -126,9 +126,10 @@ TEST(header_validity)
 
 TEST(forwarding_headers)
 {
-	CHECK(http_header_forwarding("X-Forwarded-For", 15) && http_header_forwarding("x-real-ip", 9));
-	CHECK(http_header_forwarding("X-FORWARDED-PROTO", 17));
-	CHECK(!http_header_forwarding("X-Forwarded-Host", 16));
+	CHECK(http_header_forwarding(http_header_id("X-Forwarded-For", 15)));
+	CHECK(http_header_forwarding(http_header_id("x-real-ip", 9)));
+	CHECK(http_header_forwarding(http_header_id("X-FORWARDED-PROTO", 17)));
+	CHECK(!http_header_forwarding(http_header_id("X-Forwarded-Host", 16)));
 }
 
 TEST(edit_owns_what_its_rules_set_or_remove)

@@ -1251,8 +1251,9 @@ static void load_timeouts(struct vctx *v, struct config *cfg)
 
 static void load_limits(struct vctx *v, struct config *cfg)
 {
-	static const char *const keys[] = {"max_request_line", "max_header_size", "buffer_size",
-					   "max_connections",  "hook_instructions", NULL};
+	static const char *const keys[] = {"max_request_line", "max_header_size",   "buffer_size",
+					   "max_connections",  "hook_instructions", "busy_poll",
+					   NULL};
 	struct cfg_limits *l = &cfg->limits;
 	struct section top = {.label = ""};
 	if (!get_table(v, 1, &top, "limits", false))
@@ -1268,6 +1269,8 @@ static void load_limits(struct vctx *v, struct config *cfg)
 	get_size(v, idx, &s, "buffer_size", 1024, 16 << 20, &l->buffer_size);
 	get_size(v, idx, &s, "max_connections", 1, 10000000, &l->max_connections);
 	get_size(v, idx, &s, "hook_instructions", 1000, 1e9, &l->hook_instructions);
+	get_number(v, idx, &s, "busy_poll", 1e6, 0, 0.01, "a number of seconds from 0 to 0.01",
+		   &l->busy_poll_us);
 	if (l->max_request_line > l->max_header_size) {
 		struct cfg_path p = s.path;
 		path_push(&p, "max_request_line", false);

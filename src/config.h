@@ -133,6 +133,7 @@ struct cfg_limits {
 	uint32_t buffer_size;
 	uint32_t max_connections;
 	uint32_t hook_instructions; /* Lua instructions one hook call may run */
+	uint32_t busy_poll_us;	    /* the loop polls without sleeping this long after an event; 0: off */
 };
 
 struct config {

@@ -21,6 +21,8 @@ struct loop {
 	struct loop_task *tasks;
 	void **garbage;
 	size_t ngarbage, garbage_cap;
+	uint32_t busy_us;
+	uint64_t last_event_us; /* while busy polling: when an event last came */
 };
 
 uint64_t loop_clock_us(void)
@@ -239,19 +241,31 @@ static int next_timeout(const struct loop *loop)
 	return wait > 60000 ? 60000 : (int)wait;
 }
 
+void loop_set_busy_poll(struct loop *loop, uint32_t busy_us) { loop->busy_us = busy_us; }
+
+static int wait_timeout(const struct loop *loop)
+{
+	if (loop->tasks)
+		return 0;
+	if (loop->busy_us && loop_clock_us() - loop->last_event_us < loop->busy_us)
+		return 0;
+	return next_timeout(loop);
+}
+
 int loop_run(struct loop *loop)
 {
 	struct epoll_event events[MAX_EVENTS];
 	while (!loop->stopping) {
 		for (struct loop_hook *h = loop->hooks; h; h = h->next)
 			h->run(h);
-		int n = epoll_wait(loop->epfd, events, MAX_EVENTS,
-				   loop->tasks ? 0 : next_timeout(loop));
+		int n = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_timeout(loop));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (n > 0 && loop->busy_us)
+			loop->last_event_us = loop_clock_us();
 		update_now(loop);
 		for (int i = 0; i < n; i++) {
 			struct io_handler *h = events[i].data.ptr;

@@ -62,6 +62,14 @@ void loop_unqueue(struct loop *loop, struct loop_task *task);
  */
 void loop_free_later(struct loop *loop, void *p);
 
+/*
+ * For busy_us after each event, the loop polls instead of sleeping: where
+ * waking a sleeping CPU is slow (a virtual machine), the next event is
+ * handled sooner, at the cost of a CPU kept busy while events come more
+ * often than that. 0 (the default) always sleeps.
+ */
+void loop_set_busy_poll(struct loop *loop, uint32_t busy_us);
+
 /* Runs until loop_stop(); returns 0, or -errno if epoll_wait failed. */
 int loop_run(struct loop *loop);
 void loop_stop(struct loop *loop);

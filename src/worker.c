@@ -344,6 +344,7 @@ int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen
 	w->gen = g;
 	worker_gen_put(prev);
 	apply_logging(w, cfg);
+	loop_set_busy_poll(w->loop, cfg->limits.busy_poll_us);
 	log_info("configuration reloaded: %zu listener(s), %zu pool(s), %zu site(s)", cfg->nlisteners,
 		 cfg->npools, cfg->router.nsites);
 	resume_accepting(w);
@@ -417,6 +418,7 @@ int worker_init(struct worker *w, struct config *cfg, const char *config_path, i
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	loop_set_busy_poll(w->loop, cfg->limits.busy_poll_us);
 	int rc = access_log_open(&w->access_log, cfg->access_log);
 	if (rc < 0) {
 		snprintf(err, errlen, "access_log %s: %s", cfg->access_log, strerror(-rc));

@@ -22,6 +22,7 @@ TEST(test_minimal_config_gets_defaults)
 	CHECK(cfg->limits.buffer_size == 16384 && cfg->limits.max_header_size == 16384);
 	/* No cap on idle backend connections unless set: recent concurrency sizes the pool. */
 	CHECK(cfg->pools[0].keepalive == CFG_NO_CAP && cfg->pools[0].keepalive_purge_ms == 5000);
+	CHECK(cfg->limits.busy_poll_us == 0);
 	CHECK(cfg->access_log == NULL);
 	config_unref(cfg);
 }
@@ -35,7 +36,8 @@ TEST(test_full_config_values_are_read)
 		"                    keepalive_timeout = 1.5, keepalive_purge = 0.5,\n"
 		"                    connect_backoff = 0.25 } },\n"
 		"  timeouts = { client_header = 0.5, idle = 3 },\n"
-		"  limits = { max_header_size = 4096, buffer_size = 8192, max_connections = 5 },\n"
+		"  limits = { max_header_size = 4096, buffer_size = 8192, max_connections = 5,\n"
+		"             busy_poll = 0.0001 },\n"
 		"  access_log = '/tmp/a.log', log_level = 'warn',\n"
 		"}\n");
 	CHECK(cfg);
@@ -46,6 +48,7 @@ TEST(test_full_config_values_are_read)
 	CHECK(cfg->timeouts.client_header_ms == 500 && cfg->timeouts.idle_ms == 3000);
 	/* max_request_line follows a smaller max_header_size unless set */
 	CHECK(cfg->limits.max_request_line == 4096 && cfg->limits.max_connections == 5);
+	CHECK(cfg->limits.busy_poll_us == 100);
 	CHECK(!strcmp(cfg->access_log, "/tmp/a.log") && cfg->log_level == LOG_WARN);
 	config_unref(cfg);
 }
@@ -101,6 +104,11 @@ TEST(test_wrong_types_and_ranges_are_reported)
 		    "}\n"));
 	CHECK(!strcmp(err, "x.lua:4: pool \"web\": keepalive_purge must be a positive number of "
 			   "seconds (at most a week), got 0"));
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+		    "  limits = { busy_poll = 1 },\n"
+		    "}\n"));
+	CHECK(!strcmp(err, "x.lua:4: limits: busy_poll must be a number of seconds from 0 to 0.01, got 1"));
 	CHECK(!load("return {\n"
 		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
 		    "  limits = { buffer_size = 2048, max_header_size = 4096 },\n"

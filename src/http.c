@@ -137,21 +137,34 @@ bool http_header_value_valid(const char *value, size_t len)
 	return true;
 }
 
-bool http_list_has_token(const char *value, size_t len, const char *token, size_t tlen)
+/*
+ * The next element of a comma-separated list value from *i, whitespace
+ * trimmed, as [*start, *end); false past the last. Empty elements are
+ * skipped ("a, ,b" has two).
+ */
+static bool next_list_token(const char *v, size_t len, size_t *i, size_t *start, size_t *end)
 {
-	size_t i = 0;
-	while (i < len) {
-		while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
-			i++;
-		size_t start = i;
-		while (i < len && value[i] != ',')
-			i++;
-		size_t end = i;
-		while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
-			end--;
-		if (end - start == tlen && !strncasecmp(value + start, token, tlen))
+	while (*i < len) {
+		while (*i < len && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ','))
+			(*i)++;
+		*start = *i;
+		while (*i < len && v[*i] != ',')
+			(*i)++;
+		*end = *i;
+		while (*end > *start && (v[*end - 1] == ' ' || v[*end - 1] == '\t'))
+			(*end)--;
+		if (*end > *start)
 			return true;
 	}
+	return false;
+}
+
+bool http_list_has_token(const char *value, size_t len, const char *token, size_t tlen)
+{
+	size_t i = 0, start, end;
+	while (next_list_token(value, len, &i, &start, &end))
+		if (end - start == tlen && !strncasecmp(value + start, token, tlen))
+			return true;
 	return false;
 }
 
@@ -181,20 +194,11 @@ bool http_header_owned(const char *name, size_t len)
 /* Whether a Connection header value names a header that only its listing makes hop-by-hop. */
 static bool lists_others(const char *v, size_t len)
 {
-	size_t i = 0;
-	while (i < len) {
-		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		size_t start = i;
-		while (i < len && v[i] != ',')
-			i++;
-		size_t end = i;
-		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-			end--;
-		if (end > start && !NAME_IS(v + start, end - start, "close") &&
+	size_t i = 0, start, end;
+	while (next_list_token(v, len, &i, &start, &end))
+		if (!NAME_IS(v + start, end - start, "close") &&
 		    owned_kind(http_header_id(v + start, end - start)) == NOT_OWNED)
 			return true;
-	}
 	return false;
 }
 

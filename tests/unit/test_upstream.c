@@ -380,6 +380,17 @@ static bool lend_at_once(struct upstream *up, struct server_rt *s, uint32_t n)
 	return true;
 }
 
+/* A pool of one server that accepts connects (a listening socket *lfd), with extra fields. */
+static bool setup_reachable(struct fixture *f, int *lfd, const char *extra)
+{
+	int port;
+	char fields[128];
+	if ((*lfd = listen_loopback(&port)) < 0)
+		return false;
+	snprintf(fields, sizeof(fields), "servers = { '127.0.0.1:%d' }%s", port, extra);
+	return setup(f, fields);
+}
+
 /* What the loop does when the purge timer of p expires. */
 static void purge_now(struct upstream *up, struct pool_rt *p)
 {
@@ -389,12 +400,9 @@ static void purge_now(struct upstream *up, struct pool_rt *p)
 
 TEST(test_idle_connections_beyond_recent_need_are_halved_each_purge)
 {
-	int port, lfd = listen_loopback(&port);
-	CHECK(lfd >= 0);
-	char fields[128];
-	snprintf(fields, sizeof(fields), "servers = { '127.0.0.1:%d' }", port);
+	int lfd;
 	struct fixture f;
-	CHECK(setup(&f, fields));
+	CHECK(setup_reachable(&f, &lfd, ""));
 	struct pool_rt *p = &f.up.pools[0];
 	struct server_rt *s = &p->servers[0];
 	CHECK(lend_at_once(&f.up, s, 10));
@@ -413,7 +421,7 @@ TEST(test_idle_connections_beyond_recent_need_are_halved_each_purge)
 	CHECK(s->nidle == 1);
 	purge_now(&f.up, p);
 	CHECK(s->nidle == 0 && !timer_armed(&p->purge_timer));
-	/* What is in use now counts: a connection lent during the purge stays. */
+	/* A period needs the most lent at once in it: 4, then 1, keeps 4. */
 	CHECK(lend_at_once(&f.up, s, 4));
 	CHECK(lend_at_once(&f.up, s, 1));
 	purge_now(&f.up, p);
@@ -429,12 +437,9 @@ TEST(test_idle_connections_beyond_recent_need_are_halved_each_purge)
 
 TEST(test_keepalive_caps_idle_connections_per_server)
 {
-	int port, lfd = listen_loopback(&port);
-	CHECK(lfd >= 0);
-	char fields[128];
-	snprintf(fields, sizeof(fields), "servers = { '127.0.0.1:%d' }, keepalive = 3", port);
+	int lfd;
 	struct fixture f;
-	CHECK(setup(&f, fields));
+	CHECK(setup_reachable(&f, &lfd, ", keepalive = 3"));
 	struct server_rt *s = &f.up.pools[0].servers[0];
 	CHECK(lend_at_once(&f.up, s, 8));
 	CHECK(s->nidle == 3 && s->bal->active == 0);

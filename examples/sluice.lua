@@ -5,6 +5,12 @@ return {
   listeners = {
     { address = "127.0.0.1:8080", pool = "web" },
     { address = "[::1]:8080", pool = "web", max_connections = 5000 },  -- the rest wait in the backlog
+    -- HTTPS (see README "HTTPS"); paths are relative to this file:
+    -- { address = "[::]:8443", pool = "web", tls = {
+    --     certificates = { { cert = "certs/example.com.crt", key = "certs/example.com.key" } },
+    --     certificate_dir = "certs/sites/",        -- every cert + key pair in it
+    --     protocols = { "TLSv1.2", "TLSv1.3" },     -- the default
+    -- } },
   },
 
   pools = {
@@ -42,6 +48,7 @@ return {
     backend_response = 60,  -- from request sent to the response head
     idle = 60,              -- no byte moved either way while a body is in flight
     shutdown = 10,          -- SIGTERM: in-flight requests get this long to finish
+    tls_handshake = 10,     -- a TLS client must finish its handshake within this
   },
 
   limits = {

@@ -16,8 +16,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/ssl.h>
+
 #include "common.h"
 #include "log.h"
+#include "tls.h"
 
 /*
  * What a config script may take: a reload runs it in the process it would
@@ -163,6 +166,8 @@ struct vctx {
 	char *err;
 	size_t errlen;
 	bool failed;
+	char *warnings; /* handed to the config when it loads */
+	size_t warnings_len;
 };
 
 /* Records the first error only: later ones are usually its consequences. */
@@ -185,6 +190,52 @@ static void fail(struct vctx *v, const struct cfg_path *path, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(v->err + n, v->errlen - (size_t)n, fmt, ap);
 	va_end(ap);
+}
+
+static void warn(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void warn(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
+{
+	if (!v->text)
+		v->text = blank_comments(v->source, v->source_len);
+	int line = path_line(v->text, path);
+	char msg[1024];
+	int n = line ? snprintf(msg, sizeof(msg), "%s:%d: warning: ", v->name, line)
+		     : snprintf(msg, sizeof(msg), "%s: warning: ", v->name);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	size_t len = strlen(msg);
+	char *p = realloc(v->warnings, v->warnings_len + len + 2);
+	if (!p)
+		return;
+	memcpy(p + v->warnings_len, msg, len);
+	p[v->warnings_len + len] = '\n';
+	p[v->warnings_len + len + 1] = 0;
+	v->warnings = p;
+	v->warnings_len += len + 1;
+}
+
+void config_log_warnings(const struct config *cfg)
+{
+	for (const char *p = cfg->warnings; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		log_warn("%.*s", (int)(nl - p), p);
+		p = nl + 1;
+	}
+}
+
+/*
+ * A file named in the config, relative to the config file's directory so
+ * that a config and its certificates move together, into out. False if too long.
+ */
+static bool config_relative(const struct vctx *v, const char *file, char *out, size_t cap)
+{
+	const char *slash = strrchr(v->name, '/');
+	int n = file[0] == '/' || !slash ? snprintf(out, cap, "%s", file)
+					 : snprintf(out, cap, "%.*s/%s", (int)(slash - v->name), v->name, file);
+	return n >= 0 && (size_t)n < cap;
 }
 
 /* Describes the Lua value at idx for a message: "abc" in quotes, numbers as is, else its type. */
@@ -1156,9 +1207,138 @@ static void load_sites(struct vctx *v, struct config *cfg)
 	lua_pop(L, 1);
 }
 
+/* --- TLS --- */
+
+struct tls_warnings {
+	struct vctx *v;
+	const struct cfg_path *path;
+};
+
+static void tls_warned(void *ud, const char *msg)
+{
+	struct tls_warnings *w = ud;
+	warn(w->v, w->path, "%s", msg);
+}
+
+/* protocols = { "TLSv1.2", "TLSv1.3" }: the lowest and highest named. */
+static void load_protocols(struct vctx *v, const struct subsection *sub, struct tls_server_opts *o)
+{
+	lua_State *L = v->L;
+	lua_getfield(L, sub->idx, "protocols");
+	struct cfg_path p = sub->s.path;
+	path_push(&p, "protocols", false);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return;
+	}
+	size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+	if (!n)
+		fail(v, &p, "%s: protocols must list \"TLSv1.2\" and/or \"TLSv1.3\"", sub->label);
+	int lo = INT32_MAX, hi = 0;
+	for (size_t i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, (int)i);
+		const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+		int version = !strcmp(name, "TLSv1.2") ? TLS1_2_VERSION
+			      : !strcmp(name, "TLSv1.3") ? TLS1_3_VERSION
+							 : 0;
+		if (!version && (!strcmp(name, "TLSv1") || !strcmp(name, "TLSv1.0") ||
+				 !strcmp(name, "TLSv1.1") || !strncmp(name, "SSL", 3)))
+			fail(v, &p, "%s: protocols: %s is refused (broken); only TLSv1.2 and TLSv1.3",
+			     sub->label, name);
+		else if (!version)
+			fail(v, &p, "%s: protocols: unknown protocol \"%s\"; \"TLSv1.2\" or \"TLSv1.3\"",
+			     sub->label, name);
+		lo = MIN(lo, version);
+		hi = MAX(hi, version);
+		lua_pop(L, 1);
+	}
+	if (!v->failed) {
+		o->min_version = lo;
+		o->max_version = hi;
+	}
+	lua_pop(L, 1);
+}
+
+static void load_certificates(struct vctx *v, const struct subsection *sub, struct tls_server *ts,
+			      struct tls_report *r, struct tls_warnings *tw)
+{
+	static const char *const keys[] = {"cert", "key", NULL};
+	lua_State *L = v->L;
+	lua_getfield(L, sub->idx, "certificates");
+	struct cfg_path lp = sub->s.path;
+	path_push(&lp, "certificates", false);
+	size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+	if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+		fail(v, &lp, "%s: certificates must be a list of { cert = \"file\", key = \"file\" }",
+		     sub->label);
+	for (size_t i = 1; i <= n && !v->failed; i++) {
+		lua_rawgeti(L, -1, (int)i);
+		int idx = lua_gettop(L);
+		lua_getfield(L, idx, "cert");
+		lua_getfield(L, idx, "key");
+		const char *cert = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		struct section s = {.label = sub->label, .path = lp};
+		if (cert)
+			path_push(&s.path, cert, true);
+		char cert_path[4096], key_path[4096];
+		if (!lua_istable(L, idx) || !cert || (!key && !lua_isnil(L, -1))) {
+			fail(v, &s.path, "%s: certificates entry %zu must be { cert = \"file\", key = \"file\" }",
+			     sub->label, i);
+		} else if (!config_relative(v, cert, cert_path, sizeof(cert_path)) ||
+			   (key && !config_relative(v, key, key_path, sizeof(key_path)))) {
+			fail(v, &s.path, "%s: file name too long", sub->label);
+		} else {
+			check_keys(v, idx, &s, keys);
+			tw->path = &s.path;
+			if (!v->failed && tls_server_add_cert(ts, cert_path, key ? key_path : NULL, r) < 0)
+				fail(v, &s.path, "%s: %s", sub->label, r->err);
+		}
+		lua_pop(L, 3);
+	}
+	lua_pop(L, 1);
+}
+
+/* tls = { certificates = {...}, certificate_dir = "dir", protocols = {...} } of a listener. */
+static void load_listener_tls(struct vctx *v, struct cfg_listener *l, int idx, const struct section *ls)
+{
+	static const char *const keys[] = {"certificates", "certificate_dir", "protocols", NULL};
+	struct subsection sub;
+	if (!get_subsection(v, idx, ls, "tls", keys, &sub))
+		return;
+	lua_State *L = v->L;
+	struct tls_server_opts o = {TLS1_2_VERSION, TLS1_3_VERSION};
+	load_protocols(v, &sub, &o);
+	char err[768];
+	struct tls_warnings tw = {v, &sub.s.path};
+	struct tls_report r = {err, sizeof(err), tls_warned, &tw};
+	if (!v->failed && !(l->tls = tls_server_new(&o, &r)))
+		fail(v, &sub.s.path, "%s: %s", sub.label, err);
+	if (l->tls)
+		load_certificates(v, &sub, l->tls, &r, &tw);
+	lua_getfield(L, sub.idx, "certificate_dir");
+	struct cfg_path dp = sub.s.path;
+	path_push(&dp, "certificate_dir", false);
+	char dir[4096];
+	tw.path = &dp;
+	if (lua_type(L, -1) == LUA_TSTRING && l->tls && !v->failed) {
+		if (!config_relative(v, lua_tostring(L, -1), dir, sizeof(dir)))
+			fail(v, &dp, "%s: certificate_dir: name too long", sub.label);
+		else if (tls_server_add_dir(l->tls, dir, &r) < 0)
+			fail(v, &dp, "%s: %s", sub.label, err);
+	} else if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING) {
+		fail(v, &dp, "%s: certificate_dir must name a directory", sub.label);
+	}
+	lua_pop(L, 1);
+	tw.path = &sub.s.path;
+	if (l->tls && !v->failed && tls_server_finish(l->tls, &r) < 0)
+		fail(v, &sub.s.path, "%s: %s", sub.label, err);
+	lua_pop(L, 1);
+}
+
 static void load_listeners(struct vctx *v, struct config *cfg)
 {
-	static const char *const keys[] = {"address", "pool", "max_connections", NULL};
+	static const char *const keys[] = {"address", "pool", "max_connections", "tls", NULL};
 	lua_State *L = v->L;
 	struct section top = {.label = ""};
 	if (!get_table(v, 1, &top, "listeners", true))
@@ -1210,7 +1390,9 @@ static void load_listeners(struct vctx *v, struct config *cfg)
 				fail(v, &pp, "%s: unknown pool \"%s\"", label, pool);
 			}
 		}
-		lua_pop(L, 2);
+		lua_pop(L, 1);
+		load_listener_tls(v, l, idx, &s);
+		lua_pop(L, 1);
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		for (size_t j = 0; j < i; j++)
@@ -1231,7 +1413,7 @@ static void load_timeouts(struct vctx *v, struct config *cfg)
 {
 	static const char *const keys[] = {"client_header",    "client_keepalive", "backend_connect",
 					   "backend_response", "idle",		   "shutdown",
-					   NULL};
+					   "tls_handshake",    NULL};
 	struct cfg_timeouts *t = &cfg->timeouts;
 	struct section top = {.label = ""};
 	if (!get_table(v, 1, &top, "timeouts", false))
@@ -1246,6 +1428,7 @@ static void load_timeouts(struct vctx *v, struct config *cfg)
 	get_seconds(v, idx, &s, "backend_response", &t->backend_response_ms);
 	get_seconds(v, idx, &s, "idle", &t->idle_ms);
 	get_seconds(v, idx, &s, "shutdown", &t->shutdown_ms);
+	get_seconds(v, idx, &s, "tls_handshake", &t->tls_handshake_ms);
 	lua_pop(v->L, 1);
 }
 
@@ -1347,6 +1530,7 @@ static void set_defaults(struct config *cfg)
 		.backend_response_ms = 60000,
 		.idle_ms = 60000,
 		.shutdown_ms = 10000,
+		.tls_handshake_ms = 10000,
 	};
 	cfg->limits = (struct cfg_limits){
 		.max_request_line = 8192,
@@ -1383,7 +1567,10 @@ static void config_free(struct config *cfg)
 		balance_ring_free(&cfg->pools[i].ring);
 	}
 	free(cfg->pools);
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		tls_server_free(cfg->listeners[i].tls);
 	free(cfg->listeners);
+	free(cfg->warnings);
 	free(cfg->access_log);
 	free(cfg->pid_file);
 	if (cfg->has_hook)
@@ -1543,6 +1730,7 @@ struct config *config_load_string(const char *name, const char *source, char *er
 	if (v.failed)
 		goto fail;
 	free(v.text);
+	cfg->warnings = v.warnings;
 	if (!cfg->has_hook) {
 		close_state(cfg, v.L);
 		return cfg;
@@ -1561,6 +1749,7 @@ fail:
 	if (v.L)
 		close_state(cfg, v.L);
 	free(v.text);
+	free(v.warnings);
 	config_free(cfg);
 	return NULL;
 }

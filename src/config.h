@@ -111,8 +111,11 @@ struct cfg_pool {
 	struct cfg_health health;
 };
 
+struct tls_server;
+
 struct cfg_listener {
 	struct cfg_addr addr;
+	struct tls_server *tls; /* NULL: plain HTTP */
 	size_t pool; /* index into config.pools, unless routed */
 	uint32_t max_connections; /* of this listener; 0: only the global limit */
 	bool routed; /* no pool of its own: requests go by config.router */
@@ -125,6 +128,7 @@ struct cfg_timeouts {
 	uint32_t backend_response_ms;
 	uint32_t idle_ms;
 	uint32_t shutdown_ms;
+	uint32_t tls_handshake_ms;
 };
 
 struct cfg_limits {
@@ -148,6 +152,7 @@ struct config {
 	char *pid_file;	  /* written at start, for `sluice -s`; NULL for none */
 	int log_level;
 	bool has_sites;
+	char *warnings; /* "file:line: warning: ..." lines, or NULL */
 	struct router router; /* its memory is in arena */
 	struct arena arena;
 	bool has_hook;
@@ -175,6 +180,9 @@ extern const char config_default_source[];
 struct config *config_load(const char *path, char *err, size_t errlen);
 /* Same, from a string; name is used in messages. */
 struct config *config_load_string(const char *name, const char *source, char *err, size_t errlen);
+
+/* Logs each of cfg->warnings (warn level). */
+void config_log_warnings(const struct config *cfg);
 
 struct config *config_ref(struct config *cfg);
 /* Drops one reference; frees the snapshot with the last. */

@@ -17,7 +17,7 @@ static ssize_t plain_recv(struct conn *c, void *dst, size_t len)
 		if (n > 0) {
 			/* A short read drained the socket: the next byte brings a new edge. */
 			if ((size_t)n < len && !(c->flags & CONN_RDHUP))
-				c->flags &= (uint8_t)~CONN_READABLE;
+				c->flags &= (uint16_t)~CONN_READABLE;
 			return n;
 		}
 		if (n == 0)
@@ -25,7 +25,7 @@ static ssize_t plain_recv(struct conn *c, void *dst, size_t len)
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			c->flags &= (uint8_t)~CONN_READABLE;
+			c->flags &= (uint16_t)~CONN_READABLE;
 			return 0;
 		}
 		return -errno;
@@ -44,13 +44,13 @@ static ssize_t plain_sendv(struct conn *c, const struct iovec *iov, int iovcnt)
 					: sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 		if (n >= 0) {
 			if ((size_t)n < want)
-				c->flags &= (uint8_t)~CONN_WRITABLE;
+				c->flags &= (uint16_t)~CONN_WRITABLE;
 			return n;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			c->flags &= (uint8_t)~CONN_WRITABLE;
+			c->flags &= (uint16_t)~CONN_WRITABLE;
 			return 0;
 		}
 		return -errno;
@@ -59,10 +59,13 @@ static ssize_t plain_sendv(struct conn *c, const struct iovec *iov, int iovcnt)
 
 static void plain_shutdown_write(struct conn *c) { shutdown(c->fd, SHUT_WR); }
 
+static void plain_close(struct conn *c) { close(c->fd); }
+
 const struct xprt_ops xprt_plain = {
 	.recv = plain_recv,
 	.sendv = plain_sendv,
 	.shutdown_write = plain_shutdown_write,
+	.close = plain_close,
 };
 
 static void conn_on_event(struct io_handler *h, uint32_t events)
@@ -77,6 +80,12 @@ static void conn_on_event(struct io_handler *h, uint32_t events)
 		c->flags |= CONN_RDHUP;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->flags |= CONN_WRITABLE;
+	if ((c->flags & (CONN_READ_WANTS_WRITE | CONN_WRITABLE)) ==
+	    (CONN_READ_WANTS_WRITE | CONN_WRITABLE))
+		c->flags |= CONN_READABLE;
+	if ((c->flags & (CONN_WRITE_WANTS_READ | CONN_READABLE)) ==
+	    (CONN_WRITE_WANTS_READ | CONN_READABLE))
+		c->flags |= CONN_WRITABLE;
 	c->on_io(c);
 }
 
@@ -86,6 +95,7 @@ int conn_attach(struct conn *c, struct loop *loop, int fd, void (*on_io)(struct 
 	c->fd = fd;
 	c->flags = 0;
 	c->xprt = &xprt_plain;
+	c->xprt_ctx = NULL;
 	c->on_io = on_io;
 	int err = loop_add_fd(loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, &c->io);
 	if (err < 0) {
@@ -132,7 +142,7 @@ int conn_finish_connect(struct conn *c)
 		return -errno;
 	if (err)
 		return -err;
-	c->flags &= (uint8_t)~CONN_CONNECTING;
+	c->flags &= (uint16_t)~CONN_CONNECTING;
 	return 0;
 }
 
@@ -155,7 +165,9 @@ void conn_close(struct conn *c)
 {
 	if (c->fd < 0)
 		return;
-	close(c->fd);
+	c->xprt->close(c);
+	c->xprt = &xprt_plain;
+	c->xprt_ctx = NULL;
 	c->fd = -1;
 	c->flags = 0;
 }

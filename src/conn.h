@@ -1,9 +1,9 @@
 /*
  * A non-blocking stream socket and the transport under it.
  *
- * Layers: socket -> transport (struct xprt_ops: plain now; TLS later, added
- * as another ops table without touching the protocol code) -> protocol
- * (http1) which owns the conn and gets its events through on_io.
+ * Layers: socket -> transport (struct xprt_ops: plain here, TLS in tls.c,
+ * each with a context of its own in xprt_ctx) -> protocol (http1) which owns
+ * the conn and gets its events through on_io.
  *
  * Readiness is edge-triggered: CONN_READABLE/CONN_WRITABLE are set by events
  * and cleared only when the socket says EAGAIN (or a short read/write shows it
@@ -26,6 +26,11 @@ enum conn_flags {
 	CONN_CONNECTING = 1u << 2, /* connect() in progress */
 	CONN_SHUT_WR = 1u << 3,    /* we sent FIN */
 	CONN_RDHUP = 1u << 4,      /* the peer sent FIN: read until EOF even after a short read */
+	/* A transport with a handshake (TLS): */
+	CONN_HANDSHAKE = 1u << 5,	 /* not finished yet */
+	CONN_READ_WANTS_WRITE = 1u << 6, /* reading must wait until the socket is writable */
+	CONN_WRITE_WANTS_READ = 1u << 7, /* writing must wait until the socket is readable */
+	CONN_SOCK_DRAINED = 1u << 8,	 /* the transport's last read from the socket was short */
 };
 
 struct conn;
@@ -35,6 +40,7 @@ struct xprt_ops {
 	ssize_t (*recv)(struct conn *c, void *dst, size_t len);
 	ssize_t (*sendv)(struct conn *c, const struct iovec *iov, int iovcnt);
 	void (*shutdown_write)(struct conn *c);
+	void (*close)(struct conn *c); /* frees the context and closes the socket */
 };
 
 extern const struct xprt_ops xprt_plain;
@@ -42,8 +48,9 @@ extern const struct xprt_ops xprt_plain;
 struct conn {
 	struct io_handler io;
 	int fd; /* -1 once closed: late events for it are ignored */
-	uint8_t flags;
+	uint16_t flags;
 	const struct xprt_ops *xprt;
+	void *xprt_ctx;
 	void (*on_io)(struct conn *c); /* readiness changed */
 };
 

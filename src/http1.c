@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "router.h"
+#include "tls.h"
 #include "upstream.h"
 
 /* Rounds of work one session may do per event before letting others run. */
@@ -237,6 +238,19 @@ static void access_log_txn(struct client *c, struct txn *t)
 		.server = t->srv ? t->srv->cfg->addr.text : NULL,
 		.duration_us = loop_clock_us() - t->start_us,
 	};
+	char sni[256];
+	if (conn_is_tls(&c->conn)) {
+		e.tls = tls_protocol(&c->conn);
+		/* The client's bytes, not a host yet: only a valid name is written. */
+		const char *name = tls_sni(&c->conn);
+		int len = name ? router_normalize_host(name, strlen(name), sni, sizeof(sni) - 1) : -1;
+		if (len > 0) {
+			sni[len] = 0;
+			e.sni = sni;
+		} else if (name) {
+			e.sni = "(invalid)";
+		}
+	}
 	access_log_write(&c->w->access_log, &e);
 }
 
@@ -364,6 +378,8 @@ static uint64_t client_deadline(const struct client *c)
 	const struct txn *t = c->txn;
 	switch (c->state) {
 	case CS_IDLE:
+		if (c->conn.flags & CONN_HANDSHAKE)
+			return c->state_since_ms + MIN(to->tls_handshake_ms, to->client_header_ms);
 		return c->state_since_ms + (c->served ? to->client_keepalive_ms : to->client_header_ms);
 	case CS_HEAD:
 		return c->state_since_ms + to->client_header_ms;
@@ -609,7 +625,7 @@ static bool build_request_head(struct client *c, struct txn *t, const struct htt
 	struct http_edit edit = {
 		.rules = {t->route ? &t->route->req : NULL, t->hook_rules},
 		.client_ip = c->ip,
-		.proto = "http",
+		.proto = conn_is_tls(&c->conn) ? "https" : "http",
 		.keep_upgrade = t->upgrade,
 	};
 	/* An HTTP/1.0 request goes as one, kept alive: the backend may not chunk what it cannot read. */
@@ -1640,6 +1656,11 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct l
 	}
 	int err = conn_attach(&c->conn, w->loop, fd, client_on_io);
 	if (err < 0) {
+		free(c);
+		return err;
+	}
+	if (l->cfg->tls && (err = tls_accept(&c->conn, l->cfg->tls)) < 0) {
+		conn_close(&c->conn);
 		free(c);
 		return err;
 	}

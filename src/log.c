@@ -117,10 +117,11 @@ void access_log_write(struct access_log *al, const struct access_entry *e)
 	log_timestamp(ts);
 	int target_len = (int)MIN_SIZE(e->target_len, 8192);
 	int n = snprintf(al->buf + al->len, al->cap - al->len,
-			 "%s %s %.*s %.*s %d %llu %s %llu\n", ts, e->client, (int)MIN_SIZE(e->method_len, 32),
+			 "%s %s %.*s %.*s %d %llu %s %llu %s %.*s\n", ts, e->client, (int)MIN_SIZE(e->method_len, 32),
 			 e->method ? e->method : "-", target_len, e->target ? e->target : "-", e->status,
 			 (unsigned long long)e->bytes_sent, e->server ? e->server : "-",
-			 (unsigned long long)e->duration_us);
+			 (unsigned long long)e->duration_us, e->tls ? e->tls : "-",
+			 e->sni ? (int)MIN_SIZE(strlen(e->sni), 255) : 1, e->sni ? e->sni : "-");
 	if (n > 0)
 		al->len += MIN_SIZE((size_t)n, al->cap - al->len - 1);
 }

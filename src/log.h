@@ -46,9 +46,11 @@ struct access_entry {
 	uint64_t bytes_sent;
 	const char *server;   /* "ip:port" or NULL */
 	uint64_t duration_us;
+	const char *tls;      /* "TLSv1.3", or NULL for plain HTTP */
+	const char *sni;      /* the name the TLS client asked for, or NULL */
 };
 
-/* Format: TIME CLIENT METHOD TARGET STATUS BYTES SERVER DURATION_US */
+/* Format: TIME CLIENT METHOD TARGET STATUS BYTES SERVER DURATION_US TLS SNI ("-" for none) */
 void access_log_write(struct access_log *al, const struct access_entry *e);
 void access_log_flush(struct access_log *al);
 

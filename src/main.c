@@ -161,11 +161,13 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	if (test_only) {
+		fputs(cfg->warnings ? cfg->warnings : "", stderr);
 		printf("%s: ok\n", path ? path : "(default)");
 		config_unref(cfg);
 		return 0;
 	}
 	log_set_level((enum log_level)cfg->log_level);
+	config_log_warnings(cfg);
 	raise_fd_limit();
 	int sigfd = block_signals();
 	if (sigfd < 0) {

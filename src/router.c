@@ -19,7 +19,7 @@ static uint64_t hash_name(const char *s, size_t len)
 	return h ^ (h >> 29);
 }
 
-static int table_init(struct host_table *t, struct arena *a, size_t n)
+int host_table_init(struct host_table *t, struct arena *a, size_t n)
 {
 	size_t cap = 16;
 	while (cap < n * 2)
@@ -37,25 +37,31 @@ static const struct host_entry *table_find(const struct host_table *t, const cha
 {
 	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
 		const struct host_entry *e = &t->slots[i];
-		if (!e->site)
+		if (!e->value)
 			return NULL;
 		if (e->hash == h && e->len == len && !memcmp(e->name, name, len))
 			return e;
 	}
 }
 
-static int table_put(struct host_table *t, const char *name, size_t len, uint32_t site)
+int64_t host_table_get(const struct host_table *t, const char *name, size_t len)
+{
+	const struct host_entry *e = table_find(t, name, len, hash_name(name, len));
+	return e ? (int64_t)e->value - 1 : -1;
+}
+
+int host_table_put(struct host_table *t, const char *name, size_t len, uint32_t value)
 {
 	uint64_t h = hash_name(name, len);
 	if (table_find(t, name, len, h))
 		return -EEXIST;
-	/* router_init sized the table for the hosts counted: more would fill it, and probes never end. */
+	/* The table was sized for the names counted: more would fill it, and probes never end. */
 	if ((t->used + 1) * 2 > t->mask + 1)
 		return -ENOSPC;
 	size_t i = h & t->mask;
-	while (t->slots[i].site)
+	while (t->slots[i].value)
 		i = (i + 1) & t->mask;
-	t->slots[i] = (struct host_entry){.name = name, .len = (uint32_t)len, .site = site + 1, .hash = h};
+	t->slots[i] = (struct host_entry){.name = name, .len = (uint32_t)len, .value = value + 1, .hash = h};
 	t->used++;
 	return 0;
 }
@@ -67,7 +73,7 @@ int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact,
 	r->nsites = nsites;
 	if (nsites && !(r->sites = arena_alloc(a, nsites * sizeof(*r->sites))))
 		return -ENOMEM;
-	if (table_init(&r->exact, a, nexact) < 0 || table_init(&r->wildcard, a, nwildcard) < 0)
+	if (host_table_init(&r->exact, a, nexact) < 0 || host_table_init(&r->wildcard, a, nwildcard) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -117,7 +123,7 @@ int router_add_host(struct router *r, const char *host, size_t len, uint32_t sit
 	/* The name must already be in lookup form: anything else would never match. */
 	if (nlen < 0 || (size_t)nlen != n || memcmp(norm, name, n))
 		return -EINVAL;
-	return table_put(wildcard ? &r->wildcard : &r->exact, name, n, site);
+	return host_table_put(wildcard ? &r->wildcard : &r->exact, name, n, site);
 }
 
 const struct site *router_find_site(const struct router *r, const char *host, size_t len)
@@ -125,7 +131,7 @@ const struct site *router_find_site(const struct router *r, const char *host, si
 	if (len) {
 		const struct host_entry *e = table_find(&r->exact, host, len, hash_name(host, len));
 		if (e)
-			return &r->sites[e->site - 1];
+			return &r->sites[e->value - 1];
 		/* a.b.example.com: try b.example.com, example.com, com; the longest wins. */
 		for (size_t i = 0; i < len && r->wildcard.used; i++) {
 			if (host[i] != '.')
@@ -134,7 +140,7 @@ const struct site *router_find_site(const struct router *r, const char *host, si
 			size_t slen = len - i - 1;
 			e = table_find(&r->wildcard, suffix, slen, hash_name(suffix, slen));
 			if (e)
-				return &r->sites[e->site - 1];
+				return &r->sites[e->value - 1];
 		}
 	}
 	return r->default_site >= 0 ? &r->sites[r->default_site] : NULL;

@@ -41,7 +41,7 @@ struct site {
 struct host_entry {
 	const char *name; /* lower case, no port, no trailing dot */
 	uint32_t len;
-	uint32_t site;	  /* index into router.sites + 1; 0: empty slot (zeroed memory is empty) */
+	uint32_t value;	  /* what the name maps to, + 1; 0: empty slot (zeroed memory is empty) */
 	uint64_t hash;
 };
 
@@ -50,6 +50,13 @@ struct host_table {
 	size_t mask; /* capacity - 1; capacity a power of two */
 	size_t used;
 };
+
+/* Sizes a table for n names; 0 or -ENOMEM. Its slots live in arena; the names it is given, the caller keeps. */
+int host_table_init(struct host_table *t, struct arena *a, size_t n);
+/* Adds name -> value: 0, -EEXIST if the name is there already, -ENOSPC beyond the n it was sized for. */
+int host_table_put(struct host_table *t, const char *name, size_t len, uint32_t value);
+/* The value of name, or -1. */
+int64_t host_table_get(const struct host_table *t, const char *name, size_t len);
 
 struct router {
 	struct site *sites;

@@ -13,6 +13,7 @@
 
 #include "http.h"
 #include "http1.h"
+#include "tls.h"
 
 /* How long to wait before accepting again after running out of file descriptors. */
 #define ACCEPT_RETRY_MS 100
@@ -154,10 +155,13 @@ static struct listener *listener_open(struct worker *w, const struct cfg_listene
 
 static void listener_log(const struct listener *l, const struct config *cfg)
 {
+	char tls[64] = "";
+	if (l->cfg->tls)
+		snprintf(tls, sizeof(tls), " (TLS, %zu certificate(s))", tls_server_ncerts(l->cfg->tls));
 	if (l->cfg->routed)
-		log_info("listening on %s -> sites", l->cfg->addr.text);
+		log_info("listening on %s%s -> sites", l->cfg->addr.text, tls);
 	else
-		log_info("listening on %s -> pool \"%s\"", l->cfg->addr.text,
+		log_info("listening on %s%s -> pool \"%s\"", l->cfg->addr.text, tls,
 			 cfg->pools[l->cfg->pool].name);
 }
 
@@ -344,6 +348,9 @@ int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen
 	w->gen = g;
 	worker_gen_put(prev);
 	apply_logging(w, cfg);
+	config_log_warnings(cfg);
+	/* A new ticket key; tickets sealed with the last two still resume. */
+	tls_rotate_ticket_keys();
 	loop_set_busy_poll(w->loop, cfg->limits.busy_poll_us);
 	log_info("configuration reloaded: %zu listener(s), %zu pool(s), %zu site(s)", cfg->nlisteners,
 		 cfg->npools, cfg->router.nsites);

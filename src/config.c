@@ -925,12 +925,51 @@ static void load_header_rules(struct vctx *v, struct config *cfg, int idx, const
 	lua_pop(L, 1);
 }
 
+/* verify_client = "off" | "optional" | "required" of the table at idx; absent keeps *out. */
+static void load_verify(struct vctx *v, int idx, const struct section *s, uint8_t *out)
+{
+	lua_getfield(v->L, idx, "verify_client");
+	if (!lua_isnil(v->L, -1)) {
+		const char *m = lua_type(v->L, -1) == LUA_TSTRING ? lua_tostring(v->L, -1) : "";
+		int mode = !strcmp(m, "off")	    ? TLS_VERIFY_OFF
+			   : !strcmp(m, "optional") ? TLS_VERIFY_OPTIONAL
+			   : !strcmp(m, "required") ? TLS_VERIFY_REQUIRED
+						    : -1;
+		struct cfg_path p = s->path;
+		path_push(&p, "verify_client", false);
+		char d[64];
+		if (mode < 0)
+			fail(v, &p, "%s: verify_client must be \"off\", \"optional\" or \"required\", got %s",
+			     s->label, describe(v->L, -1, d, sizeof(d)));
+		else
+			*out = (uint8_t)mode;
+	}
+	lua_pop(v->L, 1);
+}
+
+/*
+ * force_https = true (port 443), a port, or false: plain HTTP requests get
+ * a redirect to https://host[:port] with their target. Absent keeps *port.
+ */
+static void get_https_port(struct vctx *v, int idx, const struct section *s, uint16_t *port)
+{
+	lua_getfield(v->L, idx, "force_https");
+	if (lua_isboolean(v->L, -1)) {
+		*port = lua_toboolean(v->L, -1) ? 443 : 0;
+	} else if (!lua_isnil(v->L, -1)) {
+		uint32_t p = 0;
+		get_size(v, idx, s, "force_https", 1, 65535, &p);
+		*port = (uint16_t)p;
+	}
+	lua_pop(v->L, 1);
+}
+
 static void load_route(struct vctx *v, struct config *cfg, const struct section *ss,
 		       struct route *rt, const char *default_path)
 {
 	static const char *const keys[] = {"path",	      "pool",		  "respond",
 					   "redirect",	      "request_headers", "response_headers",
-					   NULL};
+					   "force_https",      NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	lua_getfield(L, idx, "path");
@@ -1033,13 +1072,14 @@ static void load_route(struct vctx *v, struct config *cfg, const struct section 
 	}
 	if (actions != 1)
 		fail(v, &s.path, "%s: give exactly one of pool, respond or redirect", label);
+	get_https_port(v, idx, &s, &rt->https_port);
 	load_header_rules(v, cfg, idx, &s, "request_headers", &rt->req);
 	load_header_rules(v, cfg, idx, &s, "response_headers", &rt->rsp);
 }
 
 static void load_site(struct vctx *v, struct config *cfg, size_t index)
 {
-	static const char *const keys[] = {"hosts", "default", "pool", "routes", NULL};
+	static const char *const keys[] = {"hosts", "default", "pool", "routes", "tls", "force_https", NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	struct site *site = &cfg->router.sites[index];
@@ -1087,6 +1127,15 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 	}
 	lua_pop(L, 1);
 	check_keys(v, idx, &s, keys);
+	static const char *const tls_keys[] = {"verify_client", NULL};
+	struct subsection tls;
+	if (get_subsection(v, idx, &s, "tls", tls_keys, &tls)) {
+		load_verify(v, tls.idx, &tls.s, &site->tls_verify);
+		cfg->sites_require_certs |= site->tls_verify == TLS_VERIFY_REQUIRED;
+		lua_pop(L, 1);
+	}
+	uint16_t https_port = 0;
+	get_https_port(v, idx, &s, &https_port);
 	lua_getfield(L, idx, "default");
 	if (lua_toboolean(L, -1)) {
 		if (cfg->router.default_site >= 0) {
@@ -1121,6 +1170,7 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 		rt->prefix = "/";
 		rt->prefix_len = 1;
 		rt->action = ROUTE_PROXY;
+		rt->https_port = https_port;
 		rt->pool = pool ? find_pool(cfg, pool) : SIZE_MAX;
 		if (!pool) {
 			fail(v, &p, "%s: pool must name a pool", label);
@@ -1138,7 +1188,9 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 				path_push(&p, "routes", false);
 				fail(v, &p, "%s: routes must be a list of { path = ..., ... }", label);
 			} else {
-				load_route(v, cfg, &s, &site->routes[site->nroutes++], NULL);
+				struct route *rt = &site->routes[site->nroutes++];
+				rt->https_port = https_port;
+				load_route(v, cfg, &s, rt, NULL);
 			}
 			lua_pop(L, 1);
 		}
@@ -1299,16 +1351,54 @@ static void load_certificates(struct vctx *v, const struct subsection *sub, stru
 	lua_pop(L, 1);
 }
 
-/* tls = { certificates = {...}, certificate_dir = "dir", protocols = {...} } of a listener. */
-static void load_listener_tls(struct vctx *v, struct cfg_listener *l, int idx, const struct section *ls)
+/* Whether a site asks for client certificates (which a TLS listener routing to it must be able to check). */
+static const struct site *site_with_client_certs(const struct config *cfg)
 {
-	static const char *const keys[] = {"certificates", "certificate_dir", "protocols", NULL};
+	for (size_t i = 0; i < cfg->router.nsites; i++)
+		if (cfg->router.sites[i].tls_verify > TLS_VERIFY_OFF)
+			return &cfg->router.sites[i];
+	return NULL;
+}
+
+/*
+ * tls = { certificates = {...}, certificate_dir = "dir", protocols = {...},
+ *         client_ca = "file", verify_client = "off" } of a listener.
+ */
+static void load_listener_tls(struct vctx *v, const struct config *cfg, struct cfg_listener *l, int idx,
+			      const struct section *ls)
+{
+	static const char *const keys[] = {"certificates", "certificate_dir", "protocols",
+					   "client_ca",	   "verify_client",   NULL};
 	struct subsection sub;
+	l->tls_verify = TLS_VERIFY_OFF;
 	if (!get_subsection(v, idx, ls, "tls", keys, &sub))
 		return;
 	lua_State *L = v->L;
-	struct tls_server_opts o = {TLS1_2_VERSION, TLS1_3_VERSION};
+	struct tls_server_opts o = {TLS1_2_VERSION, TLS1_3_VERSION, TLS_VERIFY_OFF, NULL};
 	load_protocols(v, &sub, &o);
+	load_verify(v, sub.idx, &sub.s, &l->tls_verify);
+	o.verify = (enum tls_verify)l->tls_verify;
+	lua_getfield(L, sub.idx, "client_ca");
+	struct cfg_path cp = sub.s.path;
+	path_push(&cp, "client_ca", false);
+	char ca[4096];
+	const struct site *needs = l->routed ? site_with_client_certs(cfg) : NULL;
+	if (lua_type(L, -1) == LUA_TSTRING) {
+		if (!config_relative(v, lua_tostring(L, -1), ca, sizeof(ca)))
+			fail(v, &cp, "%s: client_ca: name too long", sub.label);
+		o.client_ca = ca;
+	} else if (!lua_isnil(L, -1)) {
+		fail(v, &cp, "%s: client_ca must name a PEM file of CA certificates", sub.label);
+	} else if (o.verify > TLS_VERIFY_OFF) {
+		struct cfg_path vp = sub.s.path;
+		path_push(&vp, "verify_client", false);
+		fail(v, &vp, "%s: verify_client needs client_ca, the CAs that sign client certificates",
+		     sub.label);
+	} else if (needs) {
+		fail(v, &sub.s.path, "%s: site \"%s\" asks for client certificates: give this listener client_ca",
+		     sub.label, needs->name);
+	}
+	lua_pop(L, 1);
 	char err[768];
 	struct tls_warnings tw = {v, &sub.s.path};
 	struct tls_report r = {err, sizeof(err), tls_warned, &tw};
@@ -1391,7 +1481,7 @@ static void load_listeners(struct vctx *v, struct config *cfg)
 			}
 		}
 		lua_pop(L, 1);
-		load_listener_tls(v, l, idx, &s);
+		load_listener_tls(v, cfg, l, idx, &s);
 		lua_pop(L, 1);
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++)

@@ -116,6 +116,7 @@ struct tls_server;
 struct cfg_listener {
 	struct cfg_addr addr;
 	struct tls_server *tls; /* NULL: plain HTTP */
+	uint8_t tls_verify;	/* its client-certificate policy (enum tls_verify) */
 	size_t pool; /* index into config.pools, unless routed */
 	uint32_t max_connections; /* of this listener; 0: only the global limit */
 	bool routed; /* no pool of its own: requests go by config.router */
@@ -152,6 +153,7 @@ struct config {
 	char *pid_file;	  /* written at start, for `sluice -s`; NULL for none */
 	int log_level;
 	bool has_sites;
+	bool sites_require_certs; /* a site has tls.verify_client = "required" */
 	char *warnings; /* "file:line: warning: ..." lines, or NULL */
 	struct router router; /* its memory is in arena */
 	struct arena arena;

@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "common.h"
+#include "tls.h"
 
 /* --- llhttp callbacks: record the spans of the head --- */
 
@@ -545,6 +546,17 @@ static void put_headers(struct out *o, const struct http_msg *m, const struct h1
 	put_rules(o, e);
 }
 
+/* Who the client's certificate says it is; the client's own X-Client-* never pass. */
+static void put_client_cert(struct out *o, const struct http_edit *e, const char *name, const char *value)
+{
+	if (!value || http_edit_owns(e, name, strlen(name)))
+		return;
+	put_str(o, name);
+	put_lit(o, ": ");
+	put_str(o, value);
+	put_lit(o, "\r\n");
+}
+
 /* X-Forwarded-For: earlier hops as the client sent them, then the client itself. */
 static void put_forwarded(struct out *o, const struct http_msg *m, const struct http_edit *e)
 {
@@ -568,6 +580,13 @@ static void put_forwarded(struct out *o, const struct http_msg *m, const struct 
 		put_lit(o, "X-Forwarded-Proto: ");
 		put_str(o, e->proto);
 		put_lit(o, "\r\n");
+	}
+	if (e->tls) {
+		put_client_cert(o, e, "X-Client-Verify", e->tls->verify);
+		put_client_cert(o, e, "X-Client-Subject", e->tls->subject);
+		put_client_cert(o, e, "X-Client-Issuer", e->tls->issuer);
+		put_client_cert(o, e, "X-Client-Serial", e->tls->serial);
+		put_client_cert(o, e, "X-Client-Fingerprint", e->tls->fingerprint);
 	}
 }
 

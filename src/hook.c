@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "router.h"
+#include "tls.h"
 
 /* The request being hooked: Lua's callbacks reach it through here (one per thread). */
 static _Thread_local const struct hook_request *current;
@@ -68,6 +69,31 @@ static void push_field(lua_State *L, const char *s, size_t len)
 		lua_pushnil(L);
 }
 
+static void set_string(lua_State *L, const char *key, const char *value)
+{
+	if (!value)
+		return;
+	lua_pushstring(L, value);
+	lua_setfield(L, -2, key);
+}
+
+static void push_tls(lua_State *L, const struct tls_info *tls)
+{
+	if (!tls) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_createtable(L, 0, 8);
+	set_string(L, "sni", tls->sni);
+	set_string(L, "protocol", tls->protocol);
+	set_string(L, "cipher", tls->cipher);
+	set_string(L, "client_verify", tls->verify);
+	set_string(L, "client_subject", tls->subject);
+	set_string(L, "client_issuer", tls->issuer);
+	set_string(L, "client_serial", tls->serial);
+	set_string(L, "client_fingerprint", tls->fingerprint);
+}
+
 /* r.<field>: computed when read, so that a hook pays only for what it looks at. */
 static int req_index(lua_State *L)
 {
@@ -91,6 +117,8 @@ static int req_index(lua_State *L)
 		push_field(L, q ? q + 1 : NULL, q ? r->target_len - path_len - 1 : 0);
 	else if (!strcmp(key, "client"))
 		lua_pushstring(L, r->client);
+	else if (!strcmp(key, "tls"))
+		push_tls(L, r->tls);
 	else if (!strcmp(key, "header"))
 		lua_pushcfunction(L, req_header);
 	else if (!strcmp(key, "headers"))

@@ -5,6 +5,8 @@
  *
  *   hook = function(r)
  *     -- r.method, r.host, r.path, r.query, r.target, r.client, r.header("name"), r.headers()
+ *     -- r.tls (nil over plain HTTP): .sni .protocol .cipher .client_verify .client_subject
+ *     --   .client_issuer .client_serial .client_fingerprint
  *     return { pool = "api", server = "10.0.0.1:80",
  *              set_headers = { ["X-A"] = "1" }, remove_headers = { "X-B" } }
  *     -- or: return { status = 403, body = "no\n", headers = { ["Content-Type"] = "text/plain" } }
@@ -28,9 +30,12 @@ struct lua_State;
 #define HOOK_MAX_HEADERS 32
 
 /* The request as the hook sees it; header lookups call back into http1. */
+struct tls_info;
+
 struct hook_request {
 	const char *method, *target, *host, *client;
 	size_t method_len, target_len, host_len;
+	const struct tls_info *tls; /* r.tls; NULL over plain HTTP */
 	void *ctx;
 	/* The value of header name (case-insensitive), or NULL. */
 	const char *(*header)(void *ctx, const char *name, size_t len, size_t *vlen);

@@ -39,11 +39,18 @@ enum http_hdr http_header_id(const char *name, size_t len)
 		       : NAME_IS(name, len, "keep-alive") ? HDR_KEEP_ALIVE
 							  : HDR_OTHER;
 	case 14: return NAME_IS(name, len, "content-length") ? HDR_CONTENT_LENGTH : HDR_OTHER;
-	case 15: return NAME_IS(name, len, "x-forwarded-for") ? HDR_X_FORWARDED_FOR : HDR_OTHER;
+	case 15:
+		return NAME_IS(name, len, "x-forwarded-for")	 ? HDR_X_FORWARDED_FOR
+		       : NAME_IS(name, len, "x-client-verify") || NAME_IS(name, len, "x-client-issuer") ||
+				 NAME_IS(name, len, "x-client-serial")
+			   ? HDR_X_CLIENT_CERT
+			   : HDR_OTHER;
+	case 16: return NAME_IS(name, len, "x-client-subject") ? HDR_X_CLIENT_CERT : HDR_OTHER;
 	case 17:
 		return NAME_IS(name, len, "transfer-encoding")	   ? HDR_TRANSFER_ENCODING
 		       : NAME_IS(name, len, "x-forwarded-proto") ? HDR_X_FORWARDED_PROTO
 								 : HDR_OTHER;
+	case 20: return NAME_IS(name, len, "x-client-fingerprint") ? HDR_X_CLIENT_CERT : HDR_OTHER;
 	default: return HDR_OTHER;
 	}
 }
@@ -238,7 +245,8 @@ bool http_header_hop_by_hop(const struct http_msg *m, uint32_t i, bool keep_upgr
 
 bool http_header_forwarding(enum http_hdr id)
 {
-	return id == HDR_X_FORWARDED_FOR || id == HDR_X_REAL_IP || id == HDR_X_FORWARDED_PROTO;
+	return id == HDR_X_FORWARDED_FOR || id == HDR_X_REAL_IP || id == HDR_X_FORWARDED_PROTO ||
+	       id == HDR_X_CLIENT_CERT;
 }
 
 bool http_kv_names(const struct header_kv *kv, uint32_t n, const char *name, size_t len)

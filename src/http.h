@@ -38,6 +38,7 @@ enum http_hdr {
 	HDR_X_FORWARDED_FOR,
 	HDR_X_REAL_IP,
 	HDR_X_FORWARDED_PROTO,
+	HDR_X_CLIENT_CERT, /* X-Client-Verify, -Subject, -Issuer, -Serial, -Fingerprint */
 	HDR_COOKIE,
 };
 
@@ -157,11 +158,14 @@ struct header_rules {
 	uint32_t nset, nadd, nremove;
 };
 
+struct tls_info;
+
 /* How a forwarded message is changed on its way through. */
 struct http_edit {
 	const struct header_rules *rules[2]; /* a route's and a hook's, or NULL */
 	const char *client_ip;		     /* a request: X-Forwarded-For, X-Real-IP */
 	const char *proto;		     /* a request: X-Forwarded-Proto ("http") */
+	const struct tls_info *tls;	     /* a request over TLS: X-Client-*; NULL for plain */
 	bool keep_upgrade;		     /* a protocol switch is under way: Upgrade passes */
 };
 

@@ -114,6 +114,7 @@ struct txn {
 	size_t pool;		/* index into the config's pools */
 	struct upstream_request ureq; /* servers tried, place in the pool's queue */
 	const struct route *route; /* NULL for a listener with a pool of its own */
+	const struct site *site;   /* the route's */
 	const char *static_body; /* a fixed response body: config memory or owned_body */
 	uint32_t static_body_left;
 	char *owned_body;	/* a hook's answer, copied out of Lua */
@@ -238,18 +239,10 @@ static void access_log_txn(struct client *c, struct txn *t)
 		.server = t->srv ? t->srv->cfg->addr.text : NULL,
 		.duration_us = loop_clock_us() - t->start_us,
 	};
-	char sni[256];
-	if (conn_is_tls(&c->conn)) {
-		e.tls = tls_protocol(&c->conn);
-		/* The client's bytes, not a host yet: only a valid name is written. */
-		const char *name = tls_sni(&c->conn);
-		int len = name ? router_normalize_host(name, strlen(name), sni, sizeof(sni) - 1) : -1;
-		if (len > 0) {
-			sni[len] = 0;
-			e.sni = sni;
-		} else if (name) {
-			e.sni = "(invalid)";
-		}
+	const struct tls_info *tls = conn_is_tls(&c->conn) ? tls_info(&c->conn) : NULL;
+	if (tls) {
+		e.tls = tls->protocol;
+		e.sni = tls->sni;
 	}
 	access_log_write(&c->w->access_log, &e);
 }
@@ -626,6 +619,7 @@ static bool build_request_head(struct client *c, struct txn *t, const struct htt
 		.rules = {t->route ? &t->route->req : NULL, t->hook_rules},
 		.client_ip = c->ip,
 		.proto = conn_is_tls(&c->conn) ? "https" : "http",
+		.tls = conn_is_tls(&c->conn) ? tls_info(&c->conn) : NULL,
 		.keep_upgrade = t->upgrade,
 	};
 	/* An HTTP/1.0 request goes as one, kept alive: the backend may not chunk what it cannot read. */
@@ -674,6 +668,7 @@ static int route_request(struct client *c, struct txn *t, const struct http_msg 
 		*why = "no site for this host";
 		return 404;
 	}
+	t->site = site;
 	const char *path = http_str(m, m->path);
 	const char *query = memchr(path, '?', m->path.len);
 	size_t path_len = query ? (size_t)(query - path) : m->path.len;
@@ -745,6 +740,64 @@ static int local_response(struct client *c, struct txn *t, struct http_answer *a
 	return 0;
 }
 
+/*
+ * Client certificates were asked for as the site of the TLS name (SNI)
+ * wants: a request whose Host names a site with another policy gets 421, so
+ * that no name leads past a site's policy. Over plain HTTP, a site that
+ * requires certificates is refused, unless its route sends the client to HTTPS.
+ */
+static int check_client_cert_policy(struct client *c, struct txn *t, const struct req_host *host,
+				    const char **why)
+{
+	const struct cfg_listener *l = c->listener->cfg;
+	const struct config *cfg = t->gen->cfg;
+	bool tls = conn_is_tls(&c->conn);
+	if (!l || !l->routed || (!tls && !cfg->sites_require_certs))
+		return 0;
+	const struct site *site = t->site ? t->site
+					  : router_find_site(&cfg->router, host->name,
+							     host->len > 0 ? (size_t)host->len : 0);
+	if (!site)
+		return 0;
+	if (tls) {
+		enum tls_verify want = site->tls_verify ? (enum tls_verify)site->tls_verify
+							: (enum tls_verify)l->tls_verify;
+		if (want == tls_applied_verify(&c->conn))
+			return 0;
+		*why = "Host names a site whose client-certificate policy differs from the TLS name's";
+		return 421;
+	}
+	if (site->tls_verify != TLS_VERIFY_REQUIRED || (t->route && t->route->https_port))
+		return 0;
+	*why = "the site requires a client certificate, which plain HTTP cannot carry";
+	return 403;
+}
+
+/* force_https: a plain request goes to https://host[:port] with its target, method kept but for GET and HEAD. */
+static int https_redirect(struct client *c, struct txn *t, const struct http_msg *m,
+			  const struct req_host *host, const char **why)
+{
+	if (host->len <= 0) {
+		*why = "no Host to redirect to HTTPS with";
+		return 400;
+	}
+	char location[300];
+	uint16_t port = t->route->https_port;
+	int n = port == 443 ? snprintf(location, sizeof(location), "https://%.*s", host->len, host->name)
+			    : snprintf(location, sizeof(location), "https://%.*s:%u", host->len, host->name,
+				       port);
+	bool safe = m->method == HTTP_METHOD_GET || m->method == HTTP_METHOD_HEAD;
+	struct http_answer a = {
+		.status = safe ? 301 : 308,
+		.location = location,
+		.location_len = (uint32_t)n,
+		.location_tail = m->path.len ? http_str(m, m->path) : "/",
+		.location_tail_len = m->path.len ? m->path.len : 1,
+		.rules = &t->route->rsp,
+	};
+	return local_response(c, t, &a, NULL, why);
+}
+
 static int route_answer(struct client *c, struct txn *t, const struct http_msg *m, const char **why)
 {
 	const struct route *rt = t->route;
@@ -803,6 +856,7 @@ static int run_hook(struct client *c, struct txn *t, const struct http_msg *m,
 		.host = host->len > 0 ? host->name : NULL,
 		.host_len = host->len > 0 ? (size_t)host->len : 0,
 		.client = c->ip,
+		.tls = conn_is_tls(&c->conn) ? tls_info(&c->conn) : NULL,
 		.ctx = (void *)m,
 		.header = hook_header,
 		.each_header = hook_each_header,
@@ -905,6 +959,12 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 		status = run_hook(c, t, m, &host, &hook_res, &local, &routed, &why);
 	if (!status && !local && !routed)
 		status = route_request(c, t, m, &host, &why);
+	if (!status && !local)
+		status = check_client_cert_policy(c, t, &host, &why);
+	if (!status && !local && t->route && t->route->https_port && !conn_is_tls(&c->conn)) {
+		local = true;
+		status = https_redirect(c, t, m, &host, &why);
+	}
 	if (!status && !local && t->route && t->route->action != ROUTE_PROXY) {
 		local = true;
 		status = route_answer(c, t, m, &why);
@@ -1629,6 +1689,15 @@ static void client_resume(struct loop_task *task)
 	client_run(container_of(task, struct client, resume));
 }
 
+/* During a handshake: the policy of the site the client's TLS name leads to, by the current config. */
+static enum tls_verify sni_site_policy(struct conn *cn, const char *host, size_t len)
+{
+	const struct client *c = container_of(cn, struct client, conn);
+	const struct config *cfg = c->w->gen->cfg;
+	const struct site *site = cfg->has_sites ? router_find_site(&cfg->router, host, len) : NULL;
+	return site ? (enum tls_verify)site->tls_verify : TLS_VERIFY_INHERIT;
+}
+
 int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct listener *l)
 {
 	struct client *c = calloc(1, sizeof(*c));
@@ -1659,7 +1728,8 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct l
 		free(c);
 		return err;
 	}
-	if (l->cfg->tls && (err = tls_accept(&c->conn, l->cfg->tls)) < 0) {
+	if (l->cfg->tls &&
+	    (err = tls_accept(&c->conn, l->cfg->tls, l->cfg->routed ? sni_site_policy : NULL)) < 0) {
 		conn_close(&c->conn);
 		free(c);
 		return err;

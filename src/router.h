@@ -29,11 +29,13 @@ struct route {
 	const char *location;		/* REDIRECT */
 	uint32_t location_len;
 	bool keep_path;			/* REDIRECT: append the request's path and query */
+	uint16_t https_port;		/* plain HTTP is redirected to https://host:port; 0: not */
 	struct header_rules req, rsp;
 };
 
 struct site {
 	const char *name;     /* its first host, for logs */
+	uint8_t tls_verify;   /* client certificates (enum tls_verify); 0: the listener's policy */
 	struct route *routes; /* longest prefix first */
 	uint32_t nroutes;
 };

@@ -65,6 +65,15 @@ struct tls_server {
 	struct tls_name *names;
 	struct host_table exact, wildcard; /* -> index into names; "*.example.com" as "example.com" */
 	struct tls_name fallback;	   /* the listener's first certificate, and its name's other kind */
+	enum tls_verify verify;
+};
+
+/* A TLS conn's context (conn.xprt_ctx). */
+struct tls_conn {
+	SSL *ssl;
+	tls_site_policy site_policy;
+	enum tls_verify applied;
+	struct tls_info *info;
 };
 
 static int ctx_ex_index = -1;
@@ -166,6 +175,14 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EV
 
 /* --- handshake callbacks --- */
 
+/* "optional": the handshake goes on whatever the chain; the verdict is kept for X-Client-Verify. */
+static int accept_any_cert(int ok, X509_STORE_CTX *store)
+{
+	(void)ok;
+	(void)store;
+	return 1;
+}
+
 static const struct tls_name *find_name(const struct tls_server *ts, const char *sni)
 {
 	char name[256];
@@ -180,6 +197,53 @@ static const struct tls_name *find_name(const struct tls_server *ts, const char 
 			return &ts->names[i];
 	}
 	return &ts->fallback;
+}
+
+/* The host_name of a ClientHello's server_name extension (RFC 6066 3), in lookup form, or -1. */
+static int hello_sni(SSL *ssl, char *out, size_t cap)
+{
+	const unsigned char *p;
+	size_t len;
+	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 5)
+		return -1;
+	size_t list = (size_t)p[0] << 8 | p[1];
+	size_t name = (size_t)p[3] << 8 | p[4];
+	if (list + 2 != len || p[2] != TLSEXT_NAMETYPE_host_name || name + 3 > list)
+		return -1;
+	return router_normalize_host((const char *)p + 5, name, out, cap);
+}
+
+/*
+ * Client certificates are asked for by the policy of the site the SNI names,
+ * decided before OpenSSL looks for a session to resume: sessions of one
+ * policy carry its own session id context, so that a session made without a
+ * certificate cannot be resumed where one is required.
+ */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+	(void)alert;
+	const struct tls_server *ts = arg;
+	struct conn *c = SSL_get_app_data(ssl);
+	struct tls_conn *tc = c->xprt_ctx;
+	enum tls_verify v = ts->verify;
+	char host[256];
+	int len;
+	if (tc->site_policy && (len = hello_sni(ssl, host, sizeof(host))) > 0) {
+		enum tls_verify site = tc->site_policy(c, host, (size_t)len);
+		if (site != TLS_VERIFY_INHERIT)
+			v = site;
+	}
+	tc->applied = v;
+	static const char *const sid_ctx[] = {"", "sluice/off", "sluice/optional", "sluice/required"};
+	SSL_set_session_id_context(ssl, (const unsigned char *)sid_ctx[v], strlen(sid_ctx[v]));
+	if (v == TLS_VERIFY_OFF)
+		SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	else if (v == TLS_VERIFY_OPTIONAL)
+		SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, accept_any_cert);
+	else
+		SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE,
+			       NULL);
+	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 static int cert_cb(SSL *ssl, void *arg)
@@ -275,6 +339,19 @@ struct tls_server *tls_server_new(const struct tls_server_opts *o, struct tls_re
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	ts->verify = o->verify;
+	if (o->client_ca) {
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca);
+		if (!names || !SSL_CTX_load_verify_locations(ctx, o->client_ca, NULL)) {
+			report_error(r, "client_ca %s: no PEM certificate in it, or it cannot be read", o->client_ca);
+			sk_X509_NAME_pop_free(names, X509_NAME_free);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		/* The CertificateRequest names them, so that a client picks a certificate they signed. */
+		SSL_CTX_set_client_CA_list(ctx, names);
+	}
+	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, ts);
 	SSL_CTX_set_cert_cb(ctx, cert_cb, ts);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
 	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
@@ -545,7 +622,7 @@ int tls_server_finish(struct tls_server *ts, struct tls_report *r)
 
 /* --- the transport --- */
 
-static SSL *ssl_of(const struct conn *c) { return c->xprt_ctx; }
+static SSL *ssl_of(const struct conn *c) { return ((const struct tls_conn *)c->xprt_ctx)->ssl; }
 
 /* Reads and writes go straight to the socket, so that readiness is tracked as for plain conns. */
 static int bio_read(BIO *b, char *dst, int len)
@@ -609,22 +686,28 @@ static BIO_METHOD *bio_method(void)
 	return conn_bio_method;
 }
 
-int tls_accept(struct conn *c, struct tls_server *ts)
+int tls_accept(struct conn *c, struct tls_server *ts, tls_site_policy site_policy)
 {
 	BIO_METHOD *m = bio_method();
-	SSL *ssl = m ? SSL_new(ts->ctx) : NULL;
+	struct tls_conn *tc = m ? calloc(1, sizeof(*tc)) : NULL;
+	SSL *ssl = tc ? SSL_new(ts->ctx) : NULL;
 	BIO *b = ssl ? BIO_new(m) : NULL;
 	if (!b) {
 		SSL_free(ssl);
+		free(tc);
 		ERR_clear_error();
 		return -ENOMEM;
 	}
 	BIO_set_data(b, c);
 	BIO_set_init(b, 1);
 	SSL_set_bio(ssl, b, b);
+	SSL_set_app_data(ssl, c);
 	SSL_set_accept_state(ssl);
+	tc->ssl = ssl;
+	tc->site_policy = site_policy;
+	tc->applied = ts->verify;
 	c->xprt = &xprt_tls;
-	c->xprt_ctx = ssl;
+	c->xprt_ctx = tc;
 	c->flags |= CONN_HANDSHAKE;
 	return 0;
 }
@@ -780,6 +863,9 @@ static void tls_close(struct conn *c)
 		ERR_clear_error();
 	}
 	SSL_free(ssl);
+	struct tls_conn *tc = c->xprt_ctx;
+	free(tc->info);
+	free(tc);
 	close(c->fd);
 }
 
@@ -790,9 +876,111 @@ const struct xprt_ops xprt_tls = {
 	.close = tls_close,
 };
 
-const char *tls_protocol(const struct conn *c) { return SSL_get_version(ssl_of(c)); }
-
-const char *tls_sni(const struct conn *c)
+enum tls_verify tls_applied_verify(const struct conn *c)
 {
-	return SSL_get_servername(ssl_of(c), TLSEXT_NAMETYPE_host_name);
+	return ((const struct tls_conn *)c->xprt_ctx)->applied;
+}
+
+/* Strings gathered into one allocation after the struct. */
+struct info_builder {
+	char *buf;
+	size_t len, cap;
+	size_t at[8]; /* offsets of the strings, in struct tls_info's order */
+	int n;
+};
+
+static void add_string(struct info_builder *b, const char *s, size_t len)
+{
+	if (!s) {
+		b->at[b->n++] = SIZE_MAX;
+		return;
+	}
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = MAX(b->cap * 2, b->len + len + 1 + 256);
+		char *p = realloc(b->buf, cap);
+		if (!p) {
+			b->at[b->n++] = SIZE_MAX;
+			return;
+		}
+		b->buf = p;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, s, len);
+	b->buf[b->len + len] = 0;
+	b->at[b->n++] = b->len;
+	b->len += len + 1;
+}
+
+static void add_cstring(struct info_builder *b, const char *s) { add_string(b, s, s ? strlen(s) : 0); }
+
+/* An RFC 2253 name, escaped to printable ASCII (so that it can go in a header). */
+static void add_name_string(struct info_builder *b, const X509_NAME *name)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *data = NULL;
+	long n = bio && X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0
+			 ? BIO_get_mem_data(bio, &data)
+			 : 0;
+	add_string(b, n > 0 ? data : "", n > 0 ? (size_t)n : 0);
+	BIO_free(bio);
+}
+
+static void add_cert_strings(struct info_builder *b, X509 *x)
+{
+	add_name_string(b, X509_get_subject_name(x));
+	add_name_string(b, X509_get_issuer_name(x));
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	add_cstring(b, hex);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char fp[2 * EVP_MAX_MD_SIZE + 1];
+	if (X509_digest(x, EVP_sha256(), md, &mdlen)) {
+		for (unsigned int i = 0; i < mdlen; i++)
+			snprintf(fp + 2 * i, 3, "%02x", md[i]);
+		add_string(b, fp, 2 * mdlen);
+	} else {
+		add_string(b, NULL, 0);
+	}
+}
+
+const struct tls_info *tls_info(struct conn *c)
+{
+	struct tls_conn *tc = c->xprt_ctx;
+	if (tc->info)
+		return tc->info;
+	SSL *ssl = tc->ssl;
+	struct info_builder b = {0};
+	add_cstring(&b, SSL_get_version(ssl));
+	add_cstring(&b, SSL_get_cipher_name(ssl));
+	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	char host[256];
+	int hlen = sni ? router_normalize_host(sni, strlen(sni), host, sizeof(host)) : -1;
+	add_string(&b, hlen > 0 ? host : NULL, hlen > 0 ? (size_t)hlen : 0);
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	add_cstring(&b, !peer ? "NONE" : SSL_get_verify_result(ssl) == X509_V_OK ? "SUCCESS" : "FAILED");
+	if (peer) {
+		add_cert_strings(&b, peer);
+	} else {
+		for (int i = 0; i < 4; i++)
+			add_string(&b, NULL, 0);
+	}
+	ERR_clear_error();
+	struct tls_info *info = malloc(sizeof(*info) + b.len);
+	if (!info) {
+		free(b.buf);
+		return NULL;
+	}
+	char *strings = (char *)(info + 1);
+	if (b.len)
+		memcpy(strings, b.buf, b.len);
+	free(b.buf);
+	const char **fields[] = {&info->protocol, &info->cipher,  &info->sni,	 &info->verify,
+				 &info->subject,  &info->issuer, &info->serial, &info->fingerprint};
+	for (int i = 0; i < 8; i++)
+		*fields[i] = b.at[i] == SIZE_MAX ? NULL : strings + b.at[i];
+	tc->info = info;
+	return info;
 }

@@ -21,8 +21,18 @@
 
 struct tls_server;
 
+/* Whether a client certificate is asked for, and whether one is a must. */
+enum tls_verify {
+	TLS_VERIFY_INHERIT, /* a site without a policy of its own: the listener's */
+	TLS_VERIFY_OFF,
+	TLS_VERIFY_OPTIONAL, /* asked for; a client without one, or with a bad one, is let in */
+	TLS_VERIFY_REQUIRED, /* a handshake without a certificate the CA signed fails */
+};
+
 struct tls_server_opts {
 	int min_version, max_version; /* TLS1_2_VERSION, TLS1_3_VERSION */
+	enum tls_verify verify;	      /* the listener's policy */
+	const char *client_ca;	      /* PEM file of the CAs client certificates must chain to */
 };
 
 /* What building a tls_server has to say: the first error, and warnings (an expired certificate). */
@@ -50,15 +60,37 @@ int tls_server_finish(struct tls_server *ts, struct tls_report *r);
 size_t tls_server_ncerts(const struct tls_server *ts);
 void tls_server_free(struct tls_server *ts);
 
-/* Makes an attached, just accepted conn a TLS server connection. 0 or -ENOMEM (the conn stays plain). */
-int tls_accept(struct conn *c, struct tls_server *ts);
+/*
+ * The policy of the site a TLS name (SNI) leads to, asked during the
+ * handshake of c: TLS_VERIFY_INHERIT for the listener's. host is in lookup
+ * form (lower case, no trailing dot).
+ */
+typedef enum tls_verify (*tls_site_policy)(struct conn *c, const char *host, size_t len);
+
+/*
+ * Makes an attached, just accepted conn a TLS server connection; site_policy
+ * may be NULL (the listener's policy for every name). 0 or -ENOMEM (the conn
+ * stays plain).
+ */
+int tls_accept(struct conn *c, struct tls_server *ts, tls_site_policy site_policy);
 
 extern const struct xprt_ops xprt_tls;
 
 static inline bool conn_is_tls(const struct conn *c) { return c->xprt == &xprt_tls; }
-/* Of a TLS conn: "TLSv1.3", and the name the client asked for (NULL: none). */
-const char *tls_protocol(const struct conn *c);
-const char *tls_sni(const struct conn *c);
+/* What a TLS conn's handshake settled, once it is done. Strings live as long as the conn. */
+struct tls_info {
+	const char *protocol; /* "TLSv1.3" */
+	const char *cipher;
+	const char *sni;      /* in lookup form; NULL: none sent, or not a host name */
+	const char *verify;   /* client certificate: "SUCCESS", "FAILED", or "NONE" */
+	/* Of the client's certificate, or NULL without one: RFC 2253 names, hex serial, SHA-256 hex. */
+	const char *subject, *issuer, *serial, *fingerprint;
+};
+
+/* Computed on the first call, kept with the conn. NULL if out of memory. */
+const struct tls_info *tls_info(struct conn *c);
+/* The client-certificate policy the handshake applied (never INHERIT). */
+enum tls_verify tls_applied_verify(const struct conn *c);
 
 /*
  * Session tickets are sealed with a process-wide key that changes every

@@ -238,6 +238,17 @@ static bool config_relative(const struct vctx *v, const char *file, char *out, s
 	return n >= 0 && (size_t)n < cap;
 }
 
+struct tls_warnings {
+	struct vctx *v;
+	const struct cfg_path *path;
+};
+
+static void tls_warned(void *ud, const char *msg)
+{
+	struct tls_warnings *w = ud;
+	warn(w->v, w->path, "%s", msg);
+}
+
 /* Describes the Lua value at idx for a message: "abc" in quotes, numbers as is, else its type. */
 static const char *describe(lua_State *L, int idx, char *out, size_t len)
 {
@@ -717,13 +728,75 @@ static void load_balance(struct vctx *v, struct cfg_pool *pool, int idx, const s
 	lua_pop(L, 1);
 }
 
+/* A string field naming a file: resolved into out (4096 bytes); NULL when absent. */
+static const char *get_file(struct vctx *v, const struct subsection *sub, const char *key, char *out)
+{
+	lua_getfield(v->L, sub->idx, key);
+	struct cfg_path p = sub->s.path;
+	path_push(&p, key, false);
+	const char *file = NULL;
+	if (lua_type(v->L, -1) == LUA_TSTRING) {
+		if (config_relative(v, lua_tostring(v->L, -1), out, 4096))
+			file = out;
+		else
+			fail(v, &p, "%s: %s: name too long", sub->label, key);
+	} else if (!lua_isnil(v->L, -1)) {
+		fail(v, &p, "%s: %s must name a file", sub->label, key);
+	}
+	lua_pop(v->L, 1);
+	return file;
+}
+
+/* tls = { ca = "file", name = "api.internal", cert = "file", key = "file", verify = true } of a pool. */
+static void load_pool_tls(struct vctx *v, struct cfg_pool *pool, int idx, const struct section *ps)
+{
+	static const char *const keys[] = {"ca", "name", "cert", "key", "verify", NULL};
+	struct subsection sub;
+	if (!get_subsection(v, idx, ps, "tls", keys, &sub))
+		return;
+	lua_State *L = v->L;
+	char ca[4096], cert[4096], key[4096];
+	struct tls_client_opts o = {.verify = true, .nservers = pool->nservers};
+	o.ca = get_file(v, &sub, "ca", ca);
+	o.cert = get_file(v, &sub, "cert", cert);
+	o.key = get_file(v, &sub, "key", key);
+	struct cfg_path np = sub.s.path;
+	path_push(&np, "name", false);
+	lua_getfield(L, sub.idx, "name");
+	char host[256];
+	size_t nlen = 0;
+	const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nlen) : NULL;
+	if ((!name && !lua_isnil(L, -1)) ||
+	    (name && router_normalize_host(name, nlen, host, sizeof(host)) != (int)nlen))
+		fail(v, &np, "%s: name must be a host name, as the servers' certificates carry it",
+		     sub.label);
+	o.name = name;
+	lua_getfield(L, sub.idx, "verify");
+	if (lua_isboolean(L, -1))
+		o.verify = lua_toboolean(L, -1);
+	else if (!lua_isnil(L, -1))
+		fail(v, &sub.s.path, "%s: verify must be true or false", sub.label);
+	if (o.key && !o.cert)
+		fail(v, &sub.s.path, "%s: key without cert", sub.label);
+	char err[768];
+	struct tls_warnings tw = {v, &sub.s.path};
+	struct tls_report r = {err, sizeof(err), tls_warned, &tw};
+	if (!v->failed && !(pool->tls = tls_client_new(&o, &r)))
+		fail(v, &sub.s.path, "%s: %s", sub.label, err);
+	if (!o.verify)
+		warn(v, &sub.s.path, "%s: verify = false: any certificate is taken, as from an attacker",
+		     sub.label);
+	lua_pop(L, 3);
+}
+
 static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
 	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
 					   "keepalive_purge", "connect_backoff", "max_backoff", "max_fails",
 					   "max_requests",    "slow_start",  "balance",
 					   "hash",	      "health",	     "max_connections",
-					   "queue",	      "retry",	     NULL};
+					   "queue",	      "retry",	     "tls",
+					   NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	char label[160];
@@ -785,6 +858,7 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 			fail(v, NULL, "out of memory");
 		free(bs);
 	}
+	load_pool_tls(v, pool, idx, &s);
 }
 
 static void load_pools(struct vctx *v, struct config *cfg)
@@ -1261,17 +1335,6 @@ static void load_sites(struct vctx *v, struct config *cfg)
 
 /* --- TLS --- */
 
-struct tls_warnings {
-	struct vctx *v;
-	const struct cfg_path *path;
-};
-
-static void tls_warned(void *ud, const char *msg)
-{
-	struct tls_warnings *w = ud;
-	warn(w->v, w->path, "%s", msg);
-}
-
 /* protocols = { "TLSv1.2", "TLSv1.3" }: the lowest and highest named. */
 static void load_protocols(struct vctx *v, const struct subsection *sub, struct tls_server_opts *o)
 {
@@ -1655,6 +1718,7 @@ static void config_free(struct config *cfg)
 		free(cfg->pools[i].health.host);
 		free(cfg->pools[i].health.body);
 		balance_ring_free(&cfg->pools[i].ring);
+		tls_client_free(cfg->pools[i].tls);
 	}
 	free(cfg->pools);
 	for (size_t i = 0; i < cfg->nlisteners; i++)

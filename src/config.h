@@ -108,10 +108,12 @@ struct cfg_pool {
 	char *hash_name; /* header or cookie name */
 	uint32_t hash_name_len;
 	struct balance_ring ring; /* balance = "hash" */
+	struct tls_client *tls;	  /* NULL: plain HTTP to the servers */
 	struct cfg_health health;
 };
 
 struct tls_server;
+struct tls_client;
 
 struct cfg_listener {
 	struct cfg_addr addr;

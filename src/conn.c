@@ -61,11 +61,18 @@ static void plain_shutdown_write(struct conn *c) { shutdown(c->fd, SHUT_WR); }
 
 static void plain_close(struct conn *c) { close(c->fd); }
 
+static int plain_handshake(struct conn *c)
+{
+	(void)c;
+	return 0;
+}
+
 const struct xprt_ops xprt_plain = {
 	.recv = plain_recv,
 	.sendv = plain_sendv,
 	.shutdown_write = plain_shutdown_write,
 	.close = plain_close,
+	.handshake = plain_handshake,
 };
 
 static void conn_on_event(struct io_handler *h, uint32_t events)
@@ -132,18 +139,18 @@ int conn_connect(struct conn *c, struct loop *loop, const struct sockaddr *addr,
 
 int conn_finish_connect(struct conn *c)
 {
-	if (!(c->flags & CONN_CONNECTING))
-		return 0;
-	if (!(c->flags & CONN_WRITABLE))
-		return 1;
-	int err = 0;
-	socklen_t len = sizeof(err);
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		return -errno;
-	if (err)
-		return -err;
-	c->flags &= (uint16_t)~CONN_CONNECTING;
-	return 0;
+	if (c->flags & CONN_CONNECTING) {
+		if (!(c->flags & CONN_WRITABLE))
+			return 1;
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			return -errno;
+		if (err)
+			return -err;
+		c->flags &= (uint16_t)~CONN_CONNECTING;
+	}
+	return c->flags & CONN_HANDSHAKE ? c->xprt->handshake(c) : 0;
 }
 
 ssize_t conn_recv(struct conn *c, void *dst, size_t len) { return c->xprt->recv(c, dst, len); }

@@ -41,6 +41,8 @@ struct xprt_ops {
 	ssize_t (*sendv)(struct conn *c, const struct iovec *iov, int iovcnt);
 	void (*shutdown_write)(struct conn *c);
 	void (*close)(struct conn *c); /* frees the context and closes the socket */
+	/* A step of a client's handshake once connected: 0 done, 1 under way, or -errno. */
+	int (*handshake)(struct conn *c);
 };
 
 extern const struct xprt_ops xprt_plain;
@@ -63,7 +65,10 @@ int conn_attach(struct conn *c, struct loop *loop, int fd, void (*on_io)(struct 
  */
 int conn_connect(struct conn *c, struct loop *loop, const struct sockaddr *addr, socklen_t len,
 		 void (*on_io)(struct conn *c));
-/* After the first writable event of a connecting conn: 0 connected, 1 still connecting, or -errno. */
+/*
+ * After an event of a connecting conn: 0 connected (and its transport's
+ * handshake done), 1 still connecting, or -errno.
+ */
 int conn_finish_connect(struct conn *c);
 
 ssize_t conn_recv(struct conn *c, void *dst, size_t len);

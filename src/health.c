@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "tls.h"
 #include "upstream.h"
 
 /* What a check keeps of a response: the status line and enough body to search. */
@@ -87,7 +88,8 @@ static void check_on_io(struct conn *c)
 		if (rc == 1)
 			return;
 		if (rc < 0) {
-			check_finish(hc, false, strerror(-rc));
+			bool handshake = conn_is_tls(c) && !(c->flags & CONN_CONNECTING);
+			check_finish(hc, false, handshake ? tls_failure(c) : strerror(-rc));
 			return;
 		}
 		if (!h->http) {
@@ -144,6 +146,10 @@ static void check_timer(struct timer *t)
 	const struct cfg_addr *a = &hc->srv->cfg->addr;
 	int rc = conn_connect(&hc->conn, hc->up->loop, (const struct sockaddr *)&a->sa, a->len,
 			      check_on_io);
+	struct tls_client *tls = hc->srv->pool->tls;
+	if (rc == 0 && tls &&
+	    (rc = tls_connect(&hc->conn, tls, (size_t)(hc->srv - hc->srv->prt->servers), a->text)) < 0)
+		conn_close(&hc->conn);
 	if (rc < 0) {
 		hc->phase = CHECK_CONNECTING; /* so that finishing it is the same path */
 		check_finish(hc, false, strerror(-rc));

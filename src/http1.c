@@ -526,7 +526,7 @@ static void txn_connect(struct client *c)
 		struct bconn *bc = upstream_acquire(up, srv, t, backend_on_io, &err);
 		if (bc) {
 			t->bc = bc;
-			t->connecting = (bc->conn.flags & CONN_CONNECTING) != 0;
+			t->connecting = (bc->conn.flags & (CONN_CONNECTING | CONN_HANDSHAKE)) != 0;
 			t->phase_since_ms = now_ms(c);
 			t->last_io_ms = now_ms(c);
 			return;
@@ -1549,6 +1549,12 @@ static int txn_step(struct client *c)
 	}
 	if (t->bc && t->connecting) {
 		int rc = conn_finish_connect(&t->bc->conn);
+		if (rc < 0 && conn_is_tls(&t->bc->conn) && !(t->bc->conn.flags & CONN_CONNECTING)) {
+			log_warn("server %s: TLS handshake failed: %s", t->srv->cfg->addr.text,
+				 tls_failure(&t->bc->conn));
+			backend_failed(c, 502, "backend TLS handshake failed", FAIL_CONNECT);
+			return 1;
+		}
 		if (rc < 0) {
 			log_debug("connect to %s: %s", t->srv->cfg->addr.text, strerror(-rc));
 			backend_failed(c, 502, "backend connect failed", FAIL_CONNECT);

@@ -1,5 +1,6 @@
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -74,9 +75,19 @@ struct tls_conn {
 	tls_site_policy site_policy;
 	enum tls_verify applied;
 	struct tls_info *info;
+	size_t server;	 /* a client's: the server's index in its pool */
+	const char *why; /* a client's failed handshake: a static string */
 };
 
-static int ctx_ex_index = -1;
+struct tls_client {
+	SSL_CTX *ctx;
+	char *name;
+	bool verify;
+	SSL_SESSION **sessions; /* per server: the last one it gave, to resume */
+	size_t nservers;
+};
+
+static int ctx_ex_index = -1, client_ex_index = -1;
 static BIO_METHOD *conn_bio_method;
 
 static void report_error(struct tls_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -298,11 +309,30 @@ static void free_server(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
 	free(ts);
 }
 
+static void free_client(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	struct tls_client *tc = ptr;
+	if (!tc)
+		return;
+	for (size_t i = 0; i < tc->nservers; i++)
+		SSL_SESSION_free(tc->sessions[i]);
+	free(tc->sessions);
+	free(tc->name);
+	free(tc);
+}
+
 static int tls_init_once(void)
 {
 	if (ctx_ex_index < 0)
 		ctx_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_server);
-	return ctx_ex_index < 0 ? -1 : 0;
+	if (client_ex_index < 0)
+		client_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_client);
+	return ctx_ex_index < 0 || client_ex_index < 0 ? -1 : 0;
 }
 
 struct tls_server *tls_server_new(const struct tls_server_opts *o, struct tls_report *r)
@@ -620,6 +650,105 @@ int tls_server_finish(struct tls_server *ts, struct tls_report *r)
 	return 0;
 }
 
+/* --- TLS to backends --- */
+
+/* A TLS 1.3 server sends its session after the handshake: kept whenever it comes. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls_client *tc = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), client_ex_index);
+	const struct conn *c = SSL_get_app_data(ssl);
+	const struct tls_conn *t = c->xprt_ctx;
+	SSL_SESSION_free(tc->sessions[t->server]);
+	tc->sessions[t->server] = sess;
+	return 1; /* the reference is ours */
+}
+
+struct tls_client *tls_client_new(const struct tls_client_opts *o, struct tls_report *r)
+{
+	if (tls_init_once() < 0) {
+		report_error(r, "cannot set up OpenSSL");
+		return NULL;
+	}
+	struct tls_client *tc = calloc(1, sizeof(*tc));
+	SSL_CTX *ctx = tc ? SSL_CTX_new(TLS_client_method()) : NULL;
+	if (!ctx || !SSL_CTX_set_ex_data(ctx, client_ex_index, tc)) {
+		free(tc);
+		SSL_CTX_free(ctx);
+		report_error(r, "out of memory");
+		return NULL;
+	}
+	/* From here on, freeing ctx frees tc. */
+	tc->ctx = ctx;
+	tc->sessions = calloc(o->nservers ? o->nservers : 1, sizeof(*tc->sessions));
+	if (!tc->sessions || (o->name && !(tc->name = strdup(o->name)))) {
+		SSL_CTX_free(ctx);
+		report_error(r, "out of memory");
+		return NULL;
+	}
+	tc->nservers = o->nservers;
+	tc->verify = o->verify;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+	static const unsigned char alpn[] = "\x08http/1.1";
+	SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+	if (o->ca ? !SSL_CTX_load_verify_locations(ctx, o->ca, NULL) : !SSL_CTX_set_default_verify_paths(ctx)) {
+		report_error(r, "ca %s: no PEM certificate in it, or it cannot be read",
+			     o->ca ? o->ca : "(the system's)");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (o->cert) {
+		const char *key = o->key ? o->key : o->cert;
+		if (!SSL_CTX_use_certificate_chain_file(ctx, o->cert)) {
+			report_error(r, "cert %s: no PEM certificate in it, or it cannot be read", o->cert);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		BIO *b = BIO_new_file(key, "r");
+		EVP_PKEY *pkey = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
+		BIO_free(b);
+		if (!pkey) {
+			report_error(r, "key %s: no private key in it, or one sealed with a passphrase", key);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		int ok = SSL_CTX_use_PrivateKey(ctx, pkey);
+		EVP_PKEY_free(pkey);
+		if (!ok) {
+			ERR_clear_error();
+			report_error(r, "key %s does not match certificate %s", key, o->cert);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	}
+	ERR_clear_error();
+	return tc;
+}
+
+void tls_client_free(struct tls_client *tc)
+{
+	if (tc)
+		SSL_CTX_free(tc->ctx);
+}
+
+/* Of "host:port" or "[v6]:port": the host, in out. */
+static void host_of(const char *addr, char *out, size_t cap)
+{
+	const char *end = strrchr(addr, ':');
+	size_t n = end ? (size_t)(end - addr) : strlen(addr);
+	if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']') {
+		addr++;
+		n -= 2;
+	}
+	snprintf(out, cap, "%.*s", (int)n, addr);
+}
+
 /* --- the transport --- */
 
 static SSL *ssl_of(const struct conn *c) { return ((const struct tls_conn *)c->xprt_ctx)->ssl; }
@@ -710,6 +839,55 @@ int tls_accept(struct conn *c, struct tls_server *ts, tls_site_policy site_polic
 	c->xprt_ctx = tc;
 	c->flags |= CONN_HANDSHAKE;
 	return 0;
+}
+
+int tls_connect(struct conn *c, struct tls_client *tc, size_t server, const char *addr)
+{
+	BIO_METHOD *m = bio_method();
+	struct tls_conn *t = m ? calloc(1, sizeof(*t)) : NULL;
+	SSL *ssl = t ? SSL_new(tc->ctx) : NULL;
+	BIO *b = ssl ? BIO_new(m) : NULL;
+	if (!b) {
+		SSL_free(ssl);
+		free(t);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	BIO_set_data(b, c);
+	BIO_set_init(b, 1);
+	SSL_set_bio(ssl, b, b);
+	SSL_set_app_data(ssl, c);
+	SSL_set_connect_state(ssl);
+	char host[256];
+	host_of(addr, host, sizeof(host));
+	const char *name = tc->name ? tc->name : host;
+	unsigned char ip[16];
+	bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+	/* RFC 6066 3: no SNI for an address. */
+	if (!is_ip)
+		SSL_set_tlsext_host_name(ssl, name);
+	if (tc->verify) {
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+		if (is_ip)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+		else
+			SSL_set1_host(ssl, name);
+	}
+	if (tc->sessions[server])
+		SSL_set_session(ssl, tc->sessions[server]);
+	ERR_clear_error();
+	t->ssl = ssl;
+	t->server = server;
+	c->xprt = &xprt_tls;
+	c->xprt_ctx = t;
+	c->flags |= CONN_HANDSHAKE;
+	return 0;
+}
+
+const char *tls_failure(const struct conn *c)
+{
+	const struct tls_conn *t = c->xprt_ctx;
+	return t->why ? t->why : "TLS handshake failed";
 }
 
 static void after_io(struct conn *c, SSL *ssl)
@@ -844,6 +1022,35 @@ static ssize_t tls_sendv(struct conn *c, const struct iovec *iov, int iovcnt)
 	return (ssize_t)total;
 }
 
+static int tls_handshake(struct conn *c)
+{
+	struct tls_conn *t = c->xprt_ctx;
+	int rc = SSL_do_handshake(t->ssl);
+	if (rc == 1) {
+		c->flags &= (uint16_t)~CONN_HANDSHAKE;
+		return 0;
+	}
+	int err = SSL_get_error(t->ssl, rc);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return 1;
+	long verdict = SSL_get_verify_result(t->ssl);
+	unsigned long e = ERR_peek_error();
+	t->why = verdict != X509_V_OK ? X509_verify_cert_error_string(verdict)
+		 : e			? ERR_reason_error_string(e)
+		 : err == SSL_ERROR_SYSCALL ? "the connection closed during the TLS handshake"
+					    : NULL;
+	ERR_clear_error();
+	SSL_set_quiet_shutdown(t->ssl, 1);
+	/* A session that led here is not offered again. */
+	SSL_CTX *ctx = SSL_get_SSL_CTX(t->ssl);
+	struct tls_client *tc = SSL_CTX_get_ex_data(ctx, client_ex_index);
+	if (tc && tc->sessions[t->server]) {
+		SSL_SESSION_free(tc->sessions[t->server]);
+		tc->sessions[t->server] = NULL;
+	}
+	return -EPROTO;
+}
+
 static void tls_shutdown_write(struct conn *c)
 {
 	SSL *ssl = ssl_of(c);
@@ -874,6 +1081,7 @@ const struct xprt_ops xprt_tls = {
 	.sendv = tls_sendv,
 	.shutdown_write = tls_shutdown_write,
 	.close = tls_close,
+	.handshake = tls_handshake,
 };
 
 enum tls_verify tls_applied_verify(const struct conn *c)

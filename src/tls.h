@@ -74,6 +74,33 @@ typedef enum tls_verify (*tls_site_policy)(struct conn *c, const char *host, siz
  */
 int tls_accept(struct conn *c, struct tls_server *ts, tls_site_policy site_policy);
 
+/*
+ * TLS to the servers of a pool: one SSL_CTX, the name to check (and send as
+ * SNI), and the session of each server's last handshake, offered for
+ * resumption. Owned by its SSL_CTX as a tls_server is.
+ */
+struct tls_client;
+
+struct tls_client_opts {
+	const char *ca;		  /* PEM file of trusted CAs; NULL: the system's store */
+	const char *name;	  /* NULL: each server's host as written in its address */
+	const char *cert, *key;	  /* a client certificate for the servers to check; NULL: none */
+	bool verify;		  /* false: any certificate is taken (testing only) */
+	size_t nservers;
+};
+
+struct tls_client *tls_client_new(const struct tls_client_opts *o, struct tls_report *r);
+void tls_client_free(struct tls_client *tc);
+
+/*
+ * Makes conn c, connecting or connected to server index of the pool at addr
+ * ("host:port" as configured), a TLS client; conn_finish_connect() then
+ * does the handshake. 0 or -ENOMEM (c stays plain).
+ */
+int tls_connect(struct conn *c, struct tls_client *tc, size_t server, const char *addr);
+/* Why the handshake of c failed: the certificate's fault, or the protocol's. */
+const char *tls_failure(const struct conn *c);
+
 extern const struct xprt_ops xprt_tls;
 
 static inline bool conn_is_tls(const struct conn *c) { return c->xprt == &xprt_tls; }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "tls.h"
 
 static void dispatch(struct upstream *up, struct pool_rt *p);
 static void purge_idle(struct timer *t);
@@ -432,7 +433,13 @@ static void bconn_on_io(struct conn *c)
 		bc->on_io(bc);
 		return;
 	}
-	if (c->flags & CONN_READABLE)
+	/*
+	 * An idle backend has nothing to say but its close. Over TLS it may
+	 * also send records that carry no data (a TLS 1.3 session ticket):
+	 * reading them, with nothing to show, is no reason to close.
+	 */
+	char unexpected[64];
+	if ((c->flags & CONN_READABLE) && conn_recv(c, unexpected, sizeof(unexpected)) != 0)
 		bconn_destroy(bc);
 }
 
@@ -465,6 +472,10 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 		const struct cfg_addr *a = &srv->cfg->addr;
 		*err = conn_connect(&bc->conn, up->loop, (const struct sockaddr *)&a->sa, a->len,
 				    bconn_on_io);
+		if (*err == 0 && srv->pool->tls &&
+		    (*err = tls_connect(&bc->conn, srv->pool->tls, (size_t)(srv - srv->prt->servers),
+					a->text)) < 0)
+			conn_close(&bc->conn);
 		if (*err < 0) {
 			free(bc);
 			dispatch(up, srv->prt); /* a slot granted for this is free again */

@@ -3,6 +3,9 @@
 
 Standalone:  python3 tests/integration/backend.py --port 9001 [--host 127.0.0.1]
                  [--name NAME] [--log FILE] [--idle-close SECONDS]
+                 [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+With --tls-cert it speaks HTTPS (with --tls-client-ca it requires a client
+certificate that CA signed; /headers then shows its subject as "client_cert").
 Prints "ready" on stdout once it listens.  Python standard library only.
 
 One thread per connection, blocking sockets: every byte on the wire is
@@ -67,6 +70,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -126,6 +130,7 @@ class Server:
         self.in_flight = 0      # requests being served right now, and the most at once
         self.max_in_flight = 0
         self.log = open(log_path, "a", buffering=1) if log_path else None
+        self.tls = None  # an ssl.SSLContext to wrap connections in
 
     def log_request(self, cid, line):
         if self.log:
@@ -297,7 +302,27 @@ def qparam(q, name, default=None):
     return v[0] if v else default
 
 
+def client_subject(sock):
+    """The CN of a TLS client's certificate, or None."""
+    cert = sock.getpeercert() if hasattr(sock, "getpeercert") else None
+    for rdn in (cert or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return v
+    return None
+
+
 def handle_conn(srv, sock, peer, cid):
+    try:
+        if srv.tls:
+            sock.settimeout(10)
+            sock = srv.tls.wrap_socket(sock, server_side=True)
+            sock.settimeout(None)
+    except (OSError, ValueError):
+        with srv.lock:
+            srv.open -= 1
+        sock.close()
+        return
     c = Conn(srv, sock, peer, cid)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -431,7 +456,8 @@ def serve(c, req):
             "method": method, "target": req["target"], "version": req["version"],
             "request_line": req["request_line"], "headers": req["headers"],
             "trailers": req["trailers"], "peer": "%s:%d" % (c.peer[0], c.peer[1]),
-            "body_length": n})
+            "body_length": n, "client_cert": client_subject(c.sock),
+            "tls_resumed": getattr(c.sock, "session_reused", None)})
         return c.respond(req, 200, body.encode(), keep=keep, ctype="application/json")
 
     if path.startswith("/status/"):
@@ -578,6 +604,9 @@ def main():
     ap.add_argument("--log", default=None)
     ap.add_argument("--idle-close", type=float, default=None,
                     help="close a keep-alive connection idle this many seconds")
+    ap.add_argument("--tls-cert", default=None)
+    ap.add_argument("--tls-key", default=None)
+    ap.add_argument("--tls-client-ca", default=None)
     a = ap.parse_args()
     name = a.name or "backend-%d" % a.port
 
@@ -592,6 +621,12 @@ def main():
     ls.bind((a.host, a.port))
     ls.listen(4096)
     srv = Server(name, a.log, a.idle_close)
+    if a.tls_cert:
+        srv.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        srv.tls.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.tls_client_ca:
+            srv.tls.load_verify_locations(a.tls_client_ca)
+            srv.tls.verify_mode = ssl.CERT_REQUIRED
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     cid = 0

@@ -608,7 +608,8 @@ class Env:
         return p
 
     # -- backends ------------------------------------------------------------
-    def backend(self, name=None, port=None, idle_close=None, host="127.0.0.1"):
+    def backend(self, name=None, port=None, idle_close=None, host="127.0.0.1", tls=None):
+        """A backend.py; tls=(cert, key) or (cert, key, client_ca) makes it speak HTTPS."""
         name = name or "b%d" % (len(self.backends) + 1)
         port = port or free_port(host)
         log = self.path("backend-%s.log" % name)
@@ -616,6 +617,9 @@ class Env:
                 "--name", name, "--log", log]
         if idle_close is not None:
             argv += ["--idle-close", str(idle_close)]
+        if tls:
+            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+            argv += ["--tls-client-ca", tls[2]] if len(tls) > 2 else []
         errf = open(self.path("backend-%s.stderr" % name), "wb")
         p = self.popen(argv, stdout=subprocess.PIPE, stderr=errf)
         errf.close()

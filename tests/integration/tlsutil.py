@@ -53,7 +53,8 @@ class CA:
             if client:
                 f.write("extendedKeyUsage=clientAuth\n")
             else:
-                f.write("subjectAltName=" + ",".join("DNS:" + n for n in names) + "\n")
+                f.write("subjectAltName=" + ",".join(("IP:" if n[0].isdigit() else "DNS:") + n
+                                                     for n in names) + "\n")
                 f.write("extendedKeyUsage=serverAuth\n")
         if expired:
             with open(self.db + ".serial", "w") as f:

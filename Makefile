@@ -24,7 +24,7 @@ build/CFLAGS      = -O2 -g -DNDEBUG
 build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 LLHTTP_CFLAGS     = -O2 -DLLHTTP_STRICT_MODE=1 -I/usr/share/include/llhttp -w
 
-.PHONY: all deps build asan unit test run bench fuzz soak clean format
+.PHONY: all deps build asan unit test test-tls-scan run bench fuzz soak clean format
 
 all: build
 
@@ -66,6 +66,11 @@ unit: build
 test: build
 	@sh scripts/deps.sh test
 	python3 tests/run.py --sluice build/sluice --unit-dir build/tests
+
+# testssl.sh against a TLS listener: no finding of severity MEDIUM or above (tests/scan/tls_scan.py).
+test-tls-scan: build
+	@sh scripts/deps.sh scan
+	python3 tests/scan/tls_scan.py --sluice build/sluice
 
 asan: deps
 	@sh scripts/deps.sh test

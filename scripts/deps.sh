@@ -1,16 +1,18 @@
 #!/bin/sh
-# Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz`.
+# Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz|scan`.
 set -eu
 build="gcc libc6-dev make libluajit-5.1-dev libssl-dev node-llhttp"
 test="python3 curl openssl procps"
 bench="haproxy nginx wrk util-linux"
 fuzz="clang libclang-rt-14-dev llvm-14"
+scan="testssl.sh"
 case "${1:-build}" in
 build) want="$build" ;;
 test) want="$build $test" ;;
 bench) want="$build $test $bench" ;;
 fuzz) want="$build $fuzz" ;;
-*) echo "usage: deps.sh build|test|bench|fuzz" >&2; exit 2 ;;
+scan) want="$build $test $scan" ;;
+*) echo "usage: deps.sh build|test|bench|fuzz|scan" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

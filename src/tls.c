@@ -357,8 +357,14 @@ struct tls_server *tls_server_new(const struct tls_server_opts *o, struct tls_re
 	}
 	SSL_CTX_set_min_proto_version(ctx, o->min_version);
 	SSL_CTX_set_max_proto_version(ctx, o->max_version);
+	/*
+	 * Our order (AES-GCM first, ChaCha20 where the client ranks it first:
+	 * a phone without AES instructions), not the client's: a client cannot
+	 * talk us down to the weakest suite both know.
+	 */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1);
+					 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE |
+					 SSL_OP_PRIORITIZE_CHACHA);
 	/* Idle connections give their record buffers back; writes may return after a record. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

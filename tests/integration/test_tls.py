@@ -9,7 +9,9 @@ import ssl
 import threading
 import time
 
-from harness import free_port, lua_config, wait_until
+import hashlib
+
+from harness import free_port, lua_config, pattern_sha256, wait_until
 from tlsutil import CA, TLSClient, client_hello, curl_https, peer_subject, s_client
 
 
@@ -303,3 +305,46 @@ def test_reload_swaps_the_certificate_without_dropping_a_connection(env):
     # The connection from before the reload still works, on its old certificate.
     assert kept.get("/")[0] == 200
     kept.close()
+
+
+def test_200_mb_over_tls_to_a_slow_reader_with_bounded_rss(env):
+    ca = CA(env.dir)
+    s, port, _ = _start(env, [ca.issue("a", ["a.test"])])
+    n = 200 << 20
+    raw = socket.create_connection(("127.0.0.1", port), timeout=60)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock = ssl.create_default_context(cafile=ca.crt).wrap_socket(raw, server_hostname="a.test")
+    sock.sendall(b"GET /size/%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % n)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(65536)
+        assert d, "closed before the head"
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % n in head, head
+    h = hashlib.sha256(rest)
+    got = len(rest)
+    samples = []
+    # Slow: ~2 s of small reads; sluice must hold the backend back, not buffer.
+    t_end = time.monotonic() + 2
+    while time.monotonic() < t_end:
+        d = sock.recv(16384)
+        assert d, "closed after %d bytes" % got
+        got += len(d)
+        h.update(d)
+        samples.append(s.rss_kb())
+        time.sleep(0.01)
+    block = bytearray(1 << 20)
+    mv = memoryview(block)
+    next_sample = got
+    while got < n:
+        k = sock.recv_into(block, min(len(block), n - got))
+        assert k, "closed after %d of %d bytes" % (got, n)
+        h.update(mv[:k])
+        got += k
+        if got >= next_sample:
+            samples.append(s.rss_kb())
+            next_sample += 8 << 20
+    sock.close()
+    assert h.hexdigest() == pattern_sha256(n), "the body differs from what the backend sent"
+    assert max(samples) < 64 * 1024, "RSS peaked at %d KiB" % max(samples)

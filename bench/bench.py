@@ -20,6 +20,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -50,14 +51,28 @@ WORKLOADS = [
      "desc": "100 B body, a new connection per request (Connection: close), 50 clients"},
     {"name": "latency", "path": "/100.bin", "conns": 1, "close": False,
      "desc": "100 B body, 1 keep-alive client: added latency"},
+    # HTTPS to the proxy (the same certificate for all; plain HTTP to the backend)
+    {"name": "tls-ka-100B", "path": "/100.bin", "conns": 50, "close": False, "tls": "ecdsa",
+     "desc": "HTTPS (ECDSA P-256), 100 B body, 50 keep-alive clients"},
+    {"name": "tls-hs-ecdsa", "path": "/100.bin", "conns": 4, "close": True, "tls": "ecdsa",
+     "client": "s_time",
+     "desc": "HTTPS, a full handshake per request (ECDSA P-256), 4 openssl s_time -new"},
+    {"name": "tls-hs-rsa", "path": "/100.bin", "conns": 4, "close": True, "tls": "rsa",
+     "client": "s_time",
+     "desc": "HTTPS, a full handshake per request (RSA 2048), 4 openssl s_time -new"},
+    {"name": "tls-resume", "path": "/100.bin", "conns": 50, "close": True, "tls": "ecdsa",
+     "desc": "HTTPS, a resumed handshake per request (TLS 1.3 ticket), 50 clients"},
 ]
 IDLE = "idle"                 # pseudo-workload: memory per idle connection
+TLS_IDLE = "tls-idle"         # the same over TLS (ECDSA P-256)
 # sluice-hook: sluice with a trivial Lua hook (hook = function(r) end), to price a hook call;
 # sluice-busy and haproxy-busy: with their opt-in busy polling (limits.busy_poll = 0.0001,
 # busy-polling), for the one-client latency only, where waking a sleeping CPU dominates
 ALL_PROXIES = ["direct", "sluice", "sluice-hook", "sluice-busy", "haproxy", "haproxy-busy", "nginx"]
 ONLY_WORKLOADS = {"sluice-busy": {"latency"}, "haproxy-busy": {"latency"}}
 NO_IDLE_TEST = {"direct", "sluice-hook", "sluice-busy", "haproxy-busy"}
+NO_TLS = {"direct", "sluice-hook", "sluice-busy", "haproxy-busy"}  # rows without HTTPS runs
+TLS_KINDS = ("ecdsa", "rsa")  # one HTTPS listener per kind of certificate, each with its own
 
 START_TIMEOUT = 10.0          # seconds for a server to accept connections
 STOP_TIMEOUT = 5.0            # seconds after SIGTERM before SIGKILL
@@ -448,6 +463,42 @@ def check_proxy(port, contents):
 
 
 # --------------------------------------------------------------------------
+# HTTPS: one certificate of each kind for every proxy, made with the openssl CLI
+
+def make_certificates(tmp):
+    """tmp/{ecdsa,rsa}.{crt,key}, self-signed, and .pem (both in one) for HAProxy."""
+    for kind, newkey in (("ecdsa", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                         ("rsa", ["-newkey", "rsa:2048"])):
+        crt, key = os.path.join(tmp, kind + ".crt"), os.path.join(tmp, kind + ".key")
+        p = subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key,
+                            "-out", crt, "-days", "7", "-subj", "/CN=bench.test",
+                            "-addext", "subjectAltName=DNS:bench.test"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise BenchError(f"openssl could not make the {kind} certificate: {p.stderr}")
+        with open(os.path.join(tmp, kind + ".pem"), "w") as f:
+            f.write(open(crt).read() + open(key).read())
+        os.chmod(key, 0o644)  # nginx reads it as root; the files live in our own temp dir
+
+
+def tls_connect(port, timeout=5.0):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection((HOST, port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname="bench.test")
+
+
+def check_tls(port, contents):
+    """Each file once over HTTPS, byte for byte."""
+    with tls_connect(port) as s:
+        for name, data in contents.items():
+            st, _, body = http_get(s, "/" + name)
+            if st != 200 or body != data:
+                raise BenchError(f"HTTPS GET /{name}: status {st}, {len(body)} bytes")
+
+
+# --------------------------------------------------------------------------
 # wrk
 
 UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
@@ -478,18 +529,36 @@ def parse_wrk(out):
     return r
 
 
-def run_wrk(args, port, path, conns, duration, close):
+def run_wrk(args, port, path, conns, duration, close, tls=False):
     argv = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", f"-c{conns}",
             f"-d{duration}s", "--latency"]
     if close:
         argv += ["-H", "Connection: close"]
-    argv.append(f"http://{HOST}:{port}{path}")
+    argv.append(f"{'https' if tls else 'http'}://{HOST}:{port}{path}")
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, timeout=duration + 30,
                        preexec_fn=_die_with_parent if _libc else None)
     if p.returncode != 0:
         raise BenchError(f"wrk failed ({p.returncode}): {p.stderr}{p.stdout}")
     return " ".join(argv), p.stdout
+
+
+def run_s_time(args, port, path, procs, duration):
+    """procs openssl s_time -new side by side: a full handshake, a GET and a close each time."""
+    argv = ["taskset", "-c", str(args.load_cpu), "openssl", "s_time", "-connect",
+            f"{HOST}:{port}", "-new", "-time", str(duration), "-www", path]
+    ps = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True) for _ in range(procs)]
+    outs = [p.communicate(timeout=duration + 30)[0] for p in ps]
+    n = 0
+    for p, out in zip(ps, outs):
+        m = re.search(r"^(\d+) connections in (\d+) real seconds", out, re.M)
+        if p.returncode != 0 or not m:
+            raise BenchError(f"openssl s_time failed ({p.returncode}): {out[-500:]}")
+        n += int(m.group(1))
+    r = {"requests": n, "rps": n / duration, "p50_us": None, "p75_us": None, "p90_us": None,
+         "p99_us": None, "non2xx": 0, "socket_errors": {}, "errors": 0}
+    return f"{procs} x " + " ".join(argv), "\n".join(outs)[-2000:], r
 
 
 def backend_accepts(status_port):
@@ -510,13 +579,19 @@ def measure(args, port, wl, proxy_srv, backend_srv, status_port):
     a0 = backend_accepts(status_port)
     c0 = cpu_line(args.proxy_cpu)
     p0, b0 = cpu_ticks(ppids), cpu_ticks(bpids)
-    cmd, out = run_wrk(args, port, wl["path"], wl["conns"], args.duration,
-                       wl["close"])
+    if wl.get("tls"):
+        port = proxy_srv.tls_ports[wl["tls"]]
+    if wl.get("client") == "s_time":
+        cmd, out, r = run_s_time(args, port, wl["path"], wl["conns"], args.duration)
+    else:
+        cmd, out = run_wrk(args, port, wl["path"], wl["conns"], args.duration,
+                           wl["close"], tls=bool(wl.get("tls")))
     p1, b1 = cpu_ticks(ppids), cpu_ticks(bpids)
     c1 = cpu_line(args.proxy_cpu)
     # the status request of a0 is one of the accepted connections
     a1 = backend_accepts(status_port) - 1
-    r = parse_wrk(out)
+    if wl.get("client") != "s_time":
+        r = parse_wrk(out)
     r["wrk_cmd"], r["wrk_output"] = cmd, out
     n = max(r["requests"], 1)
     r["backend_conns_per_1k"] = 1000.0 * (a1 - a0) / n
@@ -575,7 +650,20 @@ http {{
 """
 
 
-def nginx_proxy_conf(tmp, port, bport):
+def nginx_proxy_conf(tmp, port, bport, tls_ports):
+    tls = "".join(f"""
+    server {{
+        listen {HOST}:{tls_ports[k]} ssl backlog=4096;
+        ssl_certificate {tmp}/{k}.crt;
+        ssl_certificate_key {tmp}/{k}.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+        }}
+    }}""" for k in TLS_KINDS)
     return nginx_common(tmp, "nginx") + f"""\
 http {{
     access_log off;
@@ -600,13 +688,18 @@ http {{
             proxy_set_header Connection "";
             proxy_max_temp_file_size 0;
         }}
-    }}
+    }}{tls}
 }}
 """
 
 
-def haproxy_conf(port, bport, busy=False):
+def haproxy_conf(tmp, port, bport, tls_ports, busy=False):
     busy_line = "    busy-polling\n" if busy else ""
+    tls = "".join(f"""
+frontend fe_{k}
+    bind {HOST}:{tls_ports[k]} backlog 4096 ssl crt {tmp}/{k}.pem alpn http/1.1 ssl-min-ver TLSv1.2
+    default_backend be
+""" for k in TLS_KINDS)
     return f"""\
 global
     nbthread 1
@@ -626,20 +719,24 @@ defaults
 frontend fe
     bind {HOST}:{port} backlog 4096
     default_backend be
-
+{tls}
 backend be
     server s1 {HOST}:{bport}
 """
 
 
-def sluice_conf(port, bport, hook=False, busy=False):
+def sluice_conf(tmp, port, bport, tls_ports, hook=False, busy=False):
     hook_line = "  hook = function(r) end,\n" if hook else ""
+    tls = "".join(f"""
+    {{ address = "{HOST}:{tls_ports[k]}", pool = "backend",
+      tls = {{ certificates = {{ {{ cert = "{tmp}/{k}.crt", key = "{tmp}/{k}.key" }} }} }} }},"""
+                  for k in TLS_KINDS)
     busy_line = "    busy_poll = 0.0001,\n" if busy else ""
     return f"""\
 -- generated by bench/bench.py
 return {{
   listeners = {{
-    {{ address = "{HOST}:{port}", pool = "backend" }},
+    {{ address = "{HOST}:{port}", pool = "backend" }},{tls}
   }},
   pools = {{
     backend = {{
@@ -688,6 +785,7 @@ class Bench:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(data)
             self.contents[name] = data
+        make_certificates(self.tmp)
         self.bport, self.status_port = free_port(), free_port()
         conf = os.path.join(self.tmp, "backend.conf")
         with open(conf, "w") as f:
@@ -703,31 +801,35 @@ class Bench:
     def start_proxy(self, name):
         """Start one proxy on CPU 0 in front of the backend; returns the Server."""
         tmp, port, bport = self.tmp, free_port(), self.bport
+        tls_ports = {k: free_port() for k in TLS_KINDS}
         pin = ["taskset", "-c", str(self.args.proxy_cpu)]
         logpath = os.path.join(tmp, f"{name}.log")
         if name.startswith("sluice"):
             conf = os.path.join(tmp, f"{name}.lua")
             with open(conf, "w") as f:
-                f.write(sluice_conf(port, bport, hook=name == "sluice-hook",
+                f.write(sluice_conf(tmp, port, bport, tls_ports, hook=name == "sluice-hook",
                                     busy=name == "sluice-busy"))
             argv = pin + [self.args.sluice] + [
                 a.replace("{config}", conf) for a in self.args.sluice_args.split()]
         elif name.startswith("haproxy"):
             conf = os.path.join(tmp, f"{name}.cfg")
             with open(conf, "w") as f:
-                f.write(haproxy_conf(port, bport, busy=name == "haproxy-busy"))
+                f.write(haproxy_conf(tmp, port, bport, tls_ports, busy=name == "haproxy-busy"))
             argv = pin + ["haproxy", "-db", "-f", conf]
         elif name == "nginx":
             conf = os.path.join(tmp, "nginx.conf")
             with open(conf, "w") as f:
-                f.write(nginx_proxy_conf(tmp, port, bport))
+                f.write(nginx_proxy_conf(tmp, port, bport, tls_ports))
             argv = pin + ["nginx", "-p", tmp, "-e", os.path.join(tmp, "nginx.err"),
                           "-c", conf, "-g", "daemon off; master_process on;"]
         else:
             raise ValueError(name)
         srv = self.procs.start(name, argv, port, logpath)
+        srv.tls_ports = tls_ports
         try:
             check_proxy(port, self.contents)
+            for k in TLS_KINDS:
+                check_tls(tls_ports[k], self.contents)
         except BaseException as e:
             self.procs.stop(srv)
             if isinstance(e, (BenchError, OSError)):
@@ -739,7 +841,8 @@ class Bench:
 
     def run_workloads(self, proxy, workloads, rnd):
         only = ONLY_WORKLOADS.get(proxy)
-        workloads = [w for w in workloads if only is None or w["name"] in only]
+        workloads = [w for w in workloads if (only is None or w["name"] in only)
+                     and not (w.get("tls") and proxy in NO_TLS)]
         if not workloads:
             return []
         srv = None if proxy == "direct" else self.start_proxy(proxy)
@@ -753,8 +856,9 @@ class Bench:
                 r.update(round=rnd, proxy=proxy, workload=wl["name"])
                 cpu = (f"{r['cpu_us_per_req']:.2f} µs/req CPU"
                        if r["cpu_us_per_req"] is not None else "")
-                log(f"  {proxy:8} {wl['name']:10} {r['rps']:>10.0f} req/s  "
-                    f"p50 {r['p50_us']:.0f} µs  p99 {r['p99_us']:.0f} µs  {cpu}"
+                lat = (f"p50 {r['p50_us']:.0f} µs  p99 {r['p99_us']:.0f} µs  "
+                       if r["p50_us"] is not None else "")
+                log(f"  {proxy:8} {wl['name']:10} {r['rps']:>10.0f} req/s  {lat}{cpu}"
                     + (f"  ERRORS {r['errors']}" if r["errors"] else "")
                     + (f"  (other load on CPU {self.args.proxy_cpu}: "
                        f"{r['proxy_cpu_other_pct']}%)"
@@ -770,16 +874,21 @@ class Bench:
             if srv is not None:
                 self.procs.stop(srv)
 
-    def idle_test(self, proxy, rnd):
-        """Memory per idle keep-alive client connection, on a fresh proxy."""
+    def idle_test(self, proxy, rnd, tls=False):
+        """Memory per idle keep-alive client connection (over HTTPS with tls), on a fresh proxy."""
         n = self.args.idle_conns
         srv = self.start_proxy(proxy)
+        port = srv.tls_ports["ecdsa"] if tls else srv.port
+
+        def connect():
+            return tls_connect(port) if tls else socket.create_connection((HOST, port), timeout=5)
+
         socks = []
         try:
             # warm up: a few connections and requests, so that lazy
             # initialisation and the backend connection are not counted
             for _ in range(4):
-                with socket.create_connection((HOST, srv.port), timeout=5) as s:
+                with connect() as s:
                     for _ in range(8):
                         http_get(s, "/100.bin")
             before = memory_kib(srv.tree())
@@ -788,7 +897,7 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise BenchError(f"opening idle connections too slow "
                                      f"({i} of {n} in time)")
-                s = socket.create_connection((HOST, srv.port), timeout=5)
+                s = connect()
                 socks.append(s)
                 st, _, body = http_get(s, "/100.bin")
                 if st != 200 or len(body) != 100:
@@ -800,10 +909,10 @@ class Bench:
                 poller.register(s.fileno(), select.POLLIN | select.POLLHUP)
             closed = len(poller.poll(0))
             r = {"round": rnd, "proxy": proxy, "conns": n, "closed": closed,
-                 "before_kib": before, "after_kib": after}
+                 "before_kib": before, "after_kib": after, "kind": TLS_IDLE if tls else IDLE}
             for k in ("pss", "rss", "private"):
                 r[f"{k}_kib_per_conn"] = (after[k] - before[k]) / n
-            log(f"  {proxy:8} idle       {n} conns: "
+            log(f"  {proxy:8} {r['kind']:10} {n} conns: "
                 f"{r['pss_kib_per_conn']:.2f} KiB/conn (PSS), "
                 f"{r['rss_kib_per_conn']:.2f} KiB/conn (RSS), "
                 f"PSS {before['pss']} -> {after['pss']} KiB"
@@ -869,8 +978,9 @@ def summarize(runs, idles, proxies, workloads, args):
         nr = max(r["rounds"] for r in rows.values())
         per_mb = wl.get("mb") is not None
         lines.append("")
-        lines.append(f"== {wl['name']}: GET {wl['path']}, {wl['desc']}; "
-                     f"wrk -t1 -c{wl['conns']} -d{args.duration}s; "
+        client = (f"{wl['conns']} x openssl s_time -new -time {args.duration}"
+                  if wl.get("client") == "s_time" else f"wrk -t1 -c{wl['conns']} -d{args.duration}s")
+        lines.append(f"== {wl['name']}: GET {wl['path']}, {wl['desc']}; {client}; "
                      f"median of {nr} round{'s' if nr > 1 else ''}")
         lines.append(f"{'proxy':<12}{'req/s':>10}{'p50 µs':>9}{'p99 µs':>9}"
                      f"{'+p50 µs':>9}{'+p99 µs':>9}{'CPU µs/req':>12}"
@@ -901,10 +1011,11 @@ def summarize(runs, idles, proxies, workloads, args):
             lines.append("ratios: (sluice not run) haproxy CPU/req ÷ nginx "
                          f"{ratio(rows['haproxy']['cpu_us_per_req'], rows['nginx']['cpu_us_per_req'])}, "
                          f"req/s ÷ nginx {ratio(rows['haproxy']['rps'], rows['nginx']['rps'])}")
-    if idles:
+    for kind, what in ((IDLE, "idle keep-alive client connection"),
+                       (TLS_IDLE, "idle keep-alive HTTPS client connection (ECDSA P-256)")):
         rows = {}
         for p in proxies:
-            rs = [r for r in idles if r["proxy"] == p]
+            rs = [r for r in idles if r["proxy"] == p and r["kind"] == kind]
             if rs:
                 rows[p] = {k: med([r[k] for r in rs]) for k in
                            ("pss_kib_per_conn", "rss_kib_per_conn",
@@ -912,10 +1023,12 @@ def summarize(runs, idles, proxies, workloads, args):
                 rows[p]["closed"] = sum(r["closed"] for r in rs)
                 rows[p]["rounds"] = len(rs)
                 rows[p]["before_pss_kib"] = med([r["before_kib"]["pss"] for r in rs])
-        summary[IDLE] = rows
+        if not rows:
+            continue
+        summary[kind] = rows
         nr = max(r["rounds"] for r in rows.values())
         lines.append("")
-        lines.append(f"== idle: memory per idle keep-alive client connection "
+        lines.append(f"== {kind}: memory per {what} "
                      f"({args.idle_conns} connections, one 100 B request each, "
                      f"then idle); median of {nr} round{'s' if nr > 1 else ''}")
         lines.append(f"{'proxy':<9}{'KiB/conn PSS':>13}{'KiB/conn RSS':>13}"
@@ -935,7 +1048,7 @@ def summarize(runs, idles, proxies, workloads, args):
     return summary, lines
 
 
-# The performance targets of sluice (issue 10), checked against one run's medians.
+# The performance targets of sluice (issues 10 and 11), checked against one run's medians.
 TARGETS = [
     # workload, what, field, reference proxy (None: an absolute bound), bound, sluice's row
     ("ka-100B", "CPU/req, 50 keep-alive clients", "cpu_us_per_req", "haproxy", 0.85, "sluice"),
@@ -949,6 +1062,13 @@ TARGETS = [
     ("latency", "  the same, busy_poll = 0.0001 (opt-in)", "added_p99_us", None, 120,
      "sluice-busy"),
     (IDLE, "idle keep-alive connection (KiB RSS)", "rss_kib_per_conn", None, 0.5, "sluice"),
+    # issue 11: TLS
+    ("tls-hs-ecdsa", "CPU/handshake, ECDSA P-256", "cpu_us_per_req", "haproxy", 1.0, "sluice"),
+    ("tls-hs-rsa", "CPU/handshake, RSA 2048", "cpu_us_per_req", "haproxy", 1.0, "sluice"),
+    ("tls-ka-100B", "CPU/req, keep-alive HTTPS", "cpu_us_per_req", "haproxy", 0.9, "sluice"),
+    ("tls-resume", "CPU/resumed handshake (TLS 1.3 ticket)", "cpu_us_per_req", "haproxy", 1.0,
+     "sluice"),
+    (TLS_IDLE, "idle HTTPS connection (KiB RSS)", "rss_kib_per_conn", "nginx", 1.0, "sluice"),
 ]
 
 
@@ -1020,7 +1140,7 @@ def main():
                     help="comma list of direct,sluice,haproxy,nginx (default all)")
     ap.add_argument("--only", default=None,
                     help="comma list of workloads: "
-                         + ",".join(w["name"] for w in WORKLOADS) + f",{IDLE}")
+                         + ",".join(w["name"] for w in WORKLOADS) + f",{IDLE},{TLS_IDLE}")
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--warmup", type=int, default=1,
                     help="seconds of wrk warm-up after each proxy start (0: none)")
@@ -1047,7 +1167,7 @@ def main():
     if bad:
         ap.error(f"unknown proxy {bad}; choose from {ALL_PROXIES}")
     proxies = [p for p in ALL_PROXIES if p in proxies]       # canonical order
-    names = [w["name"] for w in WORKLOADS] + [IDLE]
+    names = [w["name"] for w in WORKLOADS] + [IDLE, TLS_IDLE]
     if args.only:
         only = [w.strip() for w in args.only.split(",") if w.strip()]
         bad = [w for w in only if w not in names]
@@ -1057,6 +1177,7 @@ def main():
         only = names
     workloads = [w for w in WORKLOADS if w["name"] in only]
     do_idle = IDLE in only
+    do_tls_idle = TLS_IDLE in only
 
     cpus = os.sched_getaffinity(0)
     if args.proxy_cpu not in cpus or args.load_cpu not in cpus \
@@ -1112,9 +1233,10 @@ def main():
     signal.signal(signal.SIGHUP, on_term)
 
     est = args.rounds * (len(proxies) * (args.warmup + len(workloads) * args.duration)
-                         + (3 * len([p for p in proxies if p != "direct"]) if do_idle else 0))
+                         + (3 * len([p for p in proxies if p != "direct"]) if do_idle else 0)
+                         + (20 * len([p for p in proxies if p != "direct"]) if do_tls_idle else 0))
     log(f"bench: {', '.join(proxies)} x {', '.join(w['name'] for w in workloads)}"
-        f"{' + idle' if do_idle else ''}; {args.rounds} round(s) of {args.duration}s "
+        f"{' + idle' if do_idle else ''}{' + tls-idle' if do_tls_idle else ''}; {args.rounds} round(s) of {args.duration}s "
         f"runs, about {est // 60}m{est % 60:02d}s; proxy on CPU {args.proxy_cpu}, "
         f"wrk and backend on CPU {args.load_cpu}")
 
@@ -1141,6 +1263,8 @@ def main():
                         runs.extend(bench.run_workloads(p, workloads, rnd))
                     if do_idle and p not in NO_IDLE_TEST:
                         idles.append(bench.idle_test(p, rnd))
+                    if do_tls_idle and p not in NO_IDLE_TEST:
+                        idles.append(bench.idle_test(p, rnd, tls=True))
                 except BenchError as e:
                     failed[p] = str(e)
                     log(f"bench: {p} FAILED, skipped from now on: {e}")
@@ -1176,7 +1300,7 @@ def main():
     total_errors = sum(r["errors"] for r in runs)
     closed = sum(r["closed"] for r in idles)
     if "sluice" in proxies:
-        print("\n== targets (medians of this run; see issue 10)")
+        print("\n== targets (medians of this run; see issues 10 and 11)")
         for line in target_lines(summary):
             print(line)
         print(f"{'errors in all runs':<42}{total_errors + closed:>18}  {'= 0':<18}"

@@ -153,7 +153,6 @@ void tls_rotate_ticket_keys(void)
 static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cipher,
 			 EVP_MAC_CTX *mac, int enc)
 {
-	(void)ssl;
 	if (!ticket_ring.n || mono_seconds() - ticket_ring.rotated >= TICKET_KEY_LIFE_S)
 		tls_rotate_ticket_keys();
 	const struct ticket_key *k = NULL;
@@ -180,8 +179,13 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EV
 	if (enc ? !EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k->aes, iv)
 		: !EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k->aes, iv))
 		return -1;
-	/* A ticket sealed with an older key is good, and replaced by one with the current key. */
-	return found ? 2 : 1;
+	/*
+	 * A ticket sealed with an older key is good, and replaced by one with
+	 * the current key. TLS 1.3 clients use a ticket once (RFC 8446 C.4):
+	 * without a new one after each resumption, every other connection
+	 * would be a full handshake.
+	 */
+	return found || SSL_version(ssl) == TLS1_3_VERSION ? 2 : 1;
 }
 
 /* --- handshake callbacks --- */

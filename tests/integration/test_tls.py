@@ -97,8 +97,11 @@ def _resumed(port, sess, args):
     req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
     rc, out = s_client(port, ["-sess_out", sess, "-ign_eof", *args], input=req)
     assert rc == 0 and "HTTP/1.1 200" in out, out
-    rc, out = s_client(port, ["-sess_in", sess, "-ign_eof", *args], input=req)
+    rc, out = s_client(port, ["-sess_in", sess, "-ign_eof", "-msg", *args], input=req)
     assert rc == 0 and "HTTP/1.1 200" in out, out
+    if "-tls1_3" in args:
+        # A TLS 1.3 client uses a ticket once: a resumed session must bring the next one.
+        assert "NewSessionTicket" in out, "no new ticket after a TLS 1.3 resumption:\n" + out
     return "Reused, " in out
 
 

@@ -83,10 +83,14 @@ run: build
 	@sh scripts/deps.sh test
 	@sh scripts/run-demo.sh build/sluice
 
-bench: build build/hook_cost
+bench: build build/hook_cost build/make_certs
 	@sh scripts/deps.sh bench
 	python3 bench/bench.py --sluice build/sluice
 	build/hook_cost
+	python3 bench/cert_load.py --sluice build/sluice --make-certs build/make_certs --count 10000
+
+build/make_certs: bench/make_certs.c
+	$(CC) $(CFLAGS_COMMON) $(build/CFLAGS) -o $@ $< -lssl -lcrypto
 
 build/hook_cost: bench/hook_cost.c src/*.c src/*.h build/obj/llhttp_llhttp.o build/obj/llhttp_api.o build/obj/llhttp_http.o
 	$(CC) $(CFLAGS_COMMON) $(build/CFLAGS) -o $@ $< $(filter-out src/main.c,$(SRCS)) \

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <openssl/core_names.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -67,6 +68,9 @@ struct tls_server {
 	struct host_table exact, wildcard; /* -> index into names; "*.example.com" as "example.com" */
 	struct tls_name fallback;	   /* the listener's first certificate, and its name's other kind */
 	enum tls_verify verify;
+	/* While certificates load: one decoder for every key (making one per key is most of the time). */
+	OSSL_DECODER_CTX *key_decoder;
+	EVP_PKEY *decoded;
 };
 
 /* A TLS conn's context (conn.xprt_ctx). */
@@ -309,6 +313,7 @@ static void free_server(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
 	}
 	free(ts->certs);
 	free(ts->found);
+	OSSL_DECODER_CTX_free(ts->key_decoder);
 	arena_free(&ts->arena);
 	free(ts);
 }
@@ -423,6 +428,22 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 
 static X509 *read_x509(BIO *b) { return PEM_read_bio_X509(b, NULL, no_passphrase, NULL); }
 
+static EVP_PKEY *read_key(struct tls_server *ts, BIO *b)
+{
+	if (!ts->key_decoder) {
+		ts->key_decoder = OSSL_DECODER_CTX_new_for_pkey(&ts->decoded, "PEM", NULL, NULL,
+							       OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
+		if (!ts->key_decoder || !OSSL_DECODER_CTX_set_pem_password_cb(ts->key_decoder, no_passphrase, NULL))
+			return NULL;
+	}
+	ts->decoded = NULL;
+	if (!OSSL_DECODER_from_bio(ts->key_decoder, b)) {
+		EVP_PKEY_free(ts->decoded);
+		return NULL;
+	}
+	return ts->decoded;
+}
+
 static bool pem_has_key(const char *file)
 {
 	FILE *f = fopen(file, "r");
@@ -532,7 +553,7 @@ int tls_server_add_cert(struct tls_server *ts, const char *cert, const char *key
 		report_error(r, "key %s: %s", key_file, strerror(errno ? errno : ENOENT));
 		goto fail;
 	}
-	c.key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+	c.key = read_key(ts, b);
 	BIO_free(b);
 	if (!c.key) {
 		report_error(r, "key %s: no private key in it, or one sealed with a passphrase", key_file);
@@ -657,6 +678,8 @@ int tls_server_finish(struct tls_server *ts, struct tls_report *r)
 	free(ts->found);
 	ts->found = NULL;
 	ts->nfound = ts->found_cap = 0;
+	OSSL_DECODER_CTX_free(ts->key_decoder);
+	ts->key_decoder = NULL;
 	return 0;
 }
 

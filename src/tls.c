@@ -428,20 +428,39 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 
 static X509 *read_x509(BIO *b) { return PEM_read_bio_X509(b, NULL, no_passphrase, NULL); }
 
+/* The first unencrypted private key among the PEM blocks of b (a certificate may come first). */
 static EVP_PKEY *read_key(struct tls_server *ts, BIO *b)
 {
 	if (!ts->key_decoder) {
-		ts->key_decoder = OSSL_DECODER_CTX_new_for_pkey(&ts->decoded, "PEM", NULL, NULL,
+		ts->key_decoder = OSSL_DECODER_CTX_new_for_pkey(&ts->decoded, "DER", NULL, NULL,
 							       OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
-		if (!ts->key_decoder || !OSSL_DECODER_CTX_set_pem_password_cb(ts->key_decoder, no_passphrase, NULL))
+		if (!ts->key_decoder)
 			return NULL;
 	}
-	ts->decoded = NULL;
-	if (!OSSL_DECODER_from_bio(ts->key_decoder, b)) {
-		EVP_PKEY_free(ts->decoded);
-		return NULL;
+	char *name, *header;
+	unsigned char *der;
+	long len;
+	EVP_PKEY *key = NULL;
+	while (!key && PEM_read_bio(b, &name, &header, &der, &len)) {
+		bool is_key = strstr(name, "PRIVATE KEY") && !strstr(name, "ENCRYPTED") &&
+			      !strstr(header, "ENCRYPTED");
+		const unsigned char *data = der;
+		size_t left = (size_t)len;
+		ts->decoded = NULL;
+		if (is_key && OSSL_DECODER_from_data(ts->key_decoder, &data, &left))
+			key = ts->decoded;
+		else
+			EVP_PKEY_free(ts->decoded);
+		OPENSSL_free(name);
+		OPENSSL_free(header);
+		OPENSSL_free(der);
+		if (is_key)
+			break;
 	}
-	return ts->decoded;
+	/* The end of the file is no reason to give: the message says what is missing. */
+	if (!key)
+		ERR_clear_error();
+	return key;
 }
 
 static bool pem_has_key(const char *file)

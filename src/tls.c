@@ -867,48 +867,48 @@ static BIO_METHOD *bio_method(void)
 	return conn_bio_method;
 }
 
-int tls_accept(struct conn *c, struct tls_server *ts, tls_site_policy site_policy)
+/* A TLS context for c on ctx, its SSL reading and writing c's socket; the conn is TLS from here on. */
+static struct tls_conn *attach(struct conn *c, SSL_CTX *ctx)
 {
 	BIO_METHOD *m = bio_method();
 	struct tls_conn *tc = m ? calloc(1, sizeof(*tc)) : NULL;
-	SSL *ssl = tc ? SSL_new(ts->ctx) : NULL;
+	SSL *ssl = tc ? SSL_new(ctx) : NULL;
 	BIO *b = ssl ? BIO_new(m) : NULL;
 	if (!b) {
 		SSL_free(ssl);
 		free(tc);
 		ERR_clear_error();
-		return -ENOMEM;
+		return NULL;
 	}
 	BIO_set_data(b, c);
 	BIO_set_init(b, 1);
 	SSL_set_bio(ssl, b, b);
 	SSL_set_app_data(ssl, c);
-	SSL_set_accept_state(ssl);
 	tc->ssl = ssl;
-	tc->site_policy = site_policy;
-	tc->applied = ts->verify;
 	c->xprt = &xprt_tls;
 	c->xprt_ctx = tc;
 	c->flags |= CONN_HANDSHAKE;
+	return tc;
+}
+
+int tls_accept(struct conn *c, struct tls_server *ts, tls_site_policy site_policy)
+{
+	struct tls_conn *tc = attach(c, ts->ctx);
+	if (!tc)
+		return -ENOMEM;
+	SSL_set_accept_state(tc->ssl);
+	tc->site_policy = site_policy;
+	tc->applied = ts->verify;
 	return 0;
 }
 
 int tls_connect(struct conn *c, struct tls_client *tc, size_t server, const char *addr)
 {
-	BIO_METHOD *m = bio_method();
-	struct tls_conn *t = m ? calloc(1, sizeof(*t)) : NULL;
-	SSL *ssl = t ? SSL_new(tc->ctx) : NULL;
-	BIO *b = ssl ? BIO_new(m) : NULL;
-	if (!b) {
-		SSL_free(ssl);
-		free(t);
-		ERR_clear_error();
+	struct tls_conn *t = attach(c, tc->ctx);
+	if (!t)
 		return -ENOMEM;
-	}
-	BIO_set_data(b, c);
-	BIO_set_init(b, 1);
-	SSL_set_bio(ssl, b, b);
-	SSL_set_app_data(ssl, c);
+	SSL *ssl = t->ssl;
+	t->server = server;
 	SSL_set_connect_state(ssl);
 	char host[256];
 	host_of(addr, host, sizeof(host));
@@ -928,11 +928,6 @@ int tls_connect(struct conn *c, struct tls_client *tc, size_t server, const char
 	if (tc->sessions[server])
 		SSL_set_session(ssl, tc->sessions[server]);
 	ERR_clear_error();
-	t->ssl = ssl;
-	t->server = server;
-	c->xprt = &xprt_tls;
-	c->xprt_ctx = t;
-	c->flags |= CONN_HANDSHAKE;
 	return 0;
 }
 

@@ -24,11 +24,17 @@ def _listener(port, server_pair, ca_file, verify, **extra):
     return l
 
 
-def test_required_client_certificate(env):
+def _two_cas(env):
+    """A CA with a server certificate for a.test and a client alice; another CA's client mallory."""
     ca, other = CA(env.dir), CA(env.dir, name="other", cn="another CA")
     server = ca.issue("server", ["a.test"])
     alice = ca.issue("alice", ["alice"], client=True)
     mallory = other.issue("mallory", ["mallory"], client=True)
+    return ca, other, server, alice, mallory
+
+
+def test_required_client_certificate(env):
+    ca, other, server, alice, mallory = _two_cas(env)
     port = free_port()
     b = env.backend()
     cfg = env.config([b], listeners=[_listener(port, server, ca.crt, "required", pool="web")])
@@ -58,10 +64,7 @@ def test_required_client_certificate(env):
 
 
 def test_optional_client_certificate_tells_the_backend_what_it_got(env):
-    ca, other = CA(env.dir), CA(env.dir, name="other", cn="another CA")
-    server = ca.issue("server", ["a.test"])
-    alice = ca.issue("alice", ["alice"], client=True)
-    mallory = other.issue("mallory", ["mallory"], client=True)
+    ca, other, server, alice, mallory = _two_cas(env)
     port = free_port()
     b = env.backend()
     s = env.sluice(config=env.config([b], listeners=[_listener(port, server, ca.crt, "optional", pool="web")]))

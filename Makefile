@@ -19,12 +19,13 @@ FUZZ_DEFS = -DCONFIG_EVAL_LIMIT_MS=1000 '-DCONFIG_EVAL_MAX_BYTES=(256u << 20)' \
 	-DCONFIG_RESOLVE_FLAGS=AI_NUMERICHOST
 LIB_SRCS = $(filter-out src/main.c,$(SRCS))
 
-# release: build/, sanitizers: build-asan/
+# release: build/, sanitizers: build-asan/ (address, undefined), build-tsan/ (thread)
 build/CFLAGS      = -O2 -g -DNDEBUG
 build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
+build-tsan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LLHTTP_CFLAGS     = -O2 -DLLHTTP_STRICT_MODE=1 -I/usr/share/include/llhttp -w
 
-.PHONY: all deps build asan unit test test-tls-scan run bench fuzz soak clean format
+.PHONY: all deps build asan tsan unit test test-tls-scan run bench fuzz soak clean format
 
 all: build
 
@@ -59,6 +60,7 @@ $(1)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c tests/fuzz/fuzz.h src
 endef
 $(eval $(call variant,build))
 $(eval $(call variant,build-asan))
+$(eval $(call variant,build-tsan))
 
 unit: build
 	@for t in build/tests/test_*; do $$t || exit 1; done
@@ -76,8 +78,17 @@ asan: deps
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory build-asan/sluice $(addprefix build-asan/tests/,$(UNITS)) \
 		$(addprefix build-asan/tests/fuzz_,$(FUZZERS))
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	SLUICE_TEST_WORKERS=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		python3 tests/run.py --sluice build-asan/sluice --unit-dir build-asan/tests
+
+# The integration tests with every config at 4 workers, under ThreadSanitizer:
+# a report in any sluice's stderr, or its exit status, fails the test.
+tsan: deps
+	@sh scripts/deps.sh tsan
+	@$(MAKE) --no-print-directory build-tsan/sluice
+	SLUICE_TEST_WORKERS=4 TSAN_OPTIONS=second_deadlock_stack=1 \
+		python3 tests/run.py --sluice build-tsan/sluice --no-unit
 
 run: build
 	@sh scripts/deps.sh test
@@ -126,4 +137,4 @@ format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz

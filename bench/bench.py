@@ -68,10 +68,16 @@ TLS_IDLE = "tls-idle"         # the same over TLS (ECDSA P-256)
 # sluice-hook: sluice with a trivial Lua hook (hook = function(r) end), to price a hook call;
 # sluice-busy and haproxy-busy: with their opt-in busy polling (limits.busy_poll = 0.0001,
 # busy-polling), for the one-client latency only, where waking a sleeping CPU dominates
-ALL_PROXIES = ["direct", "sluice", "sluice-hook", "sluice-busy", "haproxy", "haproxy-busy", "nginx"]
-ONLY_WORKLOADS = {"sluice-busy": {"latency"}, "haproxy-busy": {"latency"}}
-NO_IDLE_TEST = {"direct", "sluice-hook", "sluice-busy", "haproxy-busy"}
-NO_TLS = {"direct", "sluice-hook", "sluice-busy", "haproxy-busy"}  # rows without HTTPS runs
+# sluice-2, haproxy-2, nginx-2: two workers (threads, processes) given both CPUs, which wrk
+# (-t2) and the backend share with them: what a second core buys, and what it costs per request
+ALL_PROXIES = ["direct", "sluice", "sluice-hook", "sluice-busy", "haproxy", "haproxy-busy", "nginx",
+               "sluice-2", "haproxy-2", "nginx-2"]
+SPREAD = {"sluice-2", "haproxy-2", "nginx-2"}
+SCALING = {"ka-100B", "close-100B"}
+ONLY_WORKLOADS = {"sluice-busy": {"latency"}, "haproxy-busy": {"latency"},
+                  **{p: SCALING for p in SPREAD}}
+NO_IDLE_TEST = {"direct", "sluice-hook", "sluice-busy", "haproxy-busy"} | SPREAD
+NO_TLS = {"direct", "sluice-hook", "sluice-busy", "haproxy-busy"} | SPREAD  # rows without HTTPS runs
 TLS_KINDS = ("ecdsa", "rsa")  # one HTTPS listener per kind of certificate, each with its own
 
 START_TIMEOUT = 10.0          # seconds for a server to accept connections
@@ -529,8 +535,10 @@ def parse_wrk(out):
     return r
 
 
-def run_wrk(args, port, path, conns, duration, close, tls=False):
-    argv = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", f"-c{conns}",
+def run_wrk(args, port, path, conns, duration, close, tls=False, spread=False):
+    """spread: wrk runs two threads on both CPUs, beside a proxy given both."""
+    cpus = f"{args.proxy_cpu},{args.load_cpu}" if spread else str(args.load_cpu)
+    argv = ["taskset", "-c", cpus, "wrk", "-t2" if spread else "-t1", f"-c{conns}",
             f"-d{duration}s", "--latency"]
     if close:
         argv += ["-H", "Connection: close"]
@@ -585,7 +593,8 @@ def measure(args, port, wl, proxy_srv, backend_srv, status_port):
         cmd, out, r = run_s_time(args, port, wl["path"], wl["conns"], args.duration)
     else:
         cmd, out = run_wrk(args, port, wl["path"], wl["conns"], args.duration,
-                           wl["close"], tls=bool(wl.get("tls")))
+                           wl["close"], tls=bool(wl.get("tls")),
+                           spread=bool(proxy_srv and proxy_srv.spread))
     p1, b1 = cpu_ticks(ppids), cpu_ticks(bpids)
     c1 = cpu_line(args.proxy_cpu)
     # the status request of a0 is one of the accepted connections
@@ -603,16 +612,18 @@ def measure(args, port, wl, proxy_srv, backend_srv, status_port):
     # busy time on the proxy's CPU that is not the proxy: noise from elsewhere
     busy, total = c1[0] - c0[0], c1[1] - c0[1]
     other = busy - ((p1 - p0) if proxy_srv else 0)
-    r["proxy_cpu_other_pct"] = round(100.0 * max(other, 0) / total, 1) if total else None
+    spread = proxy_srv is not None and proxy_srv.spread  # it shares both CPUs by design
+    r["proxy_cpu_other_pct"] = round(100.0 * max(other, 0) / total, 1) \
+        if total and not spread else None
     return r
 
 
 # --------------------------------------------------------------------------
 # configurations
 
-def nginx_common(tmp, name):
+def nginx_common(tmp, name, workers=1):
     return f"""\
-worker_processes 1;
+worker_processes {workers};
 pid {tmp}/{name}.pid;
 error_log {tmp}/{name}.err warn;
 worker_rlimit_nofile {NOFILE};
@@ -650,7 +661,7 @@ http {{
 """
 
 
-def nginx_proxy_conf(tmp, port, bport, tls_ports):
+def nginx_proxy_conf(tmp, port, bport, tls_ports, workers=1):
     tls = "".join(f"""
     server {{
         listen {HOST}:{tls_ports[k]} ssl backlog=4096;
@@ -664,7 +675,7 @@ def nginx_proxy_conf(tmp, port, bport, tls_ports):
             proxy_max_temp_file_size 0;
         }}
     }}""" for k in TLS_KINDS)
-    return nginx_common(tmp, "nginx") + f"""\
+    return nginx_common(tmp, "nginx", workers) + f"""\
 http {{
     access_log off;
     keepalive_requests 100000000;
@@ -693,7 +704,7 @@ http {{
 """
 
 
-def haproxy_conf(tmp, port, bport, tls_ports, busy=False):
+def haproxy_conf(tmp, port, bport, tls_ports, busy=False, threads=1):
     busy_line = "    busy-polling\n" if busy else ""
     tls = "".join(f"""
 frontend fe_{k}
@@ -702,7 +713,7 @@ frontend fe_{k}
 """ for k in TLS_KINDS)
     return f"""\
 global
-    nbthread 1
+    nbthread {threads}
     maxconn {MAXCONN}
     ulimit-n {NOFILE}
 {busy_line}
@@ -725,7 +736,7 @@ backend be
 """
 
 
-def sluice_conf(tmp, port, bport, tls_ports, hook=False, busy=False):
+def sluice_conf(tmp, port, bport, tls_ports, hook=False, busy=False, workers=1):
     hook_line = "  hook = function(r) end,\n" if hook else ""
     tls = "".join(f"""
     {{ address = "{HOST}:{tls_ports[k]}", pool = "backend",
@@ -735,6 +746,7 @@ def sluice_conf(tmp, port, bport, tls_ports, hook=False, busy=False):
     return f"""\
 -- generated by bench/bench.py
 return {{
+  workers = {workers},
   listeners = {{
     {{ address = "{HOST}:{port}", pool = "backend" }},{tls}
   }},
@@ -802,30 +814,35 @@ class Bench:
         """Start one proxy on CPU 0 in front of the backend; returns the Server."""
         tmp, port, bport = self.tmp, free_port(), self.bport
         tls_ports = {k: free_port() for k in TLS_KINDS}
-        pin = ["taskset", "-c", str(self.args.proxy_cpu)]
+        spread = name in SPREAD
+        workers = 2 if spread else 1
+        pin = ["taskset", "-c", f"{self.args.proxy_cpu},{self.args.load_cpu}" if spread
+               else str(self.args.proxy_cpu)]
         logpath = os.path.join(tmp, f"{name}.log")
         if name.startswith("sluice"):
             conf = os.path.join(tmp, f"{name}.lua")
             with open(conf, "w") as f:
                 f.write(sluice_conf(tmp, port, bport, tls_ports, hook=name == "sluice-hook",
-                                    busy=name == "sluice-busy"))
+                                    busy=name == "sluice-busy", workers=workers))
             argv = pin + [self.args.sluice] + [
                 a.replace("{config}", conf) for a in self.args.sluice_args.split()]
         elif name.startswith("haproxy"):
             conf = os.path.join(tmp, f"{name}.cfg")
             with open(conf, "w") as f:
-                f.write(haproxy_conf(tmp, port, bport, tls_ports, busy=name == "haproxy-busy"))
+                f.write(haproxy_conf(tmp, port, bport, tls_ports, busy=name == "haproxy-busy",
+                                     threads=workers))
             argv = pin + ["haproxy", "-db", "-f", conf]
-        elif name == "nginx":
+        elif name.startswith("nginx"):
             conf = os.path.join(tmp, "nginx.conf")
             with open(conf, "w") as f:
-                f.write(nginx_proxy_conf(tmp, port, bport, tls_ports))
+                f.write(nginx_proxy_conf(tmp, port, bport, tls_ports, workers))
             argv = pin + ["nginx", "-p", tmp, "-e", os.path.join(tmp, "nginx.err"),
                           "-c", conf, "-g", "daemon off; master_process on;"]
         else:
             raise ValueError(name)
         srv = self.procs.start(name, argv, port, logpath)
         srv.tls_ports = tls_ports
+        srv.spread = spread
         try:
             check_proxy(port, self.contents)
             for k in TLS_KINDS:
@@ -849,7 +866,8 @@ class Bench:
         try:
             port = self.bport if srv is None else srv.port
             if self.args.warmup > 0:
-                run_wrk(self.args, port, "/100.bin", 32, self.args.warmup, False)
+                run_wrk(self.args, port, "/100.bin", 32, self.args.warmup, False,
+                        spread=srv is not None and srv.spread)
             results = []
             for wl in workloads:
                 r = measure(self.args, port, wl, srv, self.backend, self.status_port)
@@ -1003,6 +1021,17 @@ def summarize(runs, idles, proxies, workloads, args):
                          f"+p50 {ratio(s['added_p50_us'], o['added_p50_us'])}, "
                          f"+p99 {ratio(s['added_p99_us'], o['added_p99_us'])}, "
                          f"backend conns/1k {ratio(s['backend_conns_per_1k'], o['backend_conns_per_1k'])}")
+        for one, two in (("sluice", "sluice-2"), ("haproxy", "haproxy-2"), ("nginx", "nginx-2")):
+            if one in rows and two in rows:
+                a, b = rows[one], rows[two]
+                lines.append(f"{two} ÷ {one}: CPU/req {ratio(b['cpu_us_per_req'], a['cpu_us_per_req'])}, "
+                             f"req/s {ratio(b['rps'], a['rps'])} (2 workers on 2 CPUs shared with "
+                             "wrk -t2, vs 1 on its own CPU)")
+        for ref in ("haproxy-2", "nginx-2"):
+            if "sluice-2" in rows and ref in rows:
+                a, b = rows["sluice-2"], rows[ref]
+                lines.append(f"sluice-2 ÷ {ref}: CPU/req {ratio(a['cpu_us_per_req'], b['cpu_us_per_req'])}, "
+                             f"req/s {ratio(a['rps'], b['rps'])}")
         h = rows.get("sluice-hook")
         if s and h and h["cpu_us_per_req"] is not None and s["cpu_us_per_req"] is not None:
             lines.append("hook: sluice-hook CPU/req − sluice CPU/req = "
@@ -1069,6 +1098,11 @@ TARGETS = [
     ("tls-resume", "CPU/resumed handshake (TLS 1.3 ticket)", "cpu_us_per_req", "haproxy", 1.0,
      "sluice"),
     (TLS_IDLE, "idle HTTPS connection (KiB RSS)", "rss_kib_per_conn", "nginx", 1.0, "sluice"),
+    # issue 12: worker threads, on two CPUs shared with the load
+    ("ka-100B", "CPU/req, workers = 2 (vs 1)", "cpu_us_per_req", "sluice", 1.05, "sluice-2"),
+    ("close-100B", "CPU/req, new connections, workers = 2 (vs 1)", "cpu_us_per_req", "sluice",
+     1.05, "sluice-2"),
+    ("ka-100B", "req/s, workers = 1 on 1 CPU (vs 2 on 2)", "rps", "sluice-2", 1.0, "sluice"),
 ]
 
 

@@ -2,6 +2,9 @@
 -- Check it with `sluice -t -c examples/sluice.lua`; unknown keys are errors.
 -- Durations are in seconds (fractions allowed), sizes in bytes.
 return {
+  -- workers = 4,           -- event loop threads (default: one per CPU this process may use)
+  -- cpu_affinity = true,   -- worker i runs only on the i-th of those CPUs
+
   listeners = {
     { address = "127.0.0.1:8080", pool = "web" },
     { address = "[::1]:8080", pool = "web", max_connections = 5000 },  -- the rest wait in the backlog

@@ -1,18 +1,20 @@
 #!/bin/sh
-# Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz|scan`.
+# Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz|scan|tsan`.
 set -eu
 build="gcc libc6-dev make libluajit-5.1-dev libssl-dev node-llhttp"
 test="python3 curl openssl procps"
 bench="haproxy nginx wrk util-linux"
 fuzz="clang libclang-rt-14-dev llvm-14"
 scan="testssl.sh"
+tsan="libtsan2"
 case "${1:-build}" in
 build) want="$build" ;;
 test) want="$build $test" ;;
 bench) want="$build $test $bench" ;;
 fuzz) want="$build $fuzz" ;;
 scan) want="$build $test $scan" ;;
-*) echo "usage: deps.sh build|test|bench|fuzz|scan" >&2; exit 2 ;;
+tsan) want="$build $test $tsan" ;;
+*) echo "usage: deps.sh build|test|bench|fuzz|scan|tsan" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

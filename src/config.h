@@ -143,8 +143,31 @@ struct cfg_limits {
 	uint32_t busy_poll_us;	    /* the loop polls without sleeping this long after an event; 0: off */
 };
 
+/* The memory of a config's Lua state, counted by its allocator, and what a script may take. */
+struct lua_mem {
+	size_t used, limit;
+	uint64_t deadline_ms; /* while the script runs */
+};
+
+/* A hook in a Lua state of its own, for one more worker thread. */
+struct worker_hook {
+	struct hook hook;
+	struct lua_mem mem;
+};
+
+/* Worker threads at most: what a uint64_t bit mask of them holds. */
+#define CFG_MAX_WORKERS 64
+/*
+ * Threads that connect to backends: the workers and the health checker.
+ * A reload may not change the number of workers, so what is sized per
+ * thread in a config (a pool's TLS sessions) is sized for the most.
+ */
+#define CFG_THREADS (CFG_MAX_WORKERS + 1)
+
 struct config {
 	unsigned refs;
+	uint32_t workers;  /* event loop threads; default: the CPUs the process may run on */
+	bool cpu_affinity; /* worker i runs on the i-th of those CPUs only */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 	struct cfg_pool *pools;
@@ -160,17 +183,14 @@ struct config {
 	struct router router; /* its memory is in arena */
 	struct arena arena;
 	bool has_hook;
-	struct hook hook; /* its Lua state is the one that ran the config */
+	struct hook hook; /* worker 0's; its Lua state is the one that ran the config */
+	struct lua_mem lua_mem;
 	/*
-	 * That Lua state's memory, counted by a wrapper of its allocator, and
-	 * what the script may take: a ceiling and a deadline while it runs.
+	 * With a hook, the script is kept: config_add_worker_hooks() runs it
+	 * again for each other worker, whose hook has its own state.
 	 */
-	struct {
-		void *(*alloc)(void *ud, void *ptr, size_t osize, size_t nsize);
-		void *ud;
-		size_t used, limit;
-		uint64_t deadline_ms;
-	} lua_mem;
+	char *name, *source;
+	struct worker_hook *worker_hooks; /* [workers - 1], or NULL */
 };
 
 /* The config used when no file is given (also printed by --default-config). */
@@ -184,6 +204,15 @@ extern const char config_default_source[];
 struct config *config_load(const char *path, char *err, size_t errlen);
 /* Same, from a string; name is used in messages. */
 struct config *config_load_string(const char *name, const char *source, char *err, size_t errlen);
+
+/*
+ * Gives every worker but the first a hook of its own: the script runs again
+ * in a new Lua state per worker (nothing checked again), and its hook is
+ * taken. No-op without a hook. Returns 0, or -1 with a message in err.
+ */
+int config_add_worker_hooks(struct config *cfg, char *err, size_t errlen);
+/* The hook worker index runs. */
+struct hook *config_hook(struct config *cfg, uint32_t index);
 
 /* Logs each of cfg->warnings (warn level). */
 void config_log_warnings(const struct config *cfg);

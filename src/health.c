@@ -24,25 +24,27 @@ static void check_finish(struct health_check *hc, bool ok, const char *why)
 {
 	const struct cfg_health *h = cfg_of(hc);
 	struct server_rt *srv = hc->srv;
+	struct server_state *st = srv->st;
 	conn_close(&hc->conn);
 	free(hc->buf);
 	hc->buf = NULL;
 	hc->len = hc->sent = 0;
 	hc->phase = CHECK_IDLE;
+	bool down = atomic_load(&st->check_down);
 	if (ok) {
-		hc->fail_streak = 0;
-		if (srv->check_down && ++hc->ok_streak >= h->rise) {
-			srv->check_down = false;
+		st->fail_streak = 0;
+		if (down && ++st->ok_streak >= h->rise) {
+			atomic_store(&st->check_down, false);
 			upstream_server_back(hc->up, srv);
 			log_warn("server %s: health check passed %u times in a row; back in",
-				 srv->cfg->addr.text, hc->ok_streak);
+				 srv->cfg->addr.text, st->ok_streak);
 		}
 	} else {
-		hc->ok_streak = 0;
-		if (!srv->check_down && ++hc->fail_streak >= h->fall) {
-			srv->check_down = true;
+		st->ok_streak = 0;
+		if (!down && ++st->fail_streak >= h->fall) {
+			atomic_store(&st->check_down, true);
 			log_warn("server %s: health check failed %u times in a row (%s); taken out",
-				 srv->cfg->addr.text, hc->fail_streak, why);
+				 srv->cfg->addr.text, st->fail_streak, why);
 		} else {
 			log_debug("server %s: health check failed: %s", srv->cfg->addr.text, why);
 		}
@@ -148,7 +150,7 @@ static void check_timer(struct timer *t)
 			      check_on_io);
 	struct tls_client *tls = hc->srv->pool->tls;
 	if (rc == 0 && tls &&
-	    (rc = tls_connect(&hc->conn, tls, (size_t)(hc->srv - hc->srv->prt->servers), a->text)) < 0)
+	    (rc = tls_connect(&hc->conn, tls, upstream_session_slot(hc->up, hc->srv), a->text)) < 0)
 		conn_close(&hc->conn);
 	if (rc < 0) {
 		hc->phase = CHECK_CONNECTING; /* so that finishing it is the same path */

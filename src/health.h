@@ -3,6 +3,10 @@
  * HTTP request whose status (and optionally body) must be as configured.
  * fall failures in a row take the server out, rise successes bring it back;
  * each change of state is logged. Servers start in (as HAProxy's do).
+ *
+ * One thread runs them for the whole process, on the current generation's
+ * servers; their verdict (and the streaks that lead to one) is in each
+ * server's shared state, which a reload keeps.
  */
 #ifndef SLUICE_HEALTH_H
 #define SLUICE_HEALTH_H
@@ -27,7 +31,6 @@ struct health_check {
 	uint32_t len;
 	uint32_t sent;
 	uint8_t phase;
-	uint32_t ok_streak, fail_streak;
 };
 
 /* Starts checks for every server of up's pools that configure them. Returns 0 or -ENOMEM. */

@@ -260,10 +260,9 @@ static void client_close(struct client *c)
 	conn_close(&c->conn);
 	buf_release(&c->in, pool_of(c));
 	list_remove(&c->link);
-	listener_put(c->listener);
 	c->w->nclients--;
 	loop_free_later(c->w->loop, c);
-	worker_client_closed(c->w);
+	worker_client_closed(c->w, c->listener);
 }
 
 /* Sends FIN, then drops input until the client closes, so that our last bytes are not lost to a RST. */
@@ -861,7 +860,7 @@ static int run_hook(struct client *c, struct txn *t, const struct http_msg *m,
 		.header = hook_header,
 		.each_header = hook_each_header,
 	};
-	enum hook_outcome outcome = hook_run(&cfg->hook, &req, res);
+	enum hook_outcome outcome = hook_run(t->gen->hook, &req, res);
 	if (outcome == HOOK_FAIL) {
 		log_error("%s %s: %s", c->addr, log_line(t), res->error);
 		*why = "the Lua hook failed";
@@ -981,7 +980,7 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 	}
 	if (hooked) {
 		t->hook_rules = NULL;
-		hook_release(&t->gen->cfg->hook);
+		hook_release(t->gen->hook);
 	}
 	buf_consume(&c->in, m->head_len);
 	c->in_parsed = c->in.head;
@@ -1741,7 +1740,6 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct l
 		return err;
 	}
 	list_insert_tail(&w->clients, &c->link);
-	l->refs++;
 	w->nclients++;
 	/* Data may already be waiting (TCP_DEFER_ACCEPT or a fast client): read optimistically. */
 	c->conn.flags |= CONN_READABLE | CONN_WRITABLE;

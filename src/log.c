@@ -2,18 +2,23 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common.h"
 
-/* Set once at start-up and by config load, read by every worker. */
-static enum log_level min_level = LOG_INFO;
+/* Set at start-up and by each reload, read by every thread. */
+static _Atomic int min_level = LOG_INFO;
+/* "w3" for worker 3's lines; the control thread's are "main". */
+static _Thread_local char thread_name[16] = "main";
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -25,9 +30,20 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
-void log_set_level(enum log_level level) { min_level = level; }
+void log_set_level(enum log_level level)
+{
+	atomic_store_explicit(&min_level, (int)level, memory_order_relaxed);
+}
 
-int log_enabled(enum log_level level) { return level >= min_level; }
+int log_enabled(enum log_level level)
+{
+	return (int)level >= atomic_load_explicit(&min_level, memory_order_relaxed);
+}
+
+void log_set_thread_name(const char *name)
+{
+	snprintf(thread_name, sizeof(thread_name), "%s", name);
+}
 
 void log_timestamp(char out[64])
 {
@@ -41,12 +57,12 @@ void log_timestamp(char out[64])
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	if (level < min_level)
+	if (!log_enabled(level))
 		return;
 	char line[1024];
 	char ts[64];
 	log_timestamp(ts);
-	int n = snprintf(line, sizeof(line), "%s [%s] ", ts, level_names[level]);
+	int n = snprintf(line, sizeof(line), "%s [%s] %s: ", ts, level_names[level], thread_name);
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
@@ -73,6 +89,8 @@ int access_log_open(struct access_log *al, const char *path)
 		if (al->fd < 0)
 			return -errno;
 	}
+	struct stat st;
+	al->regular = fstat(al->fd, &st) == 0 && S_ISREG(st.st_mode);
 	al->cap = 64 * 1024;
 	al->buf = malloc(al->cap);
 	if (!al->buf) {
@@ -92,11 +110,30 @@ void access_log_close(struct access_log *al)
 	al->buf = NULL;
 }
 
+/*
+ * Each worker writes its own lines, so no line may be split by another's.
+ * A write with O_APPEND to a file is atomic whole; to a pipe only up to
+ * PIPE_BUF: there, writes end at a line's end and hold at most PIPE_BUF
+ * (a longer line goes alone, and may be torn only if it is that long).
+ */
+static size_t chunk_end(const struct access_log *al, size_t off)
+{
+	if (al->regular || al->len - off <= PIPE_BUF)
+		return al->len;
+	size_t end = off + PIPE_BUF;
+	while (end > off && al->buf[end - 1] != '\n')
+		end--;
+	if (end > off)
+		return end;
+	const char *nl = memchr(al->buf + off, '\n', al->len - off);
+	return nl ? (size_t)(nl - al->buf) + 1 : al->len;
+}
+
 void access_log_flush(struct access_log *al)
 {
 	size_t off = 0;
 	while (off < al->len) {
-		ssize_t n = write(al->fd, al->buf + off, al->len - off);
+		ssize_t n = write(al->fd, al->buf + off, chunk_end(al, off) - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

@@ -1,12 +1,15 @@
 /*
  * The error log (stderr, timestamped, levelled) and the access log.
  *
- * Access log lines are gathered in a per-worker buffer and written once per
- * loop turn (a loop hook), not one write(2) per request.
+ * Error-log lines name the thread that wrote them ("w2: ..."), each line
+ * one write(2). Access log lines are gathered in a per-worker buffer and
+ * written once per loop turn (a loop hook), not one write(2) per request;
+ * workers write their own, whole lines only.
  */
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +18,8 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Returns the level named by s, or -1. */
 int log_level_parse(const char *s);
 void log_set_level(enum log_level level);
+/* Names the calling thread in its error-log lines ("w0"; "main" unless set). */
+void log_set_thread_name(const char *name);
 int log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -28,6 +33,7 @@ void log_timestamp(char out[64]);
 
 struct access_log {
 	int fd; /* -1: off */
+	bool regular; /* a file: one write of many lines is atomic (O_APPEND) */
 	char *buf;
 	size_t len, cap;
 };

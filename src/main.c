@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "worker.h"
+#include "process.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -85,7 +86,10 @@ static int write_pid_file(const char *path)
 	return 0;
 }
 
-/* The signals are read from a signalfd by the worker loop, never in a handler. */
+/*
+ * The signals are read from a signalfd by the control thread's loop, never
+ * in a handler; the worker threads inherit the mask.
+ */
 static int block_signals(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -97,6 +101,21 @@ static int block_signals(void)
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -1;
 	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static const struct config *started_cfg;
+static const char *started_path;
+static bool pid_written;
+
+/* Once every worker listens: the pid file says a sluice serves. */
+static void started(void)
+{
+	int rc = started_cfg->pid_file ? write_pid_file(started_cfg->pid_file) : 0;
+	if (rc < 0)
+		log_warn("pid_file %s: %s", started_cfg->pid_file, strerror(-rc));
+	pid_written = started_cfg->pid_file && rc == 0;
+	log_info("sluice %s started (pid %d, config %s)", SLUICE_VERSION, (int)getpid(),
+		 started_path ? started_path : "(default)");
 }
 
 int main(int argc, char **argv)
@@ -175,29 +194,14 @@ int main(int argc, char **argv)
 		config_unref(cfg);
 		return 1;
 	}
-	struct worker w;
-	int status = 0;
-	if (worker_init(&w, cfg, path, sigfd, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		status = 1;
-	} else {
-		int rc = cfg->pid_file ? write_pid_file(cfg->pid_file) : 0;
-		if (rc < 0)
-			log_warn("pid_file %s: %s", cfg->pid_file, strerror(-rc));
-		log_info("sluice %s started (pid %d, config %s)", SLUICE_VERSION, (int)getpid(),
-			 path ? path : "(default)");
-		rc = worker_run(&w);
-		if (rc < 0) {
-			log_error("event loop: %s", strerror(-rc));
-			status = 1;
-		} else {
-			log_info("stopped");
-		}
-	}
+	started_cfg = cfg;
+	started_path = path;
+	int status = process_run(cfg, path, sigfd, started);
+	if (status == 0)
+		log_info("stopped");
 	/* The one that was written, even if a reload named another since. */
-	if (cfg->pid_file && status == 0)
+	if (cfg->pid_file && pid_written)
 		unlink(cfg->pid_file);
-	worker_destroy(&w);
 	config_unref(cfg);
 	close(sigfd);
 	return status;

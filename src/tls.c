@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,9 @@ struct tls_client {
 	SSL_CTX *ctx;
 	char *name;
 	bool verify;
-	SSL_SESSION **sessions; /* per server: the last one it gave, to resume */
-	size_t nservers;
+	/* The last session each server gave, to resume: a slot per server and thread. */
+	SSL_SESSION **sessions;
+	size_t nsessions;
 };
 
 static int ctx_ex_index = -1, client_ex_index = -1;
@@ -127,11 +129,16 @@ struct ticket_key {
 	unsigned char name[16], aes[32], hmac[32];
 };
 
+/*
+ * One ring for the process: a ticket sealed by one worker resumes in any.
+ * Handshakes read it, a reload or the hourly rotation writes it.
+ */
 static struct {
+	pthread_rwlock_t lock;
 	struct ticket_key keys[3]; /* the current first */
 	int n;
 	time_t rotated;
-} ticket_ring;
+} ticket_ring = {.lock = PTHREAD_RWLOCK_INITIALIZER};
 
 static time_t mono_seconds(void)
 {
@@ -140,7 +147,13 @@ static time_t mono_seconds(void)
 	return ts.tv_sec;
 }
 
-void tls_rotate_ticket_keys(void)
+static bool ring_stale(void)
+{
+	return !ticket_ring.n || mono_seconds() - ticket_ring.rotated >= TICKET_KEY_LIFE_S;
+}
+
+/* With the ring write-locked. */
+static void rotate_locked(void)
 {
 	memmove(&ticket_ring.keys[1], &ticket_ring.keys[0], sizeof(ticket_ring.keys[0]) * 2);
 	struct ticket_key *k = &ticket_ring.keys[0];
@@ -154,34 +167,59 @@ void tls_rotate_ticket_keys(void)
 	ticket_ring.rotated = mono_seconds();
 }
 
+void tls_rotate_ticket_keys(void)
+{
+	pthread_rwlock_wrlock(&ticket_ring.lock);
+	rotate_locked();
+	pthread_rwlock_unlock(&ticket_ring.lock);
+}
+
+/* Copies the key to seal with (enc) or the one named (else) into *out; false if none. */
+static bool ticket_key_find(bool enc, const unsigned char name[16], struct ticket_key *out,
+			    bool *older)
+{
+	pthread_rwlock_rdlock(&ticket_ring.lock);
+	if (ring_stale()) {
+		pthread_rwlock_unlock(&ticket_ring.lock);
+		pthread_rwlock_wrlock(&ticket_ring.lock);
+		if (ring_stale()) /* unless another thread just did */
+			rotate_locked();
+	}
+	int found = 0;
+	if (!enc)
+		for (; found < ticket_ring.n && memcmp(ticket_ring.keys[found].name, name, 16); found++)
+			;
+	bool ok = found < ticket_ring.n;
+	if (ok)
+		*out = ticket_ring.keys[found];
+	*older = found > 0;
+	pthread_rwlock_unlock(&ticket_ring.lock);
+	return ok;
+}
+
 static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cipher,
 			 EVP_MAC_CTX *mac, int enc)
 {
-	if (!ticket_ring.n || mono_seconds() - ticket_ring.rotated >= TICKET_KEY_LIFE_S)
-		tls_rotate_ticket_keys();
-	const struct ticket_key *k = NULL;
-	int found = 0;
+	struct ticket_key key;
+	bool older;
+	if (!ticket_key_find(enc, name, &key, &older))
+		return 0; /* no ticket this time, or an unknown or expired key: a full handshake */
+	const struct ticket_key *k = &key;
 	if (enc) {
-		if (!ticket_ring.n || RAND_bytes(iv, 16) != 1)
-			return 0; /* no ticket this time */
-		k = &ticket_ring.keys[0];
+		if (RAND_bytes(iv, 16) != 1)
+			return 0;
 		memcpy(name, k->name, 16);
-	} else {
-		for (; found < ticket_ring.n && memcmp(ticket_ring.keys[found].name, name, 16); found++)
-			;
-		if (found == ticket_ring.n)
-			return 0; /* unknown or expired key: a full handshake */
-		k = &ticket_ring.keys[found];
 	}
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac)),
 		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"sha256", 0),
 		OSSL_PARAM_construct_end(),
 	};
-	if (!EVP_MAC_CTX_set_params(mac, params))
-		return -1;
-	if (enc ? !EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k->aes, iv)
-		: !EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k->aes, iv))
+	int rc = EVP_MAC_CTX_set_params(mac, params) &&
+		 (enc ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k->aes, iv)
+		      : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k->aes, iv));
+	OPENSSL_cleanse(&key, sizeof(key));
+	if (!rc)
 		return -1;
 	/*
 	 * A ticket sealed with an older key is good, and replaced by one with
@@ -189,7 +227,7 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EV
 	 * without a new one after each resumption, every other connection
 	 * would be a full handshake.
 	 */
-	return found || SSL_version(ssl) == TLS1_3_VERSION ? 2 : 1;
+	return older || SSL_version(ssl) == TLS1_3_VERSION ? 2 : 1;
 }
 
 /* --- handshake callbacks --- */
@@ -328,20 +366,28 @@ static void free_client(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
 	struct tls_client *tc = ptr;
 	if (!tc)
 		return;
-	for (size_t i = 0; i < tc->nservers; i++)
+	for (size_t i = 0; i < tc->nsessions; i++)
 		SSL_SESSION_free(tc->sessions[i]);
 	free(tc->sessions);
 	free(tc->name);
 	free(tc);
 }
 
+static BIO_METHOD *new_bio_method(void);
+
+static void init(void)
+{
+	ctx_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_server);
+	client_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_client);
+	conn_bio_method = new_bio_method();
+}
+
+/* Before the first context: what every worker's connections then read without a lock. */
 static int tls_init_once(void)
 {
-	if (ctx_ex_index < 0)
-		ctx_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_server);
-	if (client_ex_index < 0)
-		client_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_client);
-	return ctx_ex_index < 0 || client_ex_index < 0 ? -1 : 0;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, init);
+	return ctx_ex_index < 0 || client_ex_index < 0 || !conn_bio_method ? -1 : 0;
 }
 
 struct tls_server *tls_server_new(const struct tls_server_opts *o, struct tls_report *r)
@@ -731,13 +777,13 @@ struct tls_client *tls_client_new(const struct tls_client_opts *o, struct tls_re
 	}
 	/* From here on, freeing ctx frees tc. */
 	tc->ctx = ctx;
-	tc->sessions = calloc(o->nservers ? o->nservers : 1, sizeof(*tc->sessions));
+	tc->sessions = calloc(o->nsessions ? o->nsessions : 1, sizeof(*tc->sessions));
 	if (!tc->sessions || (o->name && !(tc->name = strdup(o->name)))) {
 		SSL_CTX_free(ctx);
 		report_error(r, "out of memory");
 		return NULL;
 	}
-	tc->nservers = o->nservers;
+	tc->nsessions = o->nsessions;
 	tc->verify = o->verify;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
@@ -853,24 +899,21 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 	return cmd == BIO_CTRL_FLUSH;
 }
 
-static BIO_METHOD *bio_method(void)
+static BIO_METHOD *new_bio_method(void)
 {
-	if (!conn_bio_method) {
-		BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice conn");
-		if (!m || !BIO_meth_set_read(m, bio_read) || !BIO_meth_set_write(m, bio_write) ||
-		    !BIO_meth_set_ctrl(m, bio_ctrl)) {
-			BIO_meth_free(m);
-			return NULL;
-		}
-		conn_bio_method = m;
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice conn");
+	if (!m || !BIO_meth_set_read(m, bio_read) || !BIO_meth_set_write(m, bio_write) ||
+	    !BIO_meth_set_ctrl(m, bio_ctrl)) {
+		BIO_meth_free(m);
+		return NULL;
 	}
-	return conn_bio_method;
+	return m;
 }
 
 /* A TLS context for c on ctx, its SSL reading and writing c's socket; the conn is TLS from here on. */
 static struct tls_conn *attach(struct conn *c, SSL_CTX *ctx)
 {
-	BIO_METHOD *m = bio_method();
+	BIO_METHOD *m = conn_bio_method;
 	struct tls_conn *tc = m ? calloc(1, sizeof(*tc)) : NULL;
 	SSL *ssl = tc ? SSL_new(ctx) : NULL;
 	BIO *b = ssl ? BIO_new(m) : NULL;
@@ -902,13 +945,13 @@ int tls_accept(struct conn *c, struct tls_server *ts, tls_site_policy site_polic
 	return 0;
 }
 
-int tls_connect(struct conn *c, struct tls_client *tc, size_t server, const char *addr)
+int tls_connect(struct conn *c, struct tls_client *tc, size_t session, const char *addr)
 {
 	struct tls_conn *t = attach(c, tc->ctx);
 	if (!t)
 		return -ENOMEM;
 	SSL *ssl = t->ssl;
-	t->server = server;
+	t->server = session;
 	SSL_set_connect_state(ssl);
 	char host[256];
 	host_of(addr, host, sizeof(host));
@@ -925,8 +968,8 @@ int tls_connect(struct conn *c, struct tls_client *tc, size_t server, const char
 		else
 			SSL_set1_host(ssl, name);
 	}
-	if (tc->sessions[server])
-		SSL_set_session(ssl, tc->sessions[server]);
+	if (tc->sessions[session])
+		SSL_set_session(ssl, tc->sessions[session]);
 	ERR_clear_error();
 	return 0;
 }

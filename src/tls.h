@@ -86,18 +86,20 @@ struct tls_client_opts {
 	const char *name;	  /* NULL: each server's host as written in its address */
 	const char *cert, *key;	  /* a client certificate for the servers to check; NULL: none */
 	bool verify;		  /* false: any certificate is taken (testing only) */
-	size_t nservers;
+	size_t nsessions;	  /* sessions kept to resume: one per server and thread */
 };
 
 struct tls_client *tls_client_new(const struct tls_client_opts *o, struct tls_report *r);
 void tls_client_free(struct tls_client *tc);
 
 /*
- * Makes conn c, connecting or connected to server index of the pool at addr
+ * Makes conn c, connecting or connected to a server of the pool at addr
  * ("host:port" as configured), a TLS client; conn_finish_connect() then
- * does the handshake. 0 or -ENOMEM (c stays plain).
+ * does the handshake. session (below nsessions) names the slot of the
+ * session to resume and keep: the server's for the calling thread. 0 or
+ * -ENOMEM (c stays plain).
  */
-int tls_connect(struct conn *c, struct tls_client *tc, size_t server, const char *addr);
+int tls_connect(struct conn *c, struct tls_client *tc, size_t session, const char *addr);
 /* Why the handshake of c failed: the certificate's fault, or the protocol's. */
 const char *tls_failure(const struct conn *c);
 

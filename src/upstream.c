@@ -8,12 +8,20 @@
 #include "tls.h"
 
 static void dispatch(struct upstream *up, struct pool_rt *p);
+
+size_t upstream_session_slot(const struct upstream *up, const struct server_rt *srv)
+{
+	return up->thread * srv->pool->nservers + (size_t)(srv - srv->prt->servers);
+}
 static void purge_idle(struct timer *t);
 
-int upstream_init(struct upstream *up, struct loop *loop, const struct config *cfg)
+int upstream_init(struct upstream *up, struct loop *loop, struct shared_gen *sg, uint32_t thread)
 {
+	const struct config *cfg = sg->cfg;
 	memset(up, 0, sizeof(*up));
 	up->loop = loop;
+	up->sg = shared_gen_ref(sg);
+	up->thread = thread;
 	up->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*up->pools));
 	if (!up->pools)
 		return -ENOMEM;
@@ -29,6 +37,7 @@ int upstream_init(struct upstream *up, struct loop *loop, const struct config *c
 		}
 		list_init(&p->queue);
 		p->up = up;
+		p->st = sg->pools[i];
 		p->purge_timer.on_expire = purge_idle;
 		/*
 		 * Round robin cannot ramp a server up; smooth weighted round robin
@@ -45,7 +54,7 @@ int upstream_init(struct upstream *up, struct loop *loop, const struct config *c
 		for (size_t k = 0; k < p->cfg->nservers; k++) {
 			const struct cfg_server *cs = &p->cfg->servers[k];
 			p->servers[k] = (struct server_rt){.cfg = cs, .pool = p->cfg, .prt = p,
-							   .bal = &p->bal[k]};
+							   .bal = &p->bal[k], .st = sg->servers[i][k]};
 			list_init(&p->servers[k].idle);
 			p->bal[k] = (struct balance_server){.name = cs->addr.text, .weight = cs->weight,
 							    .backup = cs->backup, .drain = cs->drain};
@@ -82,6 +91,8 @@ void upstream_destroy(struct upstream *up)
 	free(up->pools);
 	up->pools = NULL;
 	up->npools = 0;
+	shared_gen_unref(up->sg);
+	up->sg = NULL;
 }
 
 /*
@@ -95,9 +106,10 @@ static uint32_t effective_weight(const struct server_rt *s, uint64_t now)
 {
 	uint32_t full = (s->pool->balance == BALANCE_ROUND_ROBIN ? 1 : s->cfg->weight) * WEIGHT_SCALE;
 	uint32_t ramp = s->pool->slow_start_ms;
-	if (!ramp || !s->back_since_ms || now >= s->back_since_ms + ramp)
+	uint64_t back = ramp ? atomic_load_explicit(&s->st->back_since_ms, memory_order_relaxed) : 0;
+	if (!back || now >= back + ramp)
 		return full;
-	uint64_t w = (uint64_t)full * (now - s->back_since_ms) / ramp;
+	uint64_t w = now > back ? (uint64_t)full * (now - back) / ramp : 0;
 	return w ? (uint32_t)w : 1;
 }
 
@@ -108,21 +120,45 @@ void upstream_request_init(struct upstream_request *r, size_t pool, uint64_t key
 	list_init(&r->queue_link);
 }
 
+/* At max_connections, counting every worker's requests and granted slots. */
 static bool server_full(const struct server_rt *s)
 {
-	uint32_t max = s->cfg->max_connections;
-	return max && s->bal->active + s->reserved >= max;
+	return slots_full(&s->st->claimed, s->cfg->max_connections);
 }
 
 static bool pool_full(const struct pool_rt *p)
 {
-	return p->cfg->max_connections && p->active + p->reserved >= p->cfg->max_connections;
+	return slots_full(&p->st->claimed, p->cfg->max_connections);
+}
+
+/* A slot of the server and of its pool, for the whole process. */
+static bool claim(struct pool_rt *p, struct server_rt *s)
+{
+	if (!slot_claim(&p->st->claimed, p->cfg->max_connections))
+		return false;
+	if (slot_claim(&s->st->claimed, s->cfg->max_connections))
+		return true;
+	slot_release(&p->st->claimed, p->cfg->max_connections);
+	return false;
+}
+
+/* Gives a slot back; queued requests get it, this worker's first, then any other's. */
+static void unclaim(struct upstream *up, struct pool_rt *p, struct server_rt *s)
+{
+	bool limited = p->cfg->max_connections || s->cfg->max_connections;
+	slot_release(&s->st->claimed, s->cfg->max_connections);
+	slot_release(&p->st->claimed, p->cfg->max_connections);
+	dispatch(up, p);
+	uint64_t waiting = limited ? atomic_load(&p->st->waiting) : 0;
+	if (waiting)
+		shared_kick(up->sg->sh, waiting, up->thread);
 }
 
 /* In, by passive and active health, and not drained. */
 static bool usable(const struct server_rt *s, uint64_t now)
 {
-	return s->down_until_ms <= now && !s->check_down && !s->cfg->drain;
+	return atomic_load_explicit(&s->st->down_until_ms, memory_order_relaxed) <= now &&
+	       !atomic_load_explicit(&s->st->check_down, memory_order_relaxed) && !s->cfg->drain;
 }
 
 /* Server index may serve r: not tried for it yet, and the one it must use if any. */
@@ -193,23 +229,17 @@ static bool any_room(struct upstream *up, const struct pool_rt *p)
 	return backup_room && !primary_busy;
 }
 
-static void give_back(struct pool_rt *p, struct upstream_request *r)
-{
-	r->granted->reserved--;
-	p->reserved--;
-	r->granted = NULL;
-}
-
 struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r, bool *busy)
 {
 	struct pool_rt *p = &up->pools[r->pool];
 	*busy = false;
 	if (r->granted) {
 		struct server_rt *s = r->granted;
-		give_back(p, r);
+		r->granted = NULL;
 		if (usable(s, loop_now_ms(up->loop)))
-			return take(p, r, (size_t)(s - p->servers));
+			return take(p, r, (size_t)(s - p->servers)); /* the slot granted is its now */
 		/* It went out between the grant and now: choose again. */
+		unclaim(up, p, s);
 	}
 	/*
 	 * Those queued first are served first: free slots go to them before a
@@ -217,12 +247,20 @@ struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r,
 	 */
 	if (!r->started)
 		dispatch(up, p);
-	ssize_t k = -1;
-	if (!pool_full(p))
-		k = choose(up, p, r, busy);
-	else
-		*busy = true;
-	return k < 0 ? NULL : take(p, r, (size_t)k);
+	/* Another worker may take the last slot between the choice and the claim: choose again. */
+	for (size_t attempt = 0; attempt <= p->cfg->nservers; attempt++) {
+		if (pool_full(p)) {
+			*busy = true;
+			return NULL;
+		}
+		ssize_t k = choose(up, p, r, busy);
+		if (k < 0)
+			return NULL;
+		if (claim(p, &p->servers[k]))
+			return take(p, r, (size_t)k);
+	}
+	*busy = true;
+	return NULL;
 }
 
 bool upstream_untried_left(struct upstream *up, const struct upstream_request *r)
@@ -248,9 +286,17 @@ int upstream_enqueue(struct upstream *up, struct upstream_request *r)
 	} else {
 		return -ENOBUFS;
 	}
-	p->queued++;
+	/* Said before looking: a slot another worker frees from now on wakes this one. */
+	if (p->queued++ == 0 && up->thread < 64)
+		atomic_fetch_or(&p->st->waiting, UINT64_C(1) << up->thread);
 	dispatch(up, p);
 	return 0;
+}
+
+static void left_queue(struct upstream *up, struct pool_rt *p)
+{
+	if (--p->queued == 0 && up->thread < 64)
+		atomic_fetch_and(&p->st->waiting, ~(UINT64_C(1) << up->thread));
 }
 
 void upstream_dequeue(struct upstream *up, struct upstream_request *r)
@@ -258,12 +304,20 @@ void upstream_dequeue(struct upstream *up, struct upstream_request *r)
 	struct pool_rt *p = &up->pools[r->pool];
 	if (upstream_queued(r)) {
 		list_remove(&r->queue_link);
-		p->queued--;
+		left_queue(up, p);
 	}
 	if (r->granted) {
-		give_back(p, r);
-		dispatch(up, p);
+		struct server_rt *s = r->granted;
+		r->granted = NULL;
+		unclaim(up, p, s);
 	}
+}
+
+void upstream_dispatch_all(struct upstream *up)
+{
+	for (size_t i = 0; i < up->npools; i++)
+		if (up->pools[i].queued)
+			dispatch(up, &up->pools[i]);
 }
 
 /*
@@ -283,63 +337,73 @@ static void dispatch(struct upstream *up, struct pool_rt *p)
 		}
 		if (k < 0)
 			return;
+		if (!claim(p, &p->servers[k]))
+			continue; /* another worker took it: look again */
 		list_remove(&r->queue_link);
-		p->queued--;
+		left_queue(up, p);
 		r->granted = &p->servers[k];
-		r->granted->reserved++;
-		p->reserved++;
 		r->wake(r);
 	}
 }
 
-static void budget_advance(struct retry_budget *b, uint64_t second)
+/* This worker's count for the current second, started afresh if it last counted an older one. */
+static size_t budget_second(struct budget_slot *b, uint64_t second)
 {
-	if (second <= b->second)
-		return;
-	uint64_t gap = second - b->second;
-	for (uint64_t i = 1; i <= gap && i <= RETRY_WINDOW_S; i++) {
-		size_t slot = (size_t)((b->second + i) % RETRY_WINDOW_S);
-		b->requests[slot] = b->retries[slot] = 0;
+	size_t i = (size_t)(second % RETRY_WINDOW_S);
+	if (atomic_load_explicit(&b->second[i], memory_order_relaxed) != second) {
+		atomic_store_explicit(&b->requests[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&b->retries[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&b->second[i], second, memory_order_relaxed);
 	}
-	b->second = second;
+	return i;
+}
+
+/* Only this worker writes its slot: a load and a store, no read-modify-write. */
+static void bump(_Atomic uint32_t *n)
+{
+	atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
 void upstream_count_request(struct upstream *up, size_t pool)
 {
-	struct retry_budget *b = &up->pools[pool].budget;
-	budget_advance(b, loop_now_ms(up->loop) / 1000);
-	b->requests[b->second % RETRY_WINDOW_S]++;
+	struct budget_slot *b = &up->pools[pool].st->budget[up->thread];
+	bump(&b->requests[budget_second(b, loop_now_ms(up->loop) / 1000)]);
 }
 
 bool upstream_may_retry(struct upstream *up, size_t pool)
 {
 	struct pool_rt *p = &up->pools[pool];
-	struct retry_budget *b = &p->budget;
-	budget_advance(b, loop_now_ms(up->loop) / 1000);
+	uint64_t now = loop_now_ms(up->loop) / 1000;
 	uint64_t requests = 0, retries = 0;
-	for (size_t i = 0; i < RETRY_WINDOW_S; i++) {
-		requests += b->requests[i];
-		retries += b->retries[i];
+	for (uint32_t w = 0; w < up->sg->sh->workers; w++) {
+		const struct budget_slot *b = &p->st->budget[w];
+		for (size_t i = 0; i < RETRY_WINDOW_S; i++) {
+			uint64_t second = atomic_load_explicit(&b->second[i], memory_order_relaxed);
+			if (second + RETRY_WINDOW_S <= now || second > now)
+				continue;
+			requests += atomic_load_explicit(&b->requests[i], memory_order_relaxed);
+			retries += atomic_load_explicit(&b->retries[i], memory_order_relaxed);
+		}
 	}
 	uint64_t allowed = MAX(requests * p->cfg->retry.budget_percent / 100,
 			       (uint64_t)p->cfg->retry.budget_min * RETRY_WINDOW_S);
 	if (retries >= allowed)
 		return false;
-	b->retries[b->second % RETRY_WINDOW_S]++;
+	struct budget_slot *own = &p->st->budget[up->thread];
+	bump(&own->retries[budget_second(own, now)]);
 	return true;
 }
 
-static struct server_rt *find_server(struct upstream *up, const struct server_rt *like)
+/* The server of up that like was in an older generation: the one with its shared state. */
+static struct server_rt *to_of(struct upstream *up, const struct server_rt *like)
 {
 	for (size_t i = 0; i < up->npools; i++) {
 		struct pool_rt *p = &up->pools[i];
 		if (strcmp(p->cfg->name, like->pool->name))
 			continue;
-		for (size_t k = 0; k < p->cfg->nservers; k++) {
-			const struct cfg_addr *a = &p->servers[k].cfg->addr, *b = &like->cfg->addr;
-			if (a->len == b->len && !memcmp(&a->sa, &b->sa, a->len))
+		for (size_t k = 0; k < p->cfg->nservers; k++)
+			if (p->servers[k].st == like->st)
 				return &p->servers[k];
-		}
 	}
 	return NULL;
 }
@@ -350,23 +414,11 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 		struct pool_rt *p = &old->pools[i];
 		for (size_t k = 0; k < p->cfg->nservers; k++) {
 			struct server_rt *from = &p->servers[k];
-			struct server_rt *to = find_server(up, from);
-			if (to && from->down_until_ms > to->down_until_ms) {
-				to->down_until_ms = from->down_until_ms;
-				to->fails = from->fails;
-				to->outages = from->outages;
-				to->back_since_ms = from->back_since_ms;
-			}
+			struct server_rt *to = to_of(up, from);
 			/* What was in use before the reload is still what this server needs. */
 			if (to) {
 				to->peak_busy = MAX(to->peak_busy, from->peak_busy);
 				to->prev_peak_busy = MAX(to->prev_peak_busy, from->prev_peak_busy);
-			}
-			/* Checks go on where they were: a reload does not bring a dead server back. */
-			if (to && from->check && to->check) {
-				to->check_down = from->check_down;
-				to->check->ok_streak = from->check->ok_streak;
-				to->check->fail_streak = from->check->fail_streak;
 			}
 			while (!list_empty(&from->idle)) {
 				struct bconn *bc = container_of(from->idle.next, struct bconn, idle_link);
@@ -390,39 +442,57 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 
 void upstream_server_failed(struct upstream *up, struct server_rt *srv, const char *why)
 {
+	struct server_state *st = srv->st;
 	uint64_t now = loop_now_ms(up->loop);
-	if (srv->down_until_ms > now)
+	if (atomic_load(&st->down_until_ms) > now)
 		return; /* out already: requests that were under way do not add to it */
-	if (++srv->fails < srv->pool->max_fails) {
-		log_info("server %s: %s (%u of %u failures before it is taken out)", srv->cfg->addr.text,
-			 why, srv->fails, srv->pool->max_fails);
+	pthread_mutex_lock(&srv->prt->st->lock);
+	if (atomic_load(&st->down_until_ms) > now) {
+		pthread_mutex_unlock(&srv->prt->st->lock); /* another worker just took it out */
 		return;
 	}
+	uint32_t fails = atomic_load(&st->fails) + 1;
+	if (fails < srv->pool->max_fails) {
+		atomic_store(&st->fails, fails);
+		pthread_mutex_unlock(&srv->prt->st->lock);
+		log_info("server %s: %s (%u of %u failures before it is taken out)", srv->cfg->addr.text,
+			 why, fails, srv->pool->max_fails);
+		return;
+	}
+	uint32_t outages = atomic_load(&st->outages);
 	uint64_t cool = srv->pool->connect_backoff_ms;
-	for (uint32_t i = 0; i < srv->outages && cool < srv->pool->max_backoff_ms; i++)
+	for (uint32_t i = 0; i < outages && cool < srv->pool->max_backoff_ms; i++)
 		cool *= 2;
 	cool = cool < srv->pool->max_backoff_ms ? cool : srv->pool->max_backoff_ms;
-	srv->down_until_ms = now + cool;
-	srv->back_since_ms = srv->down_until_ms;
-	srv->outages++;
-	srv->fails = 0;
+	atomic_store(&st->back_since_ms, now + cool);
+	atomic_store(&st->down_until_ms, now + cool);
+	atomic_store(&st->outages, ++outages);
+	atomic_store(&st->fails, 0);
+	pthread_mutex_unlock(&srv->prt->st->lock);
 	log_warn("server %s: %s; taken out for %llu ms (outage %u)", srv->cfg->addr.text, why,
-		 (unsigned long long)cool, srv->outages);
+		 (unsigned long long)cool, outages);
 }
 
 void upstream_server_back(struct upstream *up, struct server_rt *srv)
 {
-	srv->back_since_ms = loop_now_ms(up->loop);
-	dispatch(up, srv->prt);
+	atomic_store(&srv->st->back_since_ms, loop_now_ms(up->loop));
+	shared_kick(up->sg->sh, UINT64_MAX, up->thread);
 }
 
 void upstream_server_ok(struct upstream *up, struct server_rt *srv)
 {
 	(void)up;
-	if (srv->outages)
+	struct server_state *st = srv->st;
+	/* The common case reads a line no one writes: nothing to reset. */
+	if (!atomic_load_explicit(&st->fails, memory_order_relaxed) &&
+	    !atomic_load_explicit(&st->outages, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&srv->prt->st->lock);
+	bool was_out = atomic_exchange(&st->outages, 0) != 0;
+	atomic_store(&st->fails, 0);
+	pthread_mutex_unlock(&srv->prt->st->lock);
+	if (was_out)
 		log_info("server %s: answering again", srv->cfg->addr.text);
-	srv->fails = 0;
-	srv->outages = 0;
 }
 
 /* An idle connection must stay silent: any event means the backend closed it or misbehaves. */
@@ -473,12 +543,12 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 		*err = conn_connect(&bc->conn, up->loop, (const struct sockaddr *)&a->sa, a->len,
 				    bconn_on_io);
 		if (*err == 0 && srv->pool->tls &&
-		    (*err = tls_connect(&bc->conn, srv->pool->tls, (size_t)(srv - srv->prt->servers),
+		    (*err = tls_connect(&bc->conn, srv->pool->tls, upstream_session_slot(up, srv),
 					a->text)) < 0)
 			conn_close(&bc->conn);
 		if (*err < 0) {
 			free(bc);
-			dispatch(up, srv->prt); /* a slot granted for this is free again */
+			unclaim(up, srv->prt, srv); /* the slot picked for this is free again */
 			return NULL;
 		}
 	}
@@ -510,7 +580,7 @@ void upstream_release(struct bconn *bc, bool reusable)
 		if (!timer_armed(&srv->prt->purge_timer))
 			timer_arm(up->loop, &srv->prt->purge_timer, srv->pool->keepalive_purge_ms);
 	}
-	dispatch(up, srv->prt);
+	unclaim(up, srv->prt, srv);
 }
 
 static void purge_idle(struct timer *t)

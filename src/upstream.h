@@ -3,7 +3,9 @@
  * keep-alive connections kept for reuse across client connections.
  *
  * The configuration says what the pools are; this is the per-worker state
- * that goes with a config snapshot (nothing here is shared between threads).
+ * that goes with a config snapshot. What must hold for the whole process
+ * (health, max_connections, the retry budget) is in the shared states
+ * (shared.h) the servers and pools point to.
  */
 #ifndef SLUICE_UPSTREAM_H
 #define SLUICE_UPSTREAM_H
@@ -17,6 +19,7 @@
 #include "conn.h"
 #include "health.h"
 #include "loop.h"
+#include "shared.h"
 
 struct pool_rt;
 
@@ -25,24 +28,12 @@ struct server_rt {
 	const struct cfg_pool *pool;
 	struct pool_rt *prt;
 	struct balance_server *bal; /* its entry in prt->bal */
-	uint64_t down_until_ms; /* skipped until then (passive health) */
-	uint32_t fails;		/* consecutive failures since the last success */
-	uint32_t outages;	/* times taken out since the last success: the cool-down doubles */
-	bool check_down;	/* failed its active health checks */
-	uint64_t back_since_ms;	/* when it last came back in: slow start counts from here */
-	struct health_check *check; /* NULL unless the pool configures checks */
+	struct server_state *st;    /* its health and slots, as every worker sees them */
+	struct health_check *check; /* NULL unless the pool configures checks and this runs them */
 	struct list idle;	/* struct bconn.idle_link, most recently used last */
 	uint32_t nidle;
 	/* The most connections lent at once in this purge period and the one before. */
 	uint32_t peak_busy, prev_peak_busy;
-	uint32_t reserved;	/* slots granted to queued requests not yet running */
-};
-
-/* Retries and requests of a pool over the last RETRY_WINDOW_S seconds, per second. */
-#define RETRY_WINDOW_S 10
-struct retry_budget {
-	uint64_t second; /* the newest second counted */
-	uint32_t requests[RETRY_WINDOW_S], retries[RETRY_WINDOW_S];
 };
 
 struct pool_rt {
@@ -51,11 +42,10 @@ struct pool_rt {
 	struct server_rt *servers;
 	struct balance_server *bal; /* parallel to servers, as balance_pick() wants them */
 	struct balancer balancer;
-	uint32_t active;	    /* requests in flight on its servers */
-	uint32_t reserved;	    /* sum of its servers' */
+	struct pool_state *st;	    /* its slots and retry budget, as every worker sees them */
+	uint32_t active;	    /* requests in flight on its servers from this worker */
 	struct list queue;	    /* struct upstream_request.queue_link, oldest first */
 	uint32_t queued;
-	struct retry_budget budget;
 	struct timer purge_timer; /* armed while any server has idle connections */
 };
 
@@ -78,6 +68,8 @@ struct upstream_request {
 
 struct upstream {
 	struct loop *loop;
+	struct shared_gen *sg;
+	uint32_t thread; /* the worker's index; the health checker's is the number of workers */
 	struct pool_rt *pools;
 	size_t npools;
 };
@@ -96,8 +88,8 @@ struct bconn {
 	void *owner;
 };
 
-/* Builds the per-worker state of cfg's pools. Returns 0 or -ENOMEM. */
-int upstream_init(struct upstream *up, struct loop *loop, const struct config *cfg);
+/* Builds thread's state of sg's pools (one reference to sg taken). Returns 0 or -ENOMEM. */
+int upstream_init(struct upstream *up, struct loop *loop, struct shared_gen *sg, uint32_t thread);
 /* Closes every idle connection and frees the state; lent connections must be back. */
 void upstream_destroy(struct upstream *up);
 
@@ -116,6 +108,9 @@ void upstream_request_init(struct upstream_request *r, size_t pool, uint64_t key
  * it held a slot already). Returns NULL when none can take it: *busy
  * then says whether that is only for now (servers or pool at
  * max_connections: upstream_enqueue() it) or not (no usable server left).
+ * With max_connections, the server returned holds a slot of it (and of
+ * its pool) for the whole process until upstream_release(), or until
+ * upstream_acquire() fails.
  */
 struct server_rt *upstream_pick(struct upstream *up, struct upstream_request *r, bool *busy);
 
@@ -124,12 +119,16 @@ bool upstream_untried_left(struct upstream *up, const struct upstream_request *r
 
 /*
  * Queues r (after a pick said busy), at the end, or first in line if it is
- * a retry. Returns 0, or -ENOBUFS when the pool's queue is full. A slot freed later is granted to the oldest request that
+ * a retry. Returns 0, or -ENOBUFS when the pool's queue is full. A slot
+ * freed later is granted to the oldest request of this worker's queue that
  * can use it: r->granted is set, r leaves the queue and r->wake(r) runs.
+ * A slot freed by another worker wakes this one (upstream_dispatch_all()).
  */
 int upstream_enqueue(struct upstream *up, struct upstream_request *r);
 /* Takes r out of the queue, and gives back a slot granted to it but not used; no-op otherwise. */
 void upstream_dequeue(struct upstream *up, struct upstream_request *r);
+/* Grants what is free to the queued requests of every pool: another worker freed a slot. */
+void upstream_dispatch_all(struct upstream *up);
 static inline bool upstream_queued(const struct upstream_request *r)
 {
 	return !list_empty(&r->queue_link);
@@ -143,7 +142,8 @@ static inline bool upstream_waiting(const struct upstream_request *r)
 /*
  * The retry budget of a pool: each request counts once; a retry is allowed
  * (and counted) while retries over the last RETRY_WINDOW_S seconds stay
- * within budget_percent of the requests, or budget_min per second.
+ * within budget_percent of the requests, or budget_min per second. Counts
+ * are per worker; a retry sums every worker's.
  */
 void upstream_count_request(struct upstream *up, size_t pool);
 bool upstream_may_retry(struct upstream *up, size_t pool);
@@ -169,21 +169,24 @@ void upstream_release(struct bconn *bc, bool reusable);
 
 /*
  * After a reload: idle connections of old to a server that up's pools still
- * have (same pool name, same address) move to up, with the server's back-off
- * state; the rest are closed.
+ * have (same pool name, same address) move to up; the rest are closed.
+ * (Health and back-off are in the server's shared state, which it keeps.)
  */
 void upstream_adopt_idle(struct upstream *up, struct upstream *old);
 
 /*
- * Passive health. A failure (connect refused or timed out, reset or closed
- * before answering) counts against the server;
+ * Passive health, for every worker at once. A failure (connect refused or
+ * timed out, reset or closed before answering) counts against the server;
  * max_fails in a row take it out for connect_backoff, doubled for each
  * outage since its last success (up to max_backoff). A response resets it.
  * why names the failure for the log.
  */
 void upstream_server_failed(struct upstream *up, struct server_rt *srv, const char *why);
 void upstream_server_ok(struct upstream *up, struct server_rt *srv);
-/* Active health brought srv back in: slow start begins, queued requests may use it. */
+/* Which of the pool's TLS sessions (tls_connect()) srv's connections from this thread keep. */
+size_t upstream_session_slot(const struct upstream *up, const struct server_rt *srv);
+
+/* Active health brought srv back in: slow start begins, every worker's queue may use it. */
 void upstream_server_back(struct upstream *up, struct server_rt *srv);
 
 #endif

@@ -148,6 +148,16 @@ class Conn:
         self.buf = bytearray()
         self.nreq = 0
         self.stats = False  # it asked for /stats
+        self.serving = False  # a request of it counts in srv.in_flight
+
+    def served(self):
+        """The request is over as far as in_flight goes: said before its last bytes go,
+        so that a proxy that sends the next request as soon as it has them never
+        finds this one still counted."""
+        if self.serving:
+            self.serving = False
+            with self.srv.lock:
+                self.srv.in_flight -= 1
 
     # -- input -------------------------------------------------------------
     def fill(self):
@@ -255,6 +265,7 @@ class Conn:
         out = self.head(status, hdrs, keep)
         if not no_body and req["method"] != "HEAD":
             out += body
+        self.served()
         self.sock.sendall(out)
         return keep
 
@@ -337,11 +348,11 @@ def handle_conn(srv, sock, peer, cid):
                 srv.requests += 1
                 srv.in_flight += 1
                 srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+            c.serving = True
             try:
                 keep = serve(c, req)
             finally:
-                with srv.lock:
-                    srv.in_flight -= 1
+                c.served()
             if not keep:
                 return
     except (ClientGone, OSError, ValueError):

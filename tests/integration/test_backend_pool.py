@@ -4,7 +4,7 @@ needed (no cap unless `keepalive` is set), the surplus closed gradually."""
 import asyncio
 import time
 
-from harness import raise_nofile, wait_until
+from harness import ONE_WORKER, raise_nofile, wait_until
 
 N_CLIENTS = 500
 
@@ -99,7 +99,8 @@ def test_idle_surplus_closes_gradually_after_a_burst(env):
 
 def test_keepalive_caps_idle_connections_when_set(env):
     b = env.backend()
-    s = env.sluice([b], pool={"keepalive": 8})
+    # One worker: idle connections are kept per worker (README: workers).
+    s = env.sluice([b], pool={"keepalive": 8}, extra=ONE_WORKER)
     assert _burst(s.port, 40) == [200] * 40
     wait_until(lambda: b.stats()["open"] <= 8, 10 * env.slow,
                what="idle backend connections to drop to keepalive = 8")

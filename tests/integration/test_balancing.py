@@ -1,12 +1,13 @@
 """Round-robin over servers, skipping servers that are down."""
 
-from harness import free_port
+from harness import ONE_WORKER, free_port
 
 
 def test_round_robin_alternates_between_two_backends(env):
     a = env.backend("a")
     b = env.backend("b")
-    s = env.sluice([a, b])
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([a, b], extra=ONE_WORKER)
     seq = []
     for i in range(10):
         r = s.get("/")
@@ -33,7 +34,8 @@ def test_round_robin_on_one_keepalive_client_connection(env):
 
 def test_round_robin_over_three_backends(env):
     bs = [env.backend(n) for n in ("a", "b", "c")]
-    s = env.sluice(bs)
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice(bs, extra=ONE_WORKER)
     seq = [s.get("/").header("X-Backend") for _ in range(9)]
     assert sorted(seq) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3, seq
     assert all(seq[i] == seq[i + 3] for i in range(6)), "not a cycle: %r" % seq

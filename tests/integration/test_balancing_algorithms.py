@@ -5,7 +5,7 @@ worker, so a pool's picks are one deterministic sequence."""
 import collections
 import threading
 
-from harness import free_port, wait_until
+from harness import ONE_WORKER, free_port, wait_until
 
 
 def backend_of(r):
@@ -24,7 +24,8 @@ def counts(s, n, path="/", **kw):
 def test_weighted_splits_requests_by_weight(env):
     a = env.backend("a")
     b = env.backend("b")
-    s = env.sluice([{"address": a.addr, "weight": 3}, b], pool={"balance": "weighted"})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([{"address": a.addr, "weight": 3}, b], pool={"balance": "weighted"}, extra=ONE_WORKER)
     seq = [backend_of(s.get("/")) for _ in range(40)]
     assert collections.Counter(seq) == {"a": 30, "b": 10}, seq
     # Smooth: b's turns are spread out, never two in a row.
@@ -34,21 +35,24 @@ def test_weighted_splits_requests_by_weight(env):
 def test_weighted_with_three_servers(env):
     bs = [env.backend(n) for n in ("a", "b", "c")]
     servers = [{"address": bs[0].addr, "weight": 5}, {"address": bs[1].addr, "weight": 2}, bs[2]]
-    s = env.sluice(servers, pool={"balance": "weighted"})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice(servers, pool={"balance": "weighted"}, extra=ONE_WORKER)
     assert counts(s, 40) == {"a": 25, "b": 10, "c": 5}
 
 
 def test_round_robin_ignores_weights(env):
     a = env.backend("a")
     b = env.backend("b")
-    s = env.sluice([{"address": a.addr, "weight": 3}, b], pool={"balance": "round_robin"})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([{"address": a.addr, "weight": 3}, b], pool={"balance": "round_robin"}, extra=ONE_WORKER)
     assert counts(s, 20) == {"a": 10, "b": 10}
 
 
 def test_least_conn_prefers_the_idle_server_over_one_with_a_request_in_flight(env):
     a = env.backend("a")
     b = env.backend("b")
-    s = env.sluice([a, b], pool={"balance": "least_conn"})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([a, b], pool={"balance": "least_conn"}, extra=ONE_WORKER)
     slow = {}
 
     def slow_request():
@@ -77,7 +81,8 @@ def test_least_conn_weighs_in_flight_requests_by_weight(env):
     # Load is in-flight requests / weight.  The first slow request takes a (a tie,
     # 0/4 = 0/1), the second b (0/1 < 1/4); with one in flight on each, a's 1/4
     # is less than b's 1/1, so a gets what follows.
-    s = env.sluice([{"address": a.addr, "weight": 4}, b], pool={"balance": "least_conn"})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([{"address": a.addr, "weight": 4}, b], pool={"balance": "least_conn"}, extra=ONE_WORKER)
     results = []
 
     def slow_request():
@@ -213,7 +218,8 @@ def test_backup_gets_no_requests_while_a_primary_is_up(env):
     a = env.backend("a")
     b = env.backend("b")
     bk = env.backend("backup")
-    s = env.sluice([a, {"address": bk.addr, "backup": True}, b])
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([a, {"address": bk.addr, "backup": True}, b], extra=ONE_WORKER)
     assert counts(s, 20) == {"a": 10, "b": 10}
     assert bk.request_lines() == []
 
@@ -253,8 +259,9 @@ def test_several_backups_share_the_load(env):
     port = free_port()
     b1 = env.backend("b1")
     b2 = env.backend("b2")
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
     s = env.sluice(["127.0.0.1:%d" % port, {"address": b1.addr, "backup": True},
-                    {"address": b2.addr, "backup": True}], pool={"connect_backoff": 30})
+                    {"address": b2.addr, "backup": True}], pool={"connect_backoff": 30}, extra=ONE_WORKER)
     assert counts(s, 10) == {"b1": 5, "b2": 5}
 
 

@@ -115,7 +115,7 @@ def test_slow_client_gets_every_byte_with_bounded_rss(env):
     assert h.hexdigest() == pattern_sha256(n), "slow client: body corrupted"
     assert slow_got < n, "slow phase read everything?"
     peak = max(samples)
-    if env.asan:
+    if env.sanitized:
         # ASan's shadow memory and quarantine inflate RSS: bound the growth.
         assert peak - base_kb < limit_kb, "RSS grew by %d kB (base %d kB)" % (peak - base_kb, base_kb)
     else:

@@ -3,7 +3,7 @@
 import json
 import time
 
-from harness import pattern_bytes, wait_until
+from harness import ONE_WORKER, pattern_bytes, wait_until
 
 
 def test_100_requests_on_one_keepalive_connection(env):
@@ -26,7 +26,8 @@ def test_100_requests_on_one_keepalive_connection(env):
 
 def test_backend_connections_are_reused_across_client_connections(env):
     b = env.backend()
-    s = env.sluice([b])
+    # One worker: idle connections are kept per worker (README: workers).
+    s = env.sluice([b], extra=ONE_WORKER)
     conns = set()
     for i in range(20):
         r = s.get("/")

@@ -28,8 +28,8 @@ def rss_settled(s, timeout=5):
 
 def judge(env, what, per_item, bound, goal):
     print("# %s: %.0f bytes (test bound %d, goal %d)" % (what, per_item, bound, goal))
-    if env.asan:
-        print("# (ASan build: figure not judged)")
+    if env.sanitized:
+        print("# (sanitizer build: figure not judged)")
         return
     assert per_item <= bound, "%s: %.0f bytes, more than the bound of %d" % (what, per_item, bound)
 
@@ -110,6 +110,48 @@ def test_a_site_costs_under_1_kib_at_100000_sites(env):
         r = many.get("/", host="site%06d.example.com" % i)
         assert r.status == 200 and r.header("X-Backend") == b.name, (i, r)
     assert many.get("/", host="nosuch.example.com").status == 404
+
+
+HOOKED_SITES_CONFIG = """\
+local sites = {{}}
+for i = 1, {n} do
+  sites[i] = {{ hosts = {{ ("site%06d.example.com"):format(i) }}, pool = "web" }}
+end
+return {{
+  workers = {workers},
+  listeners = {{ {{ address = "127.0.0.1:{port}" }} }},
+  pools = {{ web = {{ servers = {{ "{backend}" }} }} }},
+  sites = sites,
+  log_level = "warn",
+  {hook}
+}}
+"""
+HOOK = 'hook = function(r) if r.path == "/lua" then return { status = 200, body = "lua" } end end,'
+
+
+def test_a_workers_lua_state_is_small_at_100000_sites_and_absent_without_a_hook(env):
+    """Each worker but the first runs the script again for a hook of its own: what
+    stays of that state is the hook, not the 100,000 sites' tables. Without a
+    hook, no worker keeps a Lua state."""
+    b = env.backend()
+    n = 100000
+    rss = {}
+    for hook in ("", HOOK):
+        for workers in (1, 4):
+            s = start_with(env, HOOKED_SITES_CONFIG, n=n, backend=b.addr, workers=workers, hook=hook)
+            rss[(bool(hook), workers)] = rss_settled(s)
+            if hook:
+                for i in range(4 * workers):  # new connections: every worker's state answers
+                    r = s.get("/lua", host="site%06d.example.com" % (i * 997 + 1),
+                              headers=[("Connection", "close")])
+                    assert r.status == 200 and r.body == b"lua", r
+            s.signal(15)
+            assert s.wait_exit(20 * env.slow) == 0
+    worker = (rss[(False, 4)] - rss[(False, 1)]) * KIB / 3
+    lua = (rss[(True, 4)] - rss[(True, 1)]) * KIB / 3 - worker
+    print("# RSS kB: %r" % rss)
+    judge(env, "a worker without a hook (thread, loop, pools)", worker, 512 * KIB, 256 * KIB)
+    judge(env, "a worker's Lua state with a hook, at %d sites" % n, lua, 2048 * KIB, 1024 * KIB)
 
 
 SERVERS_CONFIG = """\

@@ -5,7 +5,7 @@ import signal
 import threading
 import time
 
-from harness import wait_until
+from harness import ONE_WORKER, wait_until
 
 
 def concurrently(s, targets, timeout=15):
@@ -37,7 +37,8 @@ def test_server_max_connections_queues_the_excess_and_serves_it_in_turn(env):
 
 def test_pool_max_connections_caps_the_pool_whatever_its_servers_allow(env):
     a, b = env.backend("A"), env.backend("B")
-    s = env.sluice([a, b], pool={"max_connections": 3})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([a, b], pool={"max_connections": 3}, extra=ONE_WORKER)
     res = concurrently(s, ["/slow?delay=0.3&i=%d" % i for i in range(8)])
     assert [r[0] for r in res] == [200] * 8, res
     assert a.stats()["max_in_flight"] + b.stats()["max_in_flight"] <= 4  # each at most 2 of the 3
@@ -82,7 +83,8 @@ def test_a_full_queue_answers_503_at_once(env):
 
 def test_queued_requests_are_served_oldest_first(env):
     b = env.backend("b")
-    s = env.sluice([{"address": b.addr, "max_connections": 1}], log_level="debug")
+    # One worker: the queue is oldest first within a worker (README: workers).
+    s = env.sluice([{"address": b.addr, "max_connections": 1}], log_level="debug", extra=ONE_WORKER)
     results = {}
 
     def one(i):

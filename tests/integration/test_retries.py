@@ -11,7 +11,7 @@ import re
 import socket
 import time
 
-from harness import ConnectionClosed, wait_until
+from harness import ONE_WORKER, ConnectionClosed, wait_until
 
 RETRY = {"on": ["error", "timeout"], "budget": 100}
 
@@ -182,7 +182,8 @@ def test_tries_bounds_the_attempts_of_one_request(env):
 def test_retry_budget_stops_retries_when_spent(env):
     a, b = env.backend("A"), env.backend("B")
     # No share of requests and no minimum: no retry at all may be made.
-    s = env.sluice([a, b], pool={"retry": dict(RETRY, budget=0, budget_min=0), "max_fails": 100})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([a, b], pool={"retry": dict(RETRY, budget=0, budget_min=0), "max_fails": 100}, extra=ONE_WORKER)
     statuses = [s.get("/reset?send=0&fail_on=A&i=%d" % i).status for i in range(6)]
     # Round robin: every other request lands on A first, fails, and stays failed.
     assert sorted(statuses) == [200] * 3 + [502] * 3, statuses
@@ -227,7 +228,8 @@ def test_connect_timeout_is_retried_on_another_server_for_any_method(env):
 
 def test_slow_server_within_the_timeout_is_not_counted_or_retried(env):
     a, b = env.backend("A"), env.backend("B")
-    s = env.sluice([a, b], timeouts={"backend_response": 2}, pool={"retry": RETRY})
+    # One worker: a balancing algorithm's turns are per worker (README: workers).
+    s = env.sluice([a, b], timeouts={"backend_response": 2}, pool={"retry": RETRY}, extra=ONE_WORKER)
     for i in range(2):
         r = s.get("/slow?delay=0.3&i=%d" % i)
         assert r.status == 200 and r.body == b"slow\n", r

@@ -2,7 +2,7 @@
 
 import json
 
-from harness import wait_until
+from harness import ONE_WORKER, wait_until
 from tlsutil import CA
 
 
@@ -13,7 +13,8 @@ def _pool(b, **tls):
 def test_backend_certificate_from_the_pools_ca(env):
     ca = CA(env.dir)
     b = env.backend(tls=ca.issue("api", ["api.internal"]))
-    s = env.sluice([b], pool={"tls": {"ca": ca.crt, "name": "api.internal"}})
+    # One worker: idle connections are kept per worker (README: workers).
+    s = env.sluice([b], pool={"tls": {"ca": ca.crt, "name": "api.internal"}}, extra=ONE_WORKER)
     r = s.get("/headers")
     assert r.status == 200, r
     j = r.json()
@@ -91,7 +92,8 @@ def test_sessions_to_the_backend_are_resumed(env):
     ca = CA(env.dir)
     b = env.backend(tls=ca.issue("api", ["api.internal"]))
     # One request per connection: every request is a new handshake.
-    s = env.sluice([b], pool={"tls": {"ca": ca.crt, "name": "api.internal"}, "max_requests": 1})
+    # One worker: each worker keeps its own sessions to resume (README: workers).
+    s = env.sluice([b], pool={"tls": {"ca": ca.crt, "name": "api.internal"}, "max_requests": 1}, extra=ONE_WORKER)
     resumed = []
     for _ in range(4):
         r = s.get("/headers")

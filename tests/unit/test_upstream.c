@@ -6,13 +6,16 @@
 
 #include "unit.h"
 
-/* One pick for a new request with no key. */
+/* One pick for a new request with no key, whose slot (if counted) is given back at once. */
 static struct server_rt *pick(struct upstream *up)
 {
 	struct upstream_request r;
 	bool busy;
 	upstream_request_init(&r, 0, 0, -1, NULL);
-	return upstream_pick(up, &r, &busy);
+	struct server_rt *s = upstream_pick(up, &r, &busy);
+	if (s)
+		unclaim(up, s->prt, s);
+	return s;
 }
 
 static struct config *load(const char *pool_fields)
@@ -31,23 +34,35 @@ static struct config *load(const char *pool_fields)
 #define THREE_SERVERS \
 	"servers = { '127.0.0.1:11', '127.0.0.1:12', '127.0.0.1:13' }, connect_backoff = 2"
 
-/* The per-worker state of pool p of a config, on a loop of its own. */
+/* The state of pool p of a config for worker 0 of 1, on a loop of its own. */
 struct fixture {
 	struct config *cfg;
 	struct loop *loop;
+	struct shared sh;
+	struct shared_gen *sg;
 	struct upstream up;
 };
 
 static bool setup(struct fixture *f, const char *pool_fields)
 {
+	char err[256];
+	memset(f, 0, sizeof(*f));
 	f->cfg = load(pool_fields);
 	f->loop = f->cfg ? loop_create() : NULL;
-	return f->loop && upstream_init(&f->up, f->loop, f->cfg) == 0;
+	if (!f->loop || shared_init(&f->sh, 1) < 0)
+		return false;
+	if (!(f->sg = shared_gen_build(&f->sh, f->cfg, NULL, err, sizeof(err)))) {
+		printf("shared_gen_build: %s\n", err);
+		return false;
+	}
+	return upstream_init(&f->up, f->loop, f->sg, 0) == 0;
 }
 
 static void teardown(struct fixture *f)
 {
 	upstream_destroy(&f->up);
+	shared_gen_unref(f->sg);
+	shared_destroy(&f->sh);
 	loop_destroy(f->loop);
 	config_unref(f->cfg);
 }
@@ -78,8 +93,8 @@ TEST(test_failed_server_is_skipped_until_backoff_ends)
 	upstream_server_failed(up, bad, "test");
 	for (int i = 0; i < 30; i++)
 		CHECK(pick(up) != bad);
-	CHECK(bad->down_until_ms == loop_now_ms(f.loop) + 2000); /* connect_backoff */
-	bad->down_until_ms = loop_now_ms(f.loop); /* as if the back-off had run out */
+	CHECK(bad->st->down_until_ms == loop_now_ms(f.loop) + 2000); /* connect_backoff */
+	bad->st->down_until_ms = loop_now_ms(f.loop); /* as if the back-off had run out */
 	int seen = 0;
 	for (int i = 0; i < 3; i++)
 		seen += pick(up) == bad;
@@ -107,23 +122,23 @@ TEST(test_consecutive_failures_take_a_server_out_for_a_growing_cool_down)
 	struct server_rt *bad = &up->pools[0].servers[0];
 	uint64_t now = loop_now_ms(f.loop);
 	upstream_server_failed(up, bad, "test");
-	CHECK(bad->down_until_ms <= now); /* one failure of two: still in */
+	CHECK(bad->st->down_until_ms <= now); /* one failure of two: still in */
 	upstream_server_failed(up, bad, "test");
-	CHECK(bad->down_until_ms == now + 1000);
+	CHECK(bad->st->down_until_ms == now + 1000);
 	upstream_server_failed(up, bad, "test"); /* while out: not counted */
-	CHECK(bad->down_until_ms == now + 1000 && bad->fails == 0);
+	CHECK(bad->st->down_until_ms == now + 1000 && bad->st->fails == 0);
 	uint64_t expect[] = {2000, 3000, 3000}; /* doubles, capped at max_backoff */
 	for (int i = 0; i < 3; i++) {
-		bad->down_until_ms = now; /* as if the cool-down had run out */
+		bad->st->down_until_ms = now; /* as if the cool-down had run out */
 		upstream_server_failed(up, bad, "test");
 		upstream_server_failed(up, bad, "test");
-		CHECK(bad->down_until_ms == now + expect[i]);
+		CHECK(bad->st->down_until_ms == now + expect[i]);
 	}
-	bad->down_until_ms = now;
+	bad->st->down_until_ms = now;
 	upstream_server_ok(up, bad);
 	upstream_server_failed(up, bad, "test");
 	upstream_server_failed(up, bad, "test");
-	CHECK(bad->down_until_ms == now + 1000); /* a success starts it over */
+	CHECK(bad->st->down_until_ms == now + 1000); /* a success starts it over */
 	teardown(&f);
 }
 
@@ -138,7 +153,7 @@ TEST(test_slow_start_ramps_a_returning_server_up)
 	int picks[3][2] = {{0}};
 	uint64_t since[3] = {1000, 5000, 10000}; /* 10%, 50%, 100% of the ramp done */
 	for (int phase = 0; phase < 3; phase++) {
-		back->back_since_ms = now - since[phase];
+		back->st->back_since_ms = now - since[phase];
 		for (int i = 0; i < 1000; i++)
 			picks[phase][pick(up) - up->pools[0].servers]++;
 	}
@@ -149,11 +164,20 @@ TEST(test_slow_start_ramps_a_returning_server_up)
 	teardown(&f);
 }
 
-/* Counts a request's slot as in use, as upstream_acquire() does. */
-static void occupy(struct server_rt *s)
+/* Counts a picked request as running, as upstream_acquire() does. */
+static void lend(struct server_rt *s)
 {
 	s->bal->active++;
 	s->prt->active++;
+}
+
+/* Takes a slot as a pick does, and lends it. */
+static bool occupy(struct server_rt *s)
+{
+	if (!claim(s->prt, s))
+		return false;
+	lend(s);
+	return true;
 }
 
 /* Frees it, as upstream_release() does. */
@@ -161,7 +185,7 @@ static void vacate(struct upstream *up, struct server_rt *s)
 {
 	s->bal->active--;
 	s->prt->active--;
-	dispatch(up, s->prt);
+	unclaim(up, s->prt, s);
 }
 
 static int woken;
@@ -178,10 +202,10 @@ TEST(test_server_at_max_connections_is_skipped_then_busy)
 				  " { address = '127.0.0.1:12', max_connections = 1 } }"));
 	struct upstream *up = &f.up;
 	struct server_rt *a = &up->pools[0].servers[0], *b = &up->pools[0].servers[1];
-	occupy(a);
+	CHECK(occupy(a));
 	for (int i = 0; i < 4; i++)
 		CHECK(pick(up) == b);
-	occupy(b);
+	CHECK(occupy(b));
 	struct upstream_request r;
 	bool busy = false;
 	upstream_request_init(&r, 0, 0, -1, count_wake);
@@ -196,7 +220,7 @@ TEST(test_queue_grants_freed_slots_oldest_first)
 				  " queue = { size = 2 }"));
 	struct upstream *up = &f.up;
 	struct server_rt *a = &up->pools[0].servers[0];
-	occupy(a);
+	CHECK(occupy(a));
 	struct upstream_request r[3];
 	bool busy;
 	for (int i = 0; i < 3; i++) {
@@ -215,7 +239,7 @@ TEST(test_queue_grants_freed_slots_oldest_first)
 	/* Given up unused, it goes to the next in line. */
 	upstream_dequeue(up, &r[0]);
 	CHECK(woken == 2 && r[1].granted == a && !r[0].granted);
-	CHECK(upstream_pick(up, &r[1], &busy) == a && !r[1].granted && a->reserved == 0);
+	CHECK(upstream_pick(up, &r[1], &busy) == a && !r[1].granted && a->st->claimed == 1);
 	teardown(&f);
 }
 
@@ -266,7 +290,7 @@ TEST(test_backups_stay_out_while_primaries_are_only_busy)
 				  " { address = '127.0.0.1:12', backup = true } }"));
 	struct upstream *up = &f.up;
 	struct server_rt *primary = &up->pools[0].servers[0], *backup = &up->pools[0].servers[1];
-	occupy(primary);
+	CHECK(occupy(primary));
 	struct upstream_request r;
 	bool busy;
 	upstream_request_init(&r, 0, 0, -1, count_wake);
@@ -289,7 +313,8 @@ TEST(test_retry_budget_allows_its_share_of_requests)
 		allowed += upstream_may_retry(up, 0);
 	CHECK(allowed == 20);
 	/* A window later the old requests and retries no longer count. */
-	up->pools[0].budget.second -= RETRY_WINDOW_S;
+	for (size_t i = 0; i < RETRY_WINDOW_S; i++)
+		up->pools[0].st->budget[0].second[i] -= RETRY_WINDOW_S;
 	CHECK(!upstream_may_retry(up, 0));
 	teardown(&f);
 
@@ -311,7 +336,7 @@ TEST(test_round_robin_pool_ramps_with_slow_start)
 	for (int i = 0; i < 1000; i++)
 		picks[pick(up) - up->pools[0].servers]++;
 	CHECK(picks[0] == 500 && picks[1] == 500); /* round robin: weights do not count */
-	up->pools[0].servers[1].back_since_ms = loop_now_ms(f.loop) - 1000; /* 10% into the ramp */
+	up->pools[0].servers[1].st->back_since_ms = loop_now_ms(f.loop) - 1000; /* 10% into the ramp */
 	picks[0] = picks[1] = 0;
 	for (int i = 0; i < 1000; i++)
 		picks[pick(up) - up->pools[0].servers]++;
@@ -326,7 +351,7 @@ TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
 				  " { address = '127.0.0.1:12', max_connections = 1 } }"));
 	struct upstream *up = &f.up;
 	struct server_rt *a = &up->pools[0].servers[0], *b = &up->pools[0].servers[1];
-	occupy(a);
+	CHECK(occupy(a));
 	/* A retry that tried b already: only a will do, and a is busy. */
 	struct upstream_request retry, later, newcomer;
 	bool busy;
@@ -342,13 +367,13 @@ TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
 	upstream_dequeue(up, &later);
 	upstream_request_init(&newcomer, 0, 0, -1, count_wake);
 	CHECK(upstream_pick(up, &newcomer, &busy) == b);
-	occupy(b);
+	lend(b);
 	woken = 0;
 	vacate(up, a);
 	CHECK(woken == 1 && retry.granted == a);
 	/* A grant whose server went out before it was used is chosen again. */
 	upstream_server_failed(up, a, "test");
-	CHECK(upstream_pick(up, &retry, &busy) == NULL && !busy && !retry.granted && a->reserved == 0);
+	CHECK(upstream_pick(up, &retry, &busy) == NULL && !busy && !retry.granted && a->st->claimed == 0);
 	teardown(&f);
 }
 

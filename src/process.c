@@ -1,0 +1,223 @@
+#include "process.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "shared.h"
+#include "tls.h"
+#include "upstream.h"
+#include "worker.h"
+
+struct process {
+	struct shared sh;
+	struct worker *workers;
+	uint32_t nworkers, ready, started; /* workers set up, and of those, running */
+	uint32_t buffer_size; /* the workers' buffers are this size until a restart */
+	struct loop *loop;
+	struct shared_gen *gen; /* the current one */
+	struct upstream *checks; /* the current generation's health checks */
+	const char *config_path;
+	int sigfd;
+	struct io_handler sig_io;
+};
+
+/* Health checks of g's servers, in place of those of the generation before. */
+static void stop_checks(struct process *p)
+{
+	if (p->checks)
+		upstream_destroy(p->checks); /* stops its checks; the servers' verdicts stay */
+	free(p->checks);
+	p->checks = NULL;
+}
+
+static int start_checks(struct process *p, struct shared_gen *g)
+{
+	bool any = false;
+	for (size_t i = 0; i < g->cfg->npools; i++)
+		any |= g->cfg->pools[i].health.enabled;
+	/* Without checks, no copy of the pools here (10,000 servers: 1.5 MB). */
+	if (!any) {
+		stop_checks(p);
+		return 0;
+	}
+	struct upstream *next = malloc(sizeof(*next));
+	if (!next || upstream_init(next, p->loop, g, p->nworkers) < 0) {
+		free(next);
+		return -ENOMEM;
+	}
+	if (health_start(next) < 0) {
+		upstream_destroy(next);
+		free(next);
+		return -ENOMEM;
+	}
+	stop_checks(p);
+	p->checks = next;
+	return 0;
+}
+
+static void reload(struct process *p)
+{
+	char err[1024];
+	struct config *cfg = config_load(p->config_path, err, sizeof(err));
+	if (!cfg) {
+		log_error("reload failed, the running configuration stays: %s", err);
+		return;
+	}
+	struct shared_gen *g = NULL;
+	if (cfg->limits.max_header_size > p->buffer_size) {
+		snprintf(err, sizeof(err),
+			 "max_header_size %u exceeds the running buffer_size %u (buffer_size changes "
+			 "need a restart)",
+			 cfg->limits.max_header_size, p->buffer_size);
+		goto fail;
+	}
+	if (cfg->limits.buffer_size != p->buffer_size)
+		log_warn("reload: buffer_size changes need a restart; keeping %u", p->buffer_size);
+	if (cfg->workers != p->nworkers)
+		log_warn("reload: workers changes need a restart; keeping %u", p->nworkers);
+	cfg->workers = p->nworkers;
+	if (config_add_worker_hooks(cfg, err, sizeof(err)) < 0 ||
+	    !(g = shared_gen_build(&p->sh, cfg, p->gen, err, sizeof(err))))
+		goto fail;
+	if (start_checks(p, g) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	log_set_level((enum log_level)cfg->log_level);
+	config_log_warnings(cfg);
+	/* A new ticket key; tickets sealed with the last two still resume. */
+	tls_rotate_ticket_keys();
+	for (uint32_t i = 0; i < p->nworkers; i++)
+		worker_post_gen(&p->workers[i], g);
+	shared_gen_unref(p->gen);
+	p->gen = g;
+	log_info("configuration reloaded: %zu listener(s), %zu pool(s), %zu site(s)", cfg->nlisteners,
+		 cfg->npools, cfg->router.nsites);
+	config_unref(cfg);
+	return;
+fail:
+	log_error("reload failed, the running configuration stays: %s", err);
+	shared_gen_unref(g);
+	config_unref(cfg);
+}
+
+static void stop(struct process *p)
+{
+	for (uint32_t i = 0; i < p->started; i++)
+		worker_post_stop(&p->workers[i]);
+	loop_stop(p->loop);
+}
+
+static void signal_on_event(struct io_handler *h, uint32_t events)
+{
+	(void)events;
+	struct process *p = container_of(h, struct process, sig_io);
+	struct signalfd_siginfo si;
+	while (read(p->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			log_info("%s received", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			stop(p);
+			return;
+		case SIGHUP:
+			log_info("SIGHUP received: reloading %s",
+				 p->config_path ? p->config_path : "the default config");
+			reload(p);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* The i-th CPU this process may run on, or -1. */
+static int nth_cpu(uint32_t i)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) < 0 || CPU_COUNT(&set) == 0)
+		return -1;
+	uint32_t n = i % (uint32_t)CPU_COUNT(&set);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &set) && n-- == 0)
+			return cpu;
+	return -1;
+}
+
+static int start(struct process *p, struct config *cfg, char *err, size_t errlen)
+{
+	p->nworkers = cfg->workers;
+	p->buffer_size = cfg->limits.buffer_size;
+	int rc = shared_init(&p->sh, p->nworkers);
+	if (rc < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(-rc));
+		return -1;
+	}
+	if (!(p->loop = loop_create())) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		return -1;
+	}
+	if (config_add_worker_hooks(cfg, err, errlen) < 0 ||
+	    !(p->gen = shared_gen_build(&p->sh, cfg, NULL, err, errlen)))
+		return -1;
+	if (start_checks(p, p->gen) < 0 || !(p->workers = calloc(p->nworkers, sizeof(*p->workers)))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* Every worker set up before any runs: a served request means all are there. */
+	for (uint32_t i = 0; i < p->nworkers; i++, p->ready++)
+		if (worker_init(&p->workers[i], &p->sh, i, p->gen, err, errlen) < 0) {
+			worker_destroy(&p->workers[i]);
+			return -1;
+		}
+	for (uint32_t i = 0; i < p->nworkers; i++, p->started++)
+		if ((rc = worker_start(&p->workers[i], cfg->cpu_affinity ? nth_cpu(i) : -1)) < 0) {
+			snprintf(err, errlen, "worker %u: cannot start its thread: %s", i, strerror(-rc));
+			return -1;
+		}
+	p->sig_io.on_event = signal_on_event;
+	if ((rc = loop_add_fd(p->loop, p->sigfd, EPOLLIN, &p->sig_io)) < 0) {
+		snprintf(err, errlen, "signalfd: epoll: %s", strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+int process_run(struct config *cfg, const char *config_path, int sigfd, void (*started)(void))
+{
+	struct process p = {.config_path = config_path, .sigfd = sigfd};
+	char err[1024];
+	int status = 0;
+	if (start(&p, cfg, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		status = 1;
+		stop(&p);
+	} else {
+		log_info("%u worker(s)%s", p.nworkers, cfg->cpu_affinity ? ", each on its own CPU" : "");
+		started();
+		int rc = loop_run(p.loop);
+		if (rc < 0) {
+			log_error("event loop: %s", strerror(-rc));
+			stop(&p);
+		}
+	}
+	stop_checks(&p);
+	for (uint32_t i = 0; i < p.started; i++)
+		worker_join(&p.workers[i]);
+	for (uint32_t i = 0; i < p.ready; i++)
+		worker_destroy(&p.workers[i]);
+	free(p.workers);
+	shared_gen_unref(p.gen);
+	loop_destroy(p.loop);
+	shared_destroy(&p.sh);
+	return status;
+}

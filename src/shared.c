@@ -1,0 +1,279 @@
+#include "shared.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common.h"
+
+int shared_init(struct shared *sh, uint32_t workers)
+{
+	memset(sh, 0, sizeof(*sh));
+	sh->workers = workers;
+	sh->kick = malloc(workers * sizeof(*sh->kick));
+	if (!sh->kick)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < workers; i++)
+		sh->kick[i] = -1;
+	for (uint32_t i = 0; i < workers; i++) {
+		sh->kick[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (sh->kick[i] < 0) {
+			int err = -errno;
+			shared_destroy(sh);
+			return err;
+		}
+	}
+	return 0;
+}
+
+void shared_destroy(struct shared *sh)
+{
+	for (uint32_t i = 0; sh->kick && i < sh->workers; i++)
+		if (sh->kick[i] >= 0)
+			close(sh->kick[i]);
+	free(sh->kick);
+	sh->kick = NULL;
+}
+
+void shared_kick(struct shared *sh, uint64_t mask, uint32_t self)
+{
+	if (self < 64) /* the health checker's index is the number of workers: no bit of its own */
+		mask &= ~(UINT64_C(1) << self);
+	while (mask) {
+		uint32_t i = (uint32_t)__builtin_ctzll(mask);
+		mask &= mask - 1;
+		if (i >= sh->workers)
+			break;
+		uint64_t one = 1;
+		ssize_t n = write(sh->kick[i], &one, sizeof(one));
+		(void)n; /* EAGAIN: the counter is full, so a wake-up is pending anyway */
+	}
+}
+
+/* --- states --- */
+
+static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
+}
+
+static bool is_server(const struct server_state *s, const struct cfg_addr *a)
+{
+	return a->len <= sizeof(s->addr) && !memcmp(&s->addr, &a->sa, a->len);
+}
+
+static struct server_state *server_state_new(const struct cfg_addr *addr)
+{
+	struct server_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	memcpy(&s->addr, &addr->sa, MIN_SIZE(addr->len, sizeof(s->addr)));
+	atomic_init(&s->refs, 1);
+	return s;
+}
+
+static void server_state_unref(struct server_state *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+		free(s);
+}
+
+static struct pool_state *pool_state_new(const char *name, uint32_t workers)
+{
+	struct pool_state *p = calloc(1, sizeof(*p));
+	if (!p || !(p->name = strdup(name)) ||
+	    !(p->budget = aligned_alloc(alignof(struct budget_slot),
+					workers * sizeof(struct budget_slot)))) {
+		if (p)
+			free(p->name);
+		free(p);
+		return NULL;
+	}
+	memset(p->budget, 0, workers * sizeof(struct budget_slot));
+	pthread_mutex_init(&p->lock, NULL);
+	atomic_init(&p->refs, 1);
+	return p;
+}
+
+static void pool_state_unref(struct pool_state *p)
+{
+	if (!p || atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	pthread_mutex_destroy(&p->lock);
+	free(p->name);
+	free(p->budget);
+	free(p);
+}
+
+static int open_socket(const struct cfg_addr *a, char *err, size_t errlen)
+{
+	int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "listener %s: socket: %s", a->text, strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* One socket per worker on the same port; the kernel spreads new connections over them. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (a->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* Accepted sockets inherit it: no setsockopt per connection. Responses go out whole. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 || listen(fd, SOMAXCONN) < 0) {
+		snprintf(err, errlen, "listener %s: %s", a->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+void listen_state_unref(struct listen_state *l, uint32_t workers)
+{
+	if (!l || atomic_fetch_sub(&l->refs, 1) != 1)
+		return;
+	for (uint32_t i = 0; i < workers; i++)
+		if (l->fds[i] >= 0)
+			close(l->fds[i]);
+	free(l->fds);
+	free(l);
+}
+
+/* A listener has all its sockets, bound before any is used, or none. */
+static struct listen_state *listen_state_new(const struct cfg_addr *addr, uint32_t workers,
+					     char *err, size_t errlen)
+{
+	struct listen_state *l = calloc(1, sizeof(*l));
+	if (!l || !(l->fds = malloc(workers * sizeof(*l->fds)))) {
+		free(l);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->addr = *addr;
+	atomic_init(&l->refs, 1);
+	for (uint32_t i = 0; i < workers; i++)
+		l->fds[i] = -1;
+	for (uint32_t i = 0; i < workers; i++) {
+		if ((l->fds[i] = open_socket(addr, err, errlen)) < 0) {
+			listen_state_unref(l, workers);
+			return NULL;
+		}
+	}
+	return l;
+}
+
+static struct server_state *find_server(const struct shared_gen *g, const char *pool,
+					const struct cfg_addr *addr)
+{
+	for (size_t i = 0; g && i < g->cfg->npools; i++) {
+		if (strcmp(g->pools[i]->name, pool))
+			continue;
+		for (size_t k = 0; k < g->cfg->pools[i].nservers; k++)
+			if (is_server(g->servers[i][k], addr))
+				return g->servers[i][k];
+	}
+	return NULL;
+}
+
+static struct pool_state *find_pool(const struct shared_gen *g, const char *name)
+{
+	for (size_t i = 0; g && i < g->cfg->npools; i++)
+		if (!strcmp(g->pools[i]->name, name))
+			return g->pools[i];
+	return NULL;
+}
+
+static struct listen_state *find_listener(const struct shared_gen *g, const struct cfg_addr *addr)
+{
+	for (size_t i = 0; g && i < g->cfg->nlisteners; i++)
+		if (same_addr(&g->listeners[i]->addr, addr))
+			return g->listeners[i];
+	return NULL;
+}
+
+static void gen_free(struct shared_gen *g)
+{
+	for (size_t i = 0; g->pools && i < g->cfg->npools; i++) {
+		pool_state_unref(g->pools[i]);
+		for (size_t k = 0; g->servers && g->servers[i] && k < g->cfg->pools[i].nservers; k++)
+			server_state_unref(g->servers[i][k]);
+		if (g->servers)
+			free(g->servers[i]);
+	}
+	for (size_t i = 0; g->listeners && i < g->cfg->nlisteners; i++)
+		listen_state_unref(g->listeners[i], g->sh->workers);
+	free(g->pools);
+	free(g->servers);
+	free(g->listeners);
+	config_unref(g->cfg);
+	free(g);
+}
+
+struct shared_gen *shared_gen_build(struct shared *sh, struct config *cfg,
+				    const struct shared_gen *prev, char *err, size_t errlen)
+{
+	struct shared_gen *g = calloc(1, sizeof(*g));
+	if (!g) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	atomic_init(&g->refs, 1);
+	g->sh = sh;
+	g->cfg = config_ref(cfg);
+	size_t np = cfg->npools ? cfg->npools : 1, nl = cfg->nlisteners ? cfg->nlisteners : 1;
+	if (!(g->pools = calloc(np, sizeof(*g->pools))) ||
+	    !(g->servers = calloc(np, sizeof(*g->servers))) ||
+	    !(g->listeners = calloc(nl, sizeof(*g->listeners))))
+		goto oom;
+	for (size_t i = 0; i < cfg->npools; i++) {
+		const struct cfg_pool *cp = &cfg->pools[i];
+		struct pool_state *p = find_pool(prev, cp->name);
+		if (p)
+			atomic_fetch_add(&p->refs, 1);
+		else if (!(p = pool_state_new(cp->name, sh->workers)))
+			goto oom;
+		g->pools[i] = p;
+		if (!(g->servers[i] = calloc(cp->nservers ? cp->nservers : 1, sizeof(**g->servers))))
+			goto oom;
+		for (size_t k = 0; k < cp->nservers; k++) {
+			struct server_state *s = find_server(prev, cp->name, &cp->servers[k].addr);
+			if (s)
+				atomic_fetch_add(&s->refs, 1);
+			else if (!(s = server_state_new(&cp->servers[k].addr)))
+				goto oom;
+			g->servers[i][k] = s;
+		}
+	}
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		struct listen_state *l = find_listener(prev, &cfg->listeners[i].addr);
+		if (l)
+			atomic_fetch_add(&l->refs, 1);
+		else if (!(l = listen_state_new(&cfg->listeners[i].addr, sh->workers, err, errlen)))
+			goto fail;
+		g->listeners[i] = l;
+	}
+	return g;
+oom:
+	snprintf(err, errlen, "out of memory");
+fail:
+	gen_free(g);
+	return NULL;
+}
+
+struct shared_gen *shared_gen_ref(struct shared_gen *g)
+{
+	atomic_fetch_add(&g->refs, 1);
+	return g;
+}
+
+void shared_gen_unref(struct shared_gen *g)
+{
+	if (g && atomic_fetch_sub(&g->refs, 1) == 1)
+		gen_free(g);
+}

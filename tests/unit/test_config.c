@@ -320,7 +320,10 @@ TEST(test_loading_again_and_again_does_not_grow)
 		CHECK(!load("return { listeners = 1 }"));
 	}
 	long grown = rss_kb() - before;
+	(void)grown;
+#ifndef __SANITIZE_ADDRESS__ /* its quarantine holds freed memory back; its leak check is the test there */
 	CHECK(before > 0 && grown < 8 * 1024);
+#endif
 }
 
 /* Found in review: a pcall caught the deadline's error, and the script ran on for ever. */

@@ -443,6 +443,17 @@ class RawClient:
                 return True, bytes(data)
             data += d
 
+    def assert_unanswered(self, seconds, why):
+        """Nothing comes back for seconds (a connection the kernel's backlog holds)."""
+        self.sock.settimeout(seconds)
+        try:
+            data = self.sock.recv(1)
+            raise AssertionError("%s: %r" % (why, data))
+        except socket.timeout:
+            pass
+        finally:
+            self.sock.settimeout(self.timeout)
+
     def wait_closed(self, timeout=5):
         """True if the peer closes (EOF or RST) within timeout with no more data;
         raises if unexpected bytes arrive, False on timeout."""

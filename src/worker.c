@@ -467,9 +467,6 @@ static void *worker_main(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "w%u", w->index);
 	log_set_thread_name(name);
-	/* For top -H and /proc/PID/task/TID/comm. */
-	snprintf(name, sizeof(name), "sluice-w%u", w->index);
-	pthread_setname_np(pthread_self(), name);
 	w->status = loop_run(w->loop);
 	if (w->status < 0)
 		log_error("event loop: %s", strerror(-w->status));
@@ -489,6 +486,12 @@ int worker_start(struct worker *w, int cpu)
 	}
 	int rc = pthread_create(&w->thread, &attr, worker_main, w);
 	pthread_attr_destroy(&attr);
+	if (rc == 0) {
+		/* For top -H and /proc/PID/task/TID/comm; named here, so before sluice says it started. */
+		char name[16];
+		snprintf(name, sizeof(name), "sluice-w%u", w->index);
+		pthread_setname_np(w->thread, name);
+	}
 	return -rc;
 }
 

@@ -254,6 +254,7 @@ def test_cpu_affinity_pins_each_worker_to_its_own_cpu(env):
     allowed = sorted(os.sched_getaffinity(0))
     b = env.backend("b")
     s = env.sluice([b], extra={"workers": 2, "cpu_affinity": True})
+    wait_until(lambda: "started (pid" in s.stderr_text(), 10 * env.slow, what="start-up")
     pinned = {}
     for tid in os.listdir("/proc/%d/task" % s.pid):
         with open("/proc/%d/task/%s/comm" % (s.pid, tid)) as f:

@@ -30,7 +30,6 @@ struct process {
 	struct io_handler sig_io;
 };
 
-/* Health checks of g's servers, in place of those of the generation before. */
 static void stop_checks(struct process *p)
 {
 	if (p->checks)
@@ -39,6 +38,7 @@ static void stop_checks(struct process *p)
 	p->checks = NULL;
 }
 
+/* Health checks of g's servers, in place of those of the generation before. */
 static int start_checks(struct process *p, struct shared_gen *g)
 {
 	bool any = false;

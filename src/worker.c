@@ -55,7 +55,6 @@ void worker_gen_put(struct generation *g)
 
 /* --- listeners --- */
 
-static void accept_ready(struct listener *l);
 
 /*
  * A slot of the process's and the listener's max_connections. Without one,

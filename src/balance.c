@@ -4,6 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const balance_algo_names[BALANCE_ALGOS] = {
+	[BALANCE_ROUND_ROBIN] = "round_robin", [BALANCE_WEIGHTED] = "weighted",
+	[BALANCE_LEAST_CONN] = "least_conn",   [BALANCE_RANDOM2] = "random2",
+	[BALANCE_HASH] = "hash",
+};
+
 #include "common.h"
 
 /*
@@ -318,6 +324,8 @@ ssize_t balance_pick(struct balancer *b, struct balance_server *servers, size_t 
 		if (!b->ring || b->ring->n == 0)
 			return pick_round_robin(b, servers, n, backup);
 		return pick_hash(b->ring, servers, n, backup, key, keylen);
+	case BALANCE_ALGOS:
+		break;
 	}
 	BUG_ON(1); /* an algo the switch does not know */
 	return pick_round_robin(b, servers, n, backup);

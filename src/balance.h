@@ -21,7 +21,10 @@ enum balance_algo {
 	BALANCE_LEAST_CONN,  /* fewest active/weight; ties broken round-robin */
 	BALANCE_RANDOM2,     /* two distinct random servers, the lower active/weight wins */
 	BALANCE_HASH,	     /* consistent hashing of a key on a ring */
+	BALANCE_ALGOS
 };
+/* As the config names them: "round_robin", ... */
+extern const char *const balance_algo_names[BALANCE_ALGOS];
 
 /* What the caller knows of one server right now (per worker). */
 struct balance_server {

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SLUICE_VERSION "0.1.0"
+
 /* Invariants the code relies on; checked in debug and sanitizer builds. */
 #define BUG_ON(cond) assert(!(cond))
 

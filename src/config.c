@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -16,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -682,12 +687,6 @@ static void load_retry(struct vctx *v, struct cfg_pool *pool, int idx, const str
 	lua_pop(L, 2);
 }
 
-static const char *const balance_names[] = {
-	[BALANCE_ROUND_ROBIN] = "round_robin", [BALANCE_WEIGHTED] = "weighted",
-	[BALANCE_LEAST_CONN] = "least_conn",   [BALANCE_RANDOM2] = "random2",
-	[BALANCE_HASH] = "hash",
-};
-
 /* balance = "hash" keys on: hash = "client" | "host" | "header:Name" | "cookie:name" */
 static void load_balance(struct vctx *v, struct cfg_pool *pool, int idx, const struct section *s)
 {
@@ -697,10 +696,10 @@ static void load_balance(struct vctx *v, struct cfg_pool *pool, int idx, const s
 	if (!lua_isnil(L, -1)) {
 		const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
 		size_t k = 0;
-		while (k < ARRAY_LEN(balance_names) && strcmp(balance_names[k], name))
+		while (k < BALANCE_ALGOS && strcmp(balance_algo_names[k], name))
 			k++;
 		path_push(&p, "balance", false);
-		if (k == ARRAY_LEN(balance_names))
+		if (k == BALANCE_ALGOS)
 			fail(v, &p, "%s: balance must be \"round_robin\", \"weighted\", \"least_conn\", "
 				    "\"random2\" or \"hash\"",
 			     s->label);
@@ -1040,12 +1039,39 @@ static void get_https_port(struct vctx *v, int idx, const struct section *s, uin
 	lua_pop(v->L, 1);
 }
 
+/*
+ * metrics = true in the table at idx: a series of its own for the site
+ * (route NULL) or the route; returns its slot + 1, or 0.
+ */
+static uint32_t get_metrics(struct vctx *v, struct config *cfg, int idx, const struct section *s,
+			    const char *site, const char *route)
+{
+	lua_getfield(v->L, idx, "metrics");
+	bool on = lua_toboolean(v->L, -1);
+	if (!lua_isnil(v->L, -1) && !lua_isboolean(v->L, -1)) {
+		struct cfg_path p = s->path;
+		path_push(&p, "metrics", false);
+		fail(v, &p, "%s: metrics must be true or false", s->label);
+	}
+	lua_pop(v->L, 1);
+	if (!on)
+		return 0;
+	struct cfg_tracked *t = realloc(cfg->tracked, (cfg->ntracked + 1) * sizeof(*t));
+	if (!t) {
+		fail(v, NULL, "out of memory");
+		return 0;
+	}
+	cfg->tracked = t;
+	t[cfg->ntracked] = (struct cfg_tracked){.site = site, .route = route};
+	return (uint32_t)++cfg->ntracked;
+}
+
 static void load_route(struct vctx *v, struct config *cfg, const struct section *ss,
-		       struct route *rt, const char *default_path)
+		       const char *site, struct route *rt, const char *default_path)
 {
 	static const char *const keys[] = {"path",	      "pool",		  "respond",
 					   "redirect",	      "request_headers", "response_headers",
-					   "force_https",      NULL};
+					   "force_https",      "metrics",	  NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	lua_getfield(L, idx, "path");
@@ -1149,13 +1175,15 @@ static void load_route(struct vctx *v, struct config *cfg, const struct section 
 	if (actions != 1)
 		fail(v, &s.path, "%s: give exactly one of pool, respond or redirect", label);
 	get_https_port(v, idx, &s, &rt->https_port);
+	rt->metrics = get_metrics(v, cfg, idx, &s, site, rt->prefix);
 	load_header_rules(v, cfg, idx, &s, "request_headers", &rt->req);
 	load_header_rules(v, cfg, idx, &s, "response_headers", &rt->rsp);
 }
 
 static void load_site(struct vctx *v, struct config *cfg, size_t index)
 {
-	static const char *const keys[] = {"hosts", "default", "pool", "routes", "tls", "force_https", NULL};
+	static const char *const keys[] = {"hosts", "default", "pool",	"routes",
+					   "tls",   "force_https", "metrics", NULL};
 	lua_State *L = v->L;
 	int idx = lua_gettop(L);
 	struct site *site = &cfg->router.sites[index];
@@ -1212,6 +1240,7 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 	}
 	uint16_t https_port = 0;
 	get_https_port(v, idx, &s, &https_port);
+	site->metrics = get_metrics(v, cfg, idx, &s, site->name, NULL);
 	lua_getfield(L, idx, "default");
 	if (lua_toboolean(L, -1)) {
 		if (cfg->router.default_site >= 0) {
@@ -1266,7 +1295,7 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 			} else {
 				struct route *rt = &site->routes[site->nroutes++];
 				rt->https_port = https_port;
-				load_route(v, cfg, &s, rt, NULL);
+				load_route(v, cfg, &s, site->name, rt, NULL);
 			}
 			lua_pop(L, 1);
 		}
@@ -1638,6 +1667,18 @@ static void load_logging(struct vctx *v, struct config *cfg)
 		     describe(L, -1, d, sizeof(d)));
 	}
 	lua_pop(L, 1);
+	lua_getfield(L, 1, "access_log_format");
+	struct cfg_path fp = {0};
+	path_push(&fp, "access_log_format", false);
+	const char *format = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	if (format && !strcmp(format, "json"))
+		cfg->access_log_format = ACCESS_LOG_JSON;
+	else if (!lua_isnil(L, -1) && !(format && !strcmp(format, "text"))) {
+		char d[64];
+		fail(v, &fp, "access_log_format must be \"text\" or \"json\", got %s",
+		     describe(L, -1, d, sizeof(d)));
+	}
+	lua_pop(L, 1);
 	lua_getfield(L, 1, "pid_file");
 	struct cfg_path pp = {0};
 	path_push(&pp, "pid_file", false);
@@ -1661,6 +1702,103 @@ static void load_logging(struct vctx *v, struct config *cfg)
 	lua_pop(L, 1);
 }
 
+/* The token as token_file holds it: one line, surrounding whitespace dropped. */
+static void load_admin_token(struct vctx *v, struct cfg_admin *a, const struct cfg_path *path)
+{
+	int fd = open(a->token_file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fail(v, path, "admin: token_file \"%s\": %s", a->token_file, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	char buf[1025];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0 || n == (ssize_t)sizeof(buf)) {
+		fail(v, path, "admin: token_file \"%s\": %s", a->token_file,
+		     n < 0 ? strerror(errno) : "longer than 1024 bytes");
+		return;
+	}
+	size_t start = 0, end = (size_t)n;
+	while (start < end && isspace((unsigned char)buf[start]))
+		start++;
+	while (end > start && isspace((unsigned char)buf[end - 1]))
+		end--;
+	for (size_t i = start; i < end; i++)
+		if ((unsigned char)buf[i] <= ' ' || buf[i] == 127) {
+			fail(v, path, "admin: token_file \"%s\": the token must be one word of visible "
+				      "characters",
+			     a->token_file);
+			return;
+		}
+	if (end - start < 16) {
+		fail(v, path, "admin: token_file \"%s\": the token must have at least 16 characters",
+		     a->token_file);
+		return;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		warn(v, path, "admin: token_file \"%s\" can be read by other users (chmod 600)",
+		     a->token_file);
+	a->token = strndup(buf + start, end - start);
+}
+
+static bool loopback(const struct cfg_addr *a)
+{
+	if (a->sa.ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
+	return a->sa.ss_family == AF_INET6 &&
+	       IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr);
+}
+
+/* admin = { address = "127.0.0.1:9901" or "/path.sock", token_file = "..." } */
+static void load_admin(struct vctx *v, struct config *cfg, const struct section *top)
+{
+	static const char *const keys[] = {"address", "token_file", NULL};
+	if (!get_table(v, 1, top, "admin", false))
+		return;
+	struct subsection sub = {.s = {.label = "admin"}, .idx = lua_gettop(v->L)};
+	path_push(&sub.s.path, "admin", false);
+	check_keys(v, sub.idx, &sub.s, keys);
+	struct cfg_admin *a = &cfg->admin;
+	a->enabled = true;
+	lua_State *L = v->L;
+	lua_getfield(L, sub.idx, "address");
+	struct cfg_path p = sub.s.path;
+	path_push(&p, "address", false);
+	const char *addr = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	char why[160];
+	if (lua_isnil(L, -1))
+		addr = "127.0.0.1:9901";
+	if (!addr || !*addr) {
+		fail(v, &p, "admin: address must be \"host:port\" or a unix socket path");
+	} else if (addr[0] == '/') {
+		if (strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			fail(v, &p, "admin: unix socket path \"%s\" is too long", addr);
+		a->unix_path = strdup(addr);
+		snprintf(a->addr.text, sizeof(a->addr.text), "unix:%.58s", addr);
+	} else if (config_parse_addr(addr, &a->addr, why, sizeof(why)) < 0) {
+		fail(v, &p, "admin: address \"%s\": %s", addr, why);
+	} else if (!loopback(&a->addr)) {
+		warn(v, &p, "admin: address %s is not a loopback address: /metrics can be read "
+			    "by anyone who reaches it",
+		     addr);
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, sub.idx, "token_file");
+	struct cfg_path tp = sub.s.path;
+	path_push(&tp, "token_file", false);
+	if (lua_type(L, -1) == LUA_TSTRING && *lua_tostring(L, -1)) {
+		a->token_file = strdup(lua_tostring(L, -1));
+		load_admin_token(v, a, &tp);
+	} else if (!lua_isnil(L, -1)) {
+		fail(v, &tp, "admin: token_file must be a file path");
+	}
+	lua_pop(L, 1);
+	lua_pop(L, 1);
+}
+
 /* workers = N, cpu_affinity = true */
 static void load_workers(struct vctx *v, struct config *cfg, const struct section *top)
 {
@@ -1680,10 +1818,11 @@ static void load_config(struct vctx *v, struct config *cfg)
 {
 	static const char *const keys[] = {"listeners",	 "pools",     "sites",	  "timeouts", "limits",
 					   "access_log", "log_level", "pid_file", "hook",     "workers",
-					   "cpu_affinity", NULL};
+					   "cpu_affinity", "admin", "access_log_format", NULL};
 	struct section top = {.label = ""};
 	check_keys(v, 1, &top, keys);
 	load_workers(v, cfg, &top);
+	load_admin(v, cfg, &top);
 	load_pools(v, cfg);
 	load_sites(v, cfg);
 	load_listeners(v, cfg);
@@ -1741,6 +1880,10 @@ static void config_free(struct config *cfg)
 	free(cfg->warnings);
 	free(cfg->access_log);
 	free(cfg->pid_file);
+	free(cfg->admin.unix_path);
+	free(cfg->admin.token);
+	free(cfg->admin.token_file);
+	free(cfg->tracked);
 	if (cfg->has_hook)
 		close_state(cfg->hook.L);
 	for (uint32_t i = 0; cfg->worker_hooks && i + 1 < cfg->workers; i++)

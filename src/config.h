@@ -143,6 +143,23 @@ struct cfg_limits {
 	uint32_t busy_poll_us;	    /* the loop polls without sleeping this long after an event; 0: off */
 };
 
+/* The admin listener (admin.h): metrics, the status page, the runtime API. */
+struct cfg_admin {
+	bool enabled;
+	struct cfg_addr addr;
+	char *unix_path;  /* a unix socket in place of addr, if set */
+	char *token;	  /* what token_file holds; NULL: the API is refused */
+	char *token_file;
+};
+
+enum access_log_format { ACCESS_LOG_TEXT, ACCESS_LOG_JSON };
+
+/* A site or a route with metrics = true: series of its own, labelled by these names. */
+struct cfg_tracked {
+	const char *site;  /* its name (first host) */
+	const char *route; /* the route's prefix; NULL: the whole site */
+};
+
 /* The memory of a config's Lua state, counted by its allocator, and what a script may take. */
 struct lua_mem {
 	size_t used, limit;
@@ -175,6 +192,10 @@ struct config {
 	struct cfg_timeouts timeouts;
 	struct cfg_limits limits;
 	char *access_log; /* path, "stderr", or NULL for off */
+	enum access_log_format access_log_format;
+	struct cfg_admin admin;
+	struct cfg_tracked *tracked; /* [ntracked] */
+	size_t ntracked;
 	char *pid_file;	  /* written at start, for `sluice -s`; NULL for none */
 	int log_level;
 	bool has_sites;

@@ -48,6 +48,7 @@ struct client {
 	uint32_t in_parsed; /* index in in.data: body bytes before it are checked, to forward */
 	uint8_t state;
 	bool served;	    /* a request was answered on this connection */
+	bool tls_counted;   /* its handshake is in the counters */
 	bool eof;	    /* the client sent FIN */
 	struct listener *listener; /* one reference held */
 	struct txn *txn;
@@ -111,6 +112,8 @@ struct txn {
 	bool connecting;
 	bool rsp_started;	/* a response byte arrived: the request can no longer be replayed */
 	bool backend_eof;
+	bool pooled;		/* it went to pool (its counters count it) */
+	bool own_held;		/* it yielded with work left: the time until it resumes is sluice's */
 	size_t pool;		/* index into the config's pools */
 	struct upstream_request ureq; /* servers tried, place in the pool's queue */
 	const struct route *route; /* NULL for a listener with a pool of its own */
@@ -123,7 +126,13 @@ struct txn {
 	uint16_t status;
 	uint16_t last_status; /* what the last failed attempt would answer, and why */
 	const char *last_why;
+	/* Timings, in µs on the loop's clock (stats.h says what each histogram means). */
 	uint64_t start_us;
+	uint64_t own_us, own_mark_us; /* sluice's own time so far, and when it was last counted */
+	uint64_t attempt_us;	      /* the current attempt got its connection */
+	uint64_t backend_us;	      /* ... and its response head came this long after */
+	uint64_t queued_us;	      /* it entered the pool's queue */
+	uint64_t bytes_from_client;   /* its head; body_consumed is added at the end */
 	uint64_t phase_since_ms; /* queued, connect start, or request fully sent */
 	uint64_t last_io_ms;
 	uint64_t bytes_to_client;
@@ -178,6 +187,19 @@ static size_t room_of(const struct buf *b, const struct buf_pool *pool) { return
 
 /* --- session lifetime --- */
 
+/* Moves c to state, keeping the count of idle connections. */
+static void set_state(struct client *c, enum client_state state)
+{
+	if ((c->state == CS_IDLE) != (state == CS_IDLE)) {
+		stat_t *idle = &c->w->sh->stats[c->w->index].clients_idle;
+		if (state == CS_IDLE)
+			stat_add(idle, 1);
+		else
+			stat_sub(idle, 1);
+	}
+	c->state = (uint8_t)state;
+}
+
 static void client_run(struct client *c);
 
 /* Gives the backend connection back, if the transaction holds one. */
@@ -189,6 +211,17 @@ static void txn_release_backend(struct txn *t, bool reusable)
 	}
 }
 
+/* Counts the time a request waited in its pool's queue, once it is out (granted, or given up). */
+static void txn_left_queue(struct txn *t)
+{
+	if (!t->queued_us)
+		return;
+	struct pool_stats *ps = upstream_pool_stats(&t->gen->up, t->pool);
+	if (ps)
+		stats_hist_add(&ps->queue, loop_now_us(t->c->w->loop) - t->queued_us);
+	t->queued_us = 0;
+}
+
 static struct txn *txn_new(struct client *c)
 {
 	struct txn *t = buf_pool_get(&c->w->txns);
@@ -197,7 +230,7 @@ static struct txn *txn_new(struct client *c)
 	memset(t, 0, offsetof(struct txn, log_inline));
 	t->c = c;
 	t->gen = worker_gen_get(c->w);
-	t->start_us = loop_clock_us();
+	t->start_us = loop_now_us(c->w->loop);
 	t->forced_server = -1;
 	list_init(&t->ureq.queue_link);
 	return t;
@@ -208,6 +241,7 @@ static void txn_free(struct client *c)
 	struct txn *t = c->txn;
 	if (!t)
 		return;
+	txn_left_queue(t);
 	upstream_dequeue(&t->gen->up, &t->ureq);
 	txn_release_backend(t, false);
 	txn_msg_release(t);
@@ -223,7 +257,61 @@ static void txn_free(struct client *c)
 	c->txn = NULL;
 }
 
-static void access_log_txn(struct client *c, struct txn *t)
+/*
+ * Counts the time since the current loop turn began (or since it was last
+ * counted) as sluice's own: the transaction was being worked on, or had
+ * bytes ready that the loop had not got to yet. Between its events it is
+ * waiting on the client or the backend, and that is not counted.
+ */
+static uint64_t txn_count_own(struct txn *t)
+{
+	uint64_t now = loop_clock_us(), turn = loop_now_us(t->c->w->loop);
+	uint64_t from = t->own_held ? t->own_mark_us : MAX(turn, t->own_mark_us);
+	if (now > from)
+		t->own_us += now - from;
+	t->own_mark_us = now;
+	t->own_held = false;
+	return now;
+}
+
+static void count_req(struct req_stats *r, const struct txn *t, enum stats_class k, uint64_t total)
+{
+	stat_add(&r->responses[k], 1);
+	stat_add(&r->bytes_in, t->bytes_from_client + t->body_consumed);
+	stat_add(&r->bytes_out, t->bytes_to_client);
+	stats_hist_add(&r->total, total);
+	stats_hist_add(&r->added, t->own_us);
+	if (t->backend_us)
+		stats_hist_add(&r->backend, t->backend_us);
+}
+
+static void txn_count(struct client *c, struct txn *t, uint64_t total)
+{
+	enum stats_class k = stats_class_of(t->status);
+	struct proc_stats *ps = &c->w->sh->stats[c->w->index];
+	stat_add(&ps->responses[k], 1);
+	stat_add(&ps->bytes_in, t->bytes_from_client + t->body_consumed);
+	stat_add(&ps->bytes_out, t->bytes_to_client);
+	struct shared_gen *sg = t->gen->up.sg;
+	uint32_t w = c->w->index;
+	struct req_stats *tr;
+	if (t->site && t->site->metrics &&
+	    (tr = stats_block(sg->tracked[t->site->metrics - 1]->stats, w, sizeof(*tr))))
+		count_req(tr, t, k, total);
+	if (t->route && t->route->metrics &&
+	    (tr = stats_block(sg->tracked[t->route->metrics - 1]->stats, w, sizeof(*tr))))
+		count_req(tr, t, k, total);
+	if (!t->pooled)
+		return;
+	struct pool_stats *pool = upstream_pool_stats(&t->gen->up, t->pool);
+	if (pool)
+		count_req(&pool->req, t, k, total);
+	struct server_stats *srv = t->srv ? upstream_server_stats(&t->gen->up, t->srv) : NULL;
+	if (srv)
+		count_req(&srv->req, t, k, total);
+}
+
+static void access_log_txn(struct client *c, struct txn *t, uint64_t total)
 {
 	if (c->w->access_log.fd < 0)
 		return;
@@ -237,14 +325,45 @@ static void access_log_txn(struct client *c, struct txn *t)
 		.status = t->status,
 		.bytes_sent = t->bytes_to_client,
 		.server = t->srv ? t->srv->cfg->addr.text : NULL,
-		.duration_us = loop_clock_us() - t->start_us,
+		.duration_us = total,
 	};
+	if (c->w->access_log.json) {
+		e.bytes_received = t->bytes_from_client + t->body_consumed;
+		e.site = t->site ? t->site->name : NULL;
+		e.route = t->route ? t->route->prefix : NULL;
+		e.pool = t->pooled ? pool_cfg(t)->name : NULL;
+		e.backend_us = t->backend_us;
+		e.added_us = t->own_us;
+	}
 	const struct tls_info *tls = conn_is_tls(&c->conn) ? tls_info(&c->conn) : NULL;
 	if (tls) {
 		e.tls = tls->protocol;
 		e.sni = tls->sni;
+		e.cipher = tls->cipher;
+		e.verify = tls->verify;
 	}
 	access_log_write(&c->w->access_log, &e);
+}
+
+/* The transaction is over, answered or not: its counters and its access-log line. */
+static void txn_done(struct client *c, struct txn *t)
+{
+	uint64_t total = txn_count_own(t) - t->start_us;
+	txn_count(c, t, total);
+	access_log_txn(c, t, total);
+}
+
+/* A TLS client's handshake counts once: done, or failed (closed before it was done). */
+static void count_tls(struct client *c)
+{
+	if (c->tls_counted || !conn_is_tls(&c->conn))
+		return;
+	bool done = !(c->conn.flags & CONN_HANDSHAKE);
+	if (!done && c->state != CS_CLOSED)
+		return;
+	c->tls_counted = true;
+	struct proc_stats *ps = &c->w->sh->stats[c->w->index];
+	stat_add(done ? &ps->tls_handshakes : &ps->tls_failures, 1);
 }
 
 static void client_close(struct client *c)
@@ -252,9 +371,11 @@ static void client_close(struct client *c)
 	if (c->state == CS_CLOSED)
 		return;
 	if (c->txn && c->txn->log_line)
-		access_log_txn(c, c->txn);
+		txn_done(c, c->txn);
 	txn_free(c);
-	c->state = CS_CLOSED;
+	set_state(c, CS_CLOSED);
+	count_tls(c);
+	stat_add(&c->w->sh->stats[c->w->index].clients_closed, 1);
 	timer_cancel(c->w->loop, &c->timer);
 	loop_unqueue(c->w->loop, &c->resume);
 	conn_close(&c->conn);
@@ -270,7 +391,7 @@ static void client_linger(struct client *c)
 {
 	txn_free(c);
 	conn_shutdown_write(&c->conn);
-	c->state = CS_LINGER;
+	set_state(c, CS_LINGER);
 	c->state_since_ms = now_ms(c);
 }
 
@@ -283,6 +404,7 @@ static void txn_fail(struct client *c, int status, const char *why)
 	struct txn *t = c->txn;
 	log_warn("%s %s: %d %s: %s%s%s", c->addr, log_line(t), status, http_reason((unsigned)status),
 		 why, t->srv ? " server " : "", t->srv ? t->srv->cfg->addr.text : "");
+	txn_left_queue(t);
 	upstream_dequeue(&t->gen->up, &t->ureq);
 	txn_release_backend(t, false);
 	txn_msg_release(t);
@@ -324,7 +446,7 @@ static void txn_fail(struct client *c, int status, const char *why)
 	t->rsp_until_eof = false;
 	t->rechunk = false;
 	t->close_after = true;
-	c->state = CS_TXN;
+	set_state(c, CS_TXN);
 }
 
 /* --- reading and writing --- */
@@ -514,6 +636,7 @@ static void txn_connect(struct client *c)
 				return;
 			}
 			t->phase_since_ms = now_ms(c);
+			t->queued_us = loop_now_us(c->w->loop);
 			log_debug("%s %s: queued for pool \"%s\"", c->addr, log_line(t),
 				  pool_cfg(t)->name);
 			return;
@@ -525,6 +648,7 @@ static void txn_connect(struct client *c)
 		struct bconn *bc = upstream_acquire(up, srv, t, backend_on_io, &err);
 		if (bc) {
 			t->bc = bc;
+			t->attempt_us = loop_now_us(c->w->loop);
 			t->connecting = (bc->conn.flags & (CONN_CONNECTING | CONN_HANDSHAKE)) != 0;
 			t->phase_since_ms = now_ms(c);
 			t->last_io_ms = now_ms(c);
@@ -950,6 +1074,7 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 	}
 	take_request(t, m, t->req_parser.msg_done);
 	keep_log_line(t, m);
+	t->bytes_from_client = m->head_len;
 	struct req_host host;
 	req_host_of(m, &host);
 	struct hook_result hook_res;
@@ -985,13 +1110,14 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 	buf_consume(&c->in, m->head_len);
 	c->in_parsed = c->in.head;
 	txn_msg_release(t);
-	c->state = CS_TXN;
+	set_state(c, CS_TXN);
 	if (status) {
 		txn_fail(c, status, why);
 		return;
 	}
 	t->last_io_ms = now_ms(c);
 	if (!local) {
+		t->pooled = true;
 		upstream_count_request(&t->gen->up, t->pool);
 		txn_connect(c);
 	}
@@ -1025,7 +1151,7 @@ static int client_head_step(struct client *c)
 			return -1;
 		}
 		c->txn = t;
-		c->state = CS_HEAD;
+		set_state(c, CS_HEAD);
 		c->state_since_ms = now_ms(c);
 		const struct cfg_limits *lim = &t->gen->cfg->limits;
 		h1_request_parser_init(&t->req_parser,
@@ -1043,7 +1169,7 @@ static int client_head_step(struct client *c)
 		return 1;
 	}
 	if (r == H1_ERROR) {
-		c->state = CS_TXN;
+		set_state(c, CS_TXN);
 		txn_fail(c, t->req_parser.error_status, t->req_parser.error);
 		return 1;
 	}
@@ -1120,6 +1246,7 @@ static int response_head_done(struct client *c, struct txn *t, const struct http
 			return -1;
 		}
 		t->rsp_head_done = true;
+		t->backend_us = MAX(loop_now_us(c->w->loop) - t->attempt_us, 1);
 		if (status == 101) {
 			t->tunnel = true;
 			t->bk_keepalive = false;
@@ -1514,7 +1641,7 @@ static int txn_finish(struct client *c, struct txn *t)
 	bool reusable = t->bk_keepalive && t->req_sent && t->rsp_complete &&
 			(!t->rsp_buf.data || t->rsp_parsed == t->rsp_buf.tail) && !t->backend_eof;
 	txn_release_backend(t, reusable);
-	access_log_txn(c, t);
+	txn_done(c, t);
 	bool close = t->close_after;
 	bool client_asked_close = !t->req_keepalive && t->req_complete;
 	txn_free(c);
@@ -1532,7 +1659,7 @@ static int txn_finish(struct client *c, struct txn *t)
 			client_close(c);
 		return c->state == CS_CLOSED ? -1 : 1;
 	}
-	c->state = CS_IDLE;
+	set_state(c, CS_IDLE);
 	c->state_since_ms = now_ms(c);
 	return 1;
 }
@@ -1543,6 +1670,7 @@ static int txn_step(struct client *c)
 	int progress = 0, r;
 
 	if (t->ureq.granted) {
+		txn_left_queue(t);
 		txn_connect(c);
 		return 1;
 	}
@@ -1654,7 +1782,8 @@ static int linger_step(struct client *c)
 	return 1;
 }
 
-static void client_run(struct client *c)
+/* Returns true when it stopped with work left, to carry on next turn. */
+static bool client_steps(struct client *c)
 {
 	for (int round = 0; round < FAIR_ROUNDS; round++) {
 		int progress;
@@ -1663,7 +1792,7 @@ static void client_run(struct client *c)
 		case CS_HEAD:
 			if (c->w->draining && c->state == CS_IDLE && !buf_len(&c->in)) {
 				client_close(c);
-				return;
+				return false;
 			}
 			progress = client_head_step(c);
 			break;
@@ -1674,17 +1803,28 @@ static void client_run(struct client *c)
 			progress = linger_step(c);
 			break;
 		default:
-			return;
+			return false;
 		}
 		if (progress <= 0) {
 			if (c->state != CS_CLOSED)
 				client_arm_timer(c);
-			return;
+			return false;
 		}
 	}
 	/* Still busy: let the other sessions have a turn, then carry on. */
 	loop_queue(c->w->loop, &c->resume);
 	client_arm_timer(c);
+	return true;
+}
+
+static void client_run(struct client *c)
+{
+	bool yielded = client_steps(c);
+	count_tls(c);
+	if (c->state != CS_CLOSED && c->txn) {
+		txn_count_own(c->txn);
+		c->txn->own_held = yielded;
+	}
 }
 
 static void client_on_io(struct conn *cn) { client_run(container_of(cn, struct client, conn)); }
@@ -1714,7 +1854,7 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct l
 	c->listener = l;
 	c->timer.on_expire = client_timer_fired;
 	c->resume.run = client_resume;
-	c->state = CS_IDLE;
+	c->state = CS_IDLE; /* counted as idle below, once it is a session */
 	c->state_since_ms = loop_now_ms(w->loop);
 	uint16_t port = 0;
 	if (peer->sa_family == AF_INET6) {
@@ -1741,6 +1881,8 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct l
 	}
 	list_insert_tail(&w->clients, &c->link);
 	w->nclients++;
+	stat_add(&w->sh->stats[w->index].clients_opened, 1);
+	stat_add(&w->sh->stats[w->index].clients_idle, 1);
 	/* Data may already be waiting (TCP_DEFER_ACCEPT or a fast client): read optimistically. */
 	c->conn.flags |= CONN_READABLE | CONN_WRITABLE;
 	client_run(c);

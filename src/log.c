@@ -74,8 +74,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	(void)w;
 }
 
-int access_log_open(struct access_log *al, const char *path)
+int access_log_open(struct access_log *al, const char *path, bool json)
 {
+	al->json = json;
 	al->fd = -1;
 	al->len = 0;
 	al->cap = 0;
@@ -91,7 +92,7 @@ int access_log_open(struct access_log *al, const char *path)
 	}
 	struct stat st;
 	al->regular = fstat(al->fd, &st) == 0 && S_ISREG(st.st_mode);
-	al->cap = 64 * 1024;
+	al->cap = 128 * 1024;
 	al->buf = malloc(al->cap);
 	if (!al->buf) {
 		access_log_close(al);
@@ -143,10 +144,95 @@ void access_log_flush(struct access_log *al)
 	al->len = 0;
 }
 
+/* What a JSON line can take at most: a target of 8192 bytes, each escaped to 6. */
+#define JSON_LINE_MAX (8192 * 6 + 255 * 6 + 4096)
+
+static char *put(char *out, const char *s)
+{
+	size_t n = strlen(s);
+	memcpy(out, s, n);
+	return out + n;
+}
+
+/* s[0, len) as a JSON string (or null), escaped so that no byte can end it or the line. */
+static char *json_str(char *out, const char *s, size_t len)
+{
+	if (!s)
+		return put(out, "null");
+	static const char hex[] = "0123456789abcdef";
+	*out++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			*out++ = '\\';
+			*out++ = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			/* Bytes past ASCII too: a request need not be UTF-8, and the line must parse. */
+			memcpy(out, "\\u00", 4);
+			out[4] = hex[c >> 4];
+			out[5] = hex[c & 15];
+			out += 6;
+		} else {
+			*out++ = (char)c;
+		}
+	}
+	*out++ = '"';
+	return out;
+}
+
+static char *json_cstr(char *out, const char *s) { return json_str(out, s, s ? strlen(s) : 0); }
+
+static void access_log_json(struct access_log *al, const struct access_entry *e)
+{
+	if (al->cap - al->len < JSON_LINE_MAX)
+		access_log_flush(al);
+	char ts[64];
+	log_timestamp(ts);
+	char *p = al->buf + al->len, *start = p;
+	p += sprintf(p, "{\"time\":\"%s\",\"client\":", ts);
+	p = json_cstr(p, e->client);
+	p = put(p, ",\"method\":");
+	p = json_str(p, e->method, MIN_SIZE(e->method_len, 32));
+	p = put(p, ",\"target\":");
+	p = json_str(p, e->target, MIN_SIZE(e->target_len, 8192));
+	p += sprintf(p, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"site\":", e->status,
+		     (unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent);
+	p = json_cstr(p, e->site);
+	p = put(p, ",\"route\":");
+	p = json_cstr(p, e->route);
+	p = put(p, ",\"pool\":");
+	p = json_cstr(p, e->pool);
+	p = put(p, ",\"server\":");
+	p = json_cstr(p, e->server);
+	p += sprintf(p, ",\"duration_us\":%llu,\"backend_us\":", (unsigned long long)e->duration_us);
+	p += e->backend_us ? sprintf(p, "%llu", (unsigned long long)e->backend_us)
+			   : sprintf(p, "null");
+	p += sprintf(p, ",\"added_us\":%llu,\"tls\":", (unsigned long long)e->added_us);
+	if (e->tls) {
+		p = put(p, "{\"protocol\":");
+		p = json_cstr(p, e->tls);
+		p = put(p, ",\"cipher\":");
+		p = json_cstr(p, e->cipher);
+		p = put(p, ",\"sni\":");
+		p = json_str(p, e->sni, e->sni ? MIN_SIZE(strlen(e->sni), 255) : 0);
+		p = put(p, ",\"client_cert\":");
+		p = json_cstr(p, e->verify);
+		*p++ = '}';
+	} else {
+		p = put(p, "null");
+	}
+	p = put(p, "}\n");
+	al->len += (size_t)(p - start);
+}
+
 void access_log_write(struct access_log *al, const struct access_entry *e)
 {
 	if (al->fd < 0)
 		return;
+	if (al->json) {
+		access_log_json(al, e);
+		return;
+	}
 	/* Targets can be long; a line is capped so that one entry always fits. */
 	if (al->cap - al->len < 8192 + 512)
 		access_log_flush(al);

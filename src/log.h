@@ -34,12 +34,13 @@ void log_timestamp(char out[64]);
 struct access_log {
 	int fd; /* -1: off */
 	bool regular; /* a file: one write of many lines is atomic (O_APPEND) */
+	bool json;    /* JSON lines, else the text line */
 	char *buf;
 	size_t len, cap;
 };
 
-/* Opens path ("stderr" for fd 2, NULL for off). Returns 0 or -errno. */
-int access_log_open(struct access_log *al, const char *path);
+/* Opens path ("stderr" for fd 2, NULL for off), for lines in JSON or text. Returns 0 or -errno. */
+int access_log_open(struct access_log *al, const char *path, bool json);
 void access_log_close(struct access_log *al);
 
 struct access_entry {
@@ -54,9 +55,20 @@ struct access_entry {
 	uint64_t duration_us;
 	const char *tls;      /* "TLSv1.3", or NULL for plain HTTP */
 	const char *sni;      /* the name the TLS client asked for, or NULL */
+	/* In JSON lines only: */
+	uint64_t bytes_received; /* the request's head and body */
+	const char *site;	 /* its first host, or NULL */
+	const char *route;	 /* the route's path prefix, or NULL */
+	const char *pool;	 /* or NULL */
+	uint64_t backend_us;	 /* to the server's response head; 0: no response from one */
+	uint64_t added_us;	 /* sluice's own time (stats.h) */
+	const char *cipher, *verify; /* TLS: the cipher, the client certificate's verdict */
 };
 
-/* Format: TIME CLIENT METHOD TARGET STATUS BYTES SERVER DURATION_US TLS SNI ("-" for none) */
+/*
+ * Text: TIME CLIENT METHOD TARGET STATUS BYTES SERVER DURATION_US TLS SNI ("-" for none).
+ * JSON: one object per line, every field a client sent escaped (README, "Access log").
+ */
 void access_log_write(struct access_log *al, const struct access_entry *e);
 void access_log_flush(struct access_log *al);
 

@@ -13,7 +13,7 @@
 struct loop {
 	int epfd;
 	bool stopping;
-	uint64_t now_ms;
+	uint64_t now_ms, now_us;
 	/* 1-based binary min-heap of armed timers, ordered by expire_ms. */
 	struct timer **heap;
 	uint32_t heap_len, heap_cap;
@@ -32,9 +32,14 @@ uint64_t loop_clock_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void update_now(struct loop *loop) { loop->now_ms = loop_clock_us() / 1000u; }
+static void update_now(struct loop *loop)
+{
+	loop->now_us = loop_clock_us();
+	loop->now_ms = loop->now_us / 1000u;
+}
 
 uint64_t loop_now_ms(const struct loop *loop) { return loop->now_ms; }
+uint64_t loop_now_us(const struct loop *loop) { return loop->now_us; }
 
 struct loop *loop_create(void)
 {

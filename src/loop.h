@@ -76,6 +76,8 @@ void loop_stop(struct loop *loop);
 
 /* Milliseconds on CLOCK_MONOTONIC, cached once per loop turn. */
 uint64_t loop_now_ms(const struct loop *loop);
+/* The same instant in microseconds: when the current turn's events came. */
+uint64_t loop_now_us(const struct loop *loop);
 /* Reads the clock now (for durations finer than a loop turn). */
 uint64_t loop_clock_us(void);
 

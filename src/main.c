@@ -11,11 +11,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "config.h"
 #include "log.h"
 #include "process.h"
 
-#define SLUICE_VERSION "0.1.0"
 
 static void usage(FILE *out)
 {

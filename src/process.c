@@ -8,8 +8,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "log.h"
 #include "loop.h"
 #include "shared.h"
@@ -28,6 +30,8 @@ struct process {
 	const char *config_path;
 	int sigfd;
 	struct io_handler sig_io;
+	struct admin *admin;	 /* NULL unless configured */
+	struct metrics_src stats; /* what the admin reports besides the counters */
 };
 
 static void stop_checks(struct process *p)
@@ -64,11 +68,26 @@ static int start_checks(struct process *p, struct shared_gen *g)
 	return 0;
 }
 
+/* The admin listener as cfg says: started, moved, given a new token, or stopped. */
+static int update_admin(struct process *p, const struct cfg_admin *cfg, char *err, size_t errlen)
+{
+	if (!cfg->enabled) {
+		admin_stop(p->admin);
+		p->admin = NULL;
+		return 0;
+	}
+	if (p->admin)
+		return admin_update(p->admin, cfg, err, errlen);
+	p->admin = admin_start(p->loop, cfg, &p->stats, err, errlen);
+	return p->admin ? 0 : -1;
+}
+
 static void reload(struct process *p)
 {
 	char err[1024];
 	struct config *cfg = config_load(p->config_path, err, sizeof(err));
 	if (!cfg) {
+		p->stats.reload_failures++;
 		log_error("reload failed, the running configuration stays: %s", err);
 		return;
 	}
@@ -86,7 +105,8 @@ static void reload(struct process *p)
 		log_warn("reload: workers changes need a restart; keeping %u", p->nworkers);
 	cfg->workers = p->nworkers;
 	if (config_add_worker_hooks(cfg, err, sizeof(err)) < 0 ||
-	    !(g = shared_gen_build(&p->sh, cfg, p->gen, err, sizeof(err))))
+	    !(g = shared_gen_build(&p->sh, cfg, p->gen, err, sizeof(err))) ||
+	    update_admin(p, &cfg->admin, err, sizeof(err)) < 0)
 		goto fail;
 	if (start_checks(p, g) < 0) {
 		snprintf(err, sizeof(err), "out of memory");
@@ -100,11 +120,15 @@ static void reload(struct process *p)
 		worker_post_gen(&p->workers[i], g);
 	shared_gen_unref(p->gen);
 	p->gen = g;
+	p->stats.gen = g;
+	p->stats.generation++;
+	p->stats.reloads++;
 	log_info("configuration reloaded: %zu listener(s), %zu pool(s), %zu site(s)", cfg->nlisteners,
 		 cfg->npools, cfg->router.nsites);
 	config_unref(cfg);
 	return;
 fail:
+	p->stats.reload_failures++;
 	log_error("reload failed, the running configuration stays: %s", err);
 	shared_gen_unref(g);
 	config_unref(cfg);
@@ -169,10 +193,17 @@ static int start(struct process *p, struct config *cfg, char *err, size_t errlen
 	if (config_add_worker_hooks(cfg, err, errlen) < 0 ||
 	    !(p->gen = shared_gen_build(&p->sh, cfg, NULL, err, errlen)))
 		return -1;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	p->stats = (struct metrics_src){.sh = &p->sh, .gen = p->gen, .generation = 1,
+					.start_time = (double)now.tv_sec + now.tv_nsec / 1e9};
 	if (start_checks(p, p->gen) < 0 || !(p->workers = calloc(p->nworkers, sizeof(*p->workers)))) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* Before any worker serves: a test (or a probe) that got an answer finds the admin too. */
+	if (update_admin(p, &cfg->admin, err, errlen) < 0)
+		return -1;
 	/* Every worker set up before any runs: a served request means all are there. */
 	for (uint32_t i = 0; i < p->nworkers; i++, p->ready++)
 		if (worker_init(&p->workers[i], &p->sh, i, p->gen, err, errlen) < 0) {
@@ -210,6 +241,7 @@ int process_run(struct config *cfg, const char *config_path, int sigfd, void (*s
 			stop(&p);
 		}
 	}
+	admin_stop(p.admin);
 	stop_checks(&p);
 	for (uint32_t i = 0; i < p.started; i++)
 		worker_join(&p.workers[i]);

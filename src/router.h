@@ -30,6 +30,7 @@ struct route {
 	uint32_t location_len;
 	bool keep_path;			/* REDIRECT: append the request's path and query */
 	uint16_t https_port;		/* plain HTTP is redirected to https://host:port; 0: not */
+	uint32_t metrics;		/* its own series (config.tracked[metrics - 1]); 0: none */
 	struct header_rules req, rsp;
 };
 
@@ -38,6 +39,7 @@ struct site {
 	uint8_t tls_verify;   /* client certificates (enum tls_verify); 0: the listener's policy */
 	struct route *routes; /* longest prefix first */
 	uint32_t nroutes;
+	uint32_t metrics;     /* its own series (config.tracked[metrics - 1]); 0: none */
 };
 
 struct host_entry {

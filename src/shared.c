@@ -17,8 +17,13 @@ int shared_init(struct shared *sh, uint32_t workers)
 	memset(sh, 0, sizeof(*sh));
 	sh->workers = workers;
 	sh->kick = malloc(workers * sizeof(*sh->kick));
-	if (!sh->kick)
+	sh->stats = aligned_alloc(alignof(struct proc_stats), workers * sizeof(*sh->stats));
+	if (!sh->kick || !sh->stats) {
+		free(sh->kick);
+		free(sh->stats);
 		return -ENOMEM;
+	}
+	memset(sh->stats, 0, workers * sizeof(*sh->stats));
 	for (uint32_t i = 0; i < workers; i++)
 		sh->kick[i] = -1;
 	for (uint32_t i = 0; i < workers; i++) {
@@ -39,6 +44,8 @@ void shared_destroy(struct shared *sh)
 			close(sh->kick[i]);
 	free(sh->kick);
 	sh->kick = NULL;
+	free(sh->stats);
+	sh->stats = NULL;
 }
 
 void shared_kick(struct shared *sh, uint64_t mask, uint32_t self)
@@ -68,30 +75,36 @@ static bool is_server(const struct server_state *s, const struct cfg_addr *a)
 	return a->len <= sizeof(s->addr) && !memcmp(&s->addr, &a->sa, a->len);
 }
 
-static struct server_state *server_state_new(const struct cfg_addr *addr)
+static struct server_state *server_state_new(const struct cfg_addr *addr, uint32_t workers)
 {
 	struct server_state *s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s || !(s->stats = calloc(workers, sizeof(*s->stats)))) {
+		free(s);
 		return NULL;
+	}
 	memcpy(&s->addr, &addr->sa, MIN_SIZE(addr->len, sizeof(s->addr)));
 	atomic_init(&s->refs, 1);
 	return s;
 }
 
-static void server_state_unref(struct server_state *s)
+static void server_state_unref(struct server_state *s, uint32_t workers)
 {
-	if (s && atomic_fetch_sub(&s->refs, 1) == 1)
-		free(s);
+	if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	stats_blocks_free(s->stats, workers);
+	free(s);
 }
 
 static struct pool_state *pool_state_new(const char *name, uint32_t workers)
 {
 	struct pool_state *p = calloc(1, sizeof(*p));
-	if (!p || !(p->name = strdup(name)) ||
+	if (!p || !(p->name = strdup(name)) || !(p->stats = calloc(workers, sizeof(*p->stats))) ||
 	    !(p->budget = aligned_alloc(alignof(struct budget_slot),
 					workers * sizeof(struct budget_slot)))) {
-		if (p)
+		if (p) {
 			free(p->name);
+			free(p->stats);
+		}
 		free(p);
 		return NULL;
 	}
@@ -101,14 +114,61 @@ static struct pool_state *pool_state_new(const char *name, uint32_t workers)
 	return p;
 }
 
-static void pool_state_unref(struct pool_state *p)
+static void pool_state_unref(struct pool_state *p, uint32_t workers)
 {
 	if (!p || atomic_fetch_sub(&p->refs, 1) != 1)
 		return;
 	pthread_mutex_destroy(&p->lock);
 	free(p->name);
 	free(p->budget);
+	stats_blocks_free(p->stats, workers);
 	free(p);
+}
+
+static struct tracked_state *tracked_state_new(const struct cfg_tracked *t, uint32_t workers)
+{
+	struct tracked_state *s = calloc(1, sizeof(*s));
+	if (!s || !(s->site = strdup(t->site)) || (t->route && !(s->route = strdup(t->route))) ||
+	    !(s->stats = calloc(workers, sizeof(*s->stats)))) {
+		if (s) {
+			free(s->site);
+			free(s->route);
+		}
+		free(s);
+		return NULL;
+	}
+	atomic_init(&s->refs, 1);
+	return s;
+}
+
+static void tracked_state_unref(struct tracked_state *s, uint32_t workers)
+{
+	if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	stats_blocks_free(s->stats, workers);
+	free(s->site);
+	free(s->route);
+	free(s);
+}
+
+static bool is_tracked(const struct tracked_state *s, const struct cfg_tracked *t)
+{
+	return !strcmp(s->site, t->site) &&
+	       (s->route && t->route ? !strcmp(s->route, t->route) : s->route == t->route);
+}
+
+/* The state of t in g, looked for first at index at (where an unchanged config has it), or NULL. */
+static struct tracked_state *find_tracked(const struct shared_gen *g, size_t at,
+					  const struct cfg_tracked *t)
+{
+	if (!g)
+		return NULL;
+	if (at < g->cfg->ntracked && is_tracked(g->tracked[at], t))
+		return g->tracked[at];
+	for (size_t i = 0; i < g->cfg->ntracked; i++)
+		if (is_tracked(g->tracked[i], t))
+			return g->tracked[i];
+	return NULL;
 }
 
 static int open_socket(const struct cfg_addr *a, char *err, size_t errlen)
@@ -200,14 +260,17 @@ static struct listen_state *find_listener(const struct shared_gen *g, const stru
 static void gen_free(struct shared_gen *g)
 {
 	for (size_t i = 0; g->pools && i < g->cfg->npools; i++) {
-		pool_state_unref(g->pools[i]);
+		pool_state_unref(g->pools[i], g->sh->workers);
 		for (size_t k = 0; g->servers && g->servers[i] && k < g->cfg->pools[i].nservers; k++)
-			server_state_unref(g->servers[i][k]);
+			server_state_unref(g->servers[i][k], g->sh->workers);
 		if (g->servers)
 			free(g->servers[i]);
 	}
 	for (size_t i = 0; g->listeners && i < g->cfg->nlisteners; i++)
 		listen_state_unref(g->listeners[i], g->sh->workers);
+	for (size_t i = 0; g->tracked && i < g->cfg->ntracked; i++)
+		tracked_state_unref(g->tracked[i], g->sh->workers);
+	free(g->tracked);
 	free(g->pools);
 	free(g->servers);
 	free(g->listeners);
@@ -229,8 +292,17 @@ struct shared_gen *shared_gen_build(struct shared *sh, struct config *cfg,
 	size_t np = cfg->npools ? cfg->npools : 1, nl = cfg->nlisteners ? cfg->nlisteners : 1;
 	if (!(g->pools = calloc(np, sizeof(*g->pools))) ||
 	    !(g->servers = calloc(np, sizeof(*g->servers))) ||
-	    !(g->listeners = calloc(nl, sizeof(*g->listeners))))
+	    !(g->listeners = calloc(nl, sizeof(*g->listeners))) ||
+	    !(g->tracked = calloc(cfg->ntracked + 1, sizeof(*g->tracked))))
 		goto oom;
+	for (size_t i = 0; i < cfg->ntracked; i++) {
+		struct tracked_state *t = find_tracked(prev, i, &cfg->tracked[i]);
+		if (t)
+			atomic_fetch_add(&t->refs, 1);
+		else if (!(t = tracked_state_new(&cfg->tracked[i], sh->workers)))
+			goto oom;
+		g->tracked[i] = t;
+	}
 	for (size_t i = 0; i < cfg->npools; i++) {
 		const struct cfg_pool *cp = &cfg->pools[i];
 		struct pool_state *p = find_pool(prev, cp->name);
@@ -245,7 +317,7 @@ struct shared_gen *shared_gen_build(struct shared *sh, struct config *cfg,
 			struct server_state *s = find_server(prev, cp->name, &cp->servers[k].addr);
 			if (s)
 				atomic_fetch_add(&s->refs, 1);
-			else if (!(s = server_state_new(&cp->servers[k].addr)))
+			else if (!(s = server_state_new(&cp->servers[k].addr, sh->workers)))
 				goto oom;
 			g->servers[i][k] = s;
 		}

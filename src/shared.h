@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "stats.h"
 
 struct server_state {
 	_Atomic uint64_t down_until_ms; /* out by passive health until then */
@@ -34,6 +35,7 @@ struct server_state {
 	/* The health checker's own (one thread, never read elsewhere): */
 	uint32_t ok_streak, fail_streak;
 	atomic_uint refs;
+	_Atomic(void *) *stats; /* [workers]: struct server_stats, each written by its worker */
 	/* Its address, to be found again by a reload (within its pool, by name). */
 	union {
 		struct sockaddr_in in4;
@@ -55,6 +57,14 @@ struct pool_state {
 	pthread_mutex_t lock; /* a failure of one of its servers: its count and verdict, together */
 	char *name;
 	struct budget_slot *budget; /* [workers]: each written by its worker only */
+	_Atomic(void *) *stats;	    /* [workers]: struct pool_stats, likewise */
+};
+
+/* The counters of a site or route with metrics = true, found again by a reload by its names. */
+struct tracked_state {
+	atomic_uint refs;
+	char *site, *route;	/* route NULL: the whole site */
+	_Atomic(void *) *stats; /* [workers]: struct req_stats, each written by its worker */
 };
 
 struct listen_state {
@@ -69,6 +79,7 @@ struct shared {
 	int *kick;		  /* [workers]: eventfds that make a worker look again */
 	_Atomic uint32_t clients; /* client connections of the whole process */
 	_Atomic uint64_t accept_full; /* a bit per worker that stopped accepting at a limit */
+	struct proc_stats *stats; /* [workers]: each written by its worker only */
 };
 
 /* The shared states of one config generation, parallel to its pools, servers and listeners. */
@@ -79,6 +90,7 @@ struct shared_gen {
 	struct pool_state **pools;	  /* [npools] */
 	struct server_state ***servers;	  /* [npools][nservers] */
 	struct listen_state **listeners;  /* [nlisteners] */
+	struct tracked_state **tracked;	  /* [cfg->ntracked] */
 };
 
 int shared_init(struct shared *sh, uint32_t workers);

@@ -63,12 +63,38 @@ int upstream_init(struct upstream *up, struct loop *loop, struct shared_gen *sg,
 	return 0;
 }
 
+struct server_stats *upstream_server_stats(struct upstream *up, const struct server_rt *srv)
+{
+	return up->thread < up->sg->sh->workers
+		       ? stats_block(srv->st->stats, up->thread, sizeof(struct server_stats))
+		       : NULL;
+}
+
+struct pool_stats *upstream_pool_stats(struct upstream *up, size_t pool)
+{
+	return up->thread < up->sg->sh->workers
+		       ? stats_block(up->pools[pool].st->stats, up->thread, sizeof(struct pool_stats))
+		       : NULL;
+}
+
+/* A connection goes in (+1) or out (-1) of its server's idle list. */
+static void count_idle(struct bconn *bc, int delta)
+{
+	bc->srv->nidle += (uint32_t)delta;
+	struct server_stats *ss = upstream_server_stats(bc->up, bc->srv);
+	if (ss)
+		stat_add(&ss->conns_idle, (uint64_t)(int64_t)delta);
+}
+
 static void bconn_destroy(struct bconn *bc)
 {
 	if (!list_empty(&bc->idle_link)) {
 		list_remove(&bc->idle_link);
-		bc->srv->nidle--;
+		count_idle(bc, -1);
 	}
+	struct server_stats *ss = upstream_server_stats(bc->up, bc->srv);
+	if (ss)
+		stat_sub(&ss->conns_open, 1);
 	timer_cancel(bc->up->loop, &bc->idle_timer);
 	conn_close(&bc->conn);
 	loop_free_later(bc->up->loop, bc);
@@ -286,6 +312,9 @@ int upstream_enqueue(struct upstream *up, struct upstream_request *r)
 	} else {
 		return -ENOBUFS;
 	}
+	struct pool_stats *ps = upstream_pool_stats(up, r->pool);
+	if (ps)
+		stat_add(&ps->queued, 1);
 	/* Said before looking: a slot another worker frees from now on wakes this one. */
 	if (p->queued++ == 0 && up->thread < 64)
 		atomic_fetch_or(&p->st->waiting, UINT64_C(1) << up->thread);
@@ -295,6 +324,9 @@ int upstream_enqueue(struct upstream *up, struct upstream_request *r)
 
 static void left_queue(struct upstream *up, struct pool_rt *p)
 {
+	struct pool_stats *ps = upstream_pool_stats(up, (size_t)(p - up->pools));
+	if (ps)
+		stat_sub(&ps->queued, 1);
 	if (--p->queued == 0 && up->thread < 64)
 		atomic_fetch_and(&p->st->waiting, ~(UINT64_C(1) << up->thread));
 }
@@ -391,6 +423,9 @@ bool upstream_may_retry(struct upstream *up, size_t pool)
 		return false;
 	struct budget_slot *own = &p->st->budget[up->thread];
 	bump(&own->retries[budget_second(own, now)]);
+	struct pool_stats *ps = upstream_pool_stats(up, pool);
+	if (ps)
+		stat_add(&ps->retries, 1);
 	return true;
 }
 
@@ -426,6 +461,7 @@ void upstream_adopt_idle(struct upstream *up, struct upstream *old)
 					bconn_destroy(bc);
 					continue;
 				}
+				/* Its counts stay: to is the same server (to_of() matched its state). */
 				list_remove(&bc->idle_link);
 				from->nidle--;
 				bc->srv = to;
@@ -444,6 +480,9 @@ void upstream_server_failed(struct upstream *up, struct server_rt *srv, const ch
 {
 	struct server_state *st = srv->st;
 	uint64_t now = loop_now_ms(up->loop);
+	struct server_stats *ss = upstream_server_stats(up, srv);
+	if (ss)
+		stat_add(&ss->failures, 1);
 	if (atomic_load(&st->down_until_ms) > now)
 		return; /* out already: requests that were under way do not add to it */
 	pthread_mutex_lock(&srv->prt->st->lock);
@@ -526,7 +565,7 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 		/* Most recently used first: the others are the ones left to expire. */
 		bc = container_of(srv->idle.prev, struct bconn, idle_link);
 		list_remove(&bc->idle_link);
-		srv->nidle--;
+		count_idle(bc, -1);
 		timer_cancel(up->loop, &bc->idle_timer);
 		bc->reused = true;
 	} else {
@@ -550,6 +589,11 @@ struct bconn *upstream_acquire(struct upstream *up, struct server_rt *srv, void 
 			free(bc);
 			unclaim(up, srv->prt, srv); /* the slot picked for this is free again */
 			return NULL;
+		}
+		struct server_stats *ss = upstream_server_stats(up, srv);
+		if (ss) {
+			stat_add(&ss->conns_opened, 1);
+			stat_add(&ss->conns_open, 1);
 		}
 	}
 	bc->owner = owner;
@@ -575,7 +619,7 @@ void upstream_release(struct bconn *bc, bool reusable)
 		bconn_destroy(bc);
 	} else {
 		list_insert_tail(&srv->idle, &bc->idle_link);
-		srv->nidle++;
+		count_idle(bc, 1);
 		timer_arm(up->loop, &bc->idle_timer, srv->pool->keepalive_timeout_ms);
 		if (!timer_armed(&srv->prt->purge_timer))
 			timer_arm(up->loop, &srv->prt->purge_timer, srv->pool->keepalive_purge_ms);

@@ -20,6 +20,7 @@
 #include "health.h"
 #include "loop.h"
 #include "shared.h"
+#include "stats.h"
 
 struct pool_rt;
 
@@ -87,6 +88,13 @@ struct bconn {
 	void (*on_io)(struct bconn *bc);
 	void *owner;
 };
+
+/*
+ * This worker's counters of srv and of a pool (stats.h), made on first use;
+ * NULL for the health checker, or when out of memory.
+ */
+struct server_stats *upstream_server_stats(struct upstream *up, const struct server_rt *srv);
+struct pool_stats *upstream_pool_stats(struct upstream *up, size_t pool);
 
 /* Builds thread's state of sg's pools (one reference to sg taken). Returns 0 or -ENOMEM. */
 int upstream_init(struct upstream *up, struct loop *loop, struct shared_gen *sg, uint32_t thread);

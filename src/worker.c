@@ -265,7 +265,8 @@ static void apply_logging(struct worker *w, const struct config *cfg)
 {
 	/* Reopened on every reload, so that a rotated log file is let go. */
 	access_log_close(&w->access_log);
-	int rc = access_log_open(&w->access_log, cfg->access_log);
+	int rc = access_log_open(&w->access_log, cfg->access_log,
+			     cfg->access_log_format == ACCESS_LOG_JSON);
 	if (rc < 0)
 		log_error("access_log %s: %s; access logging is off", cfg->access_log, strerror(-rc));
 }
@@ -437,7 +438,8 @@ int worker_init(struct worker *w, struct shared *sh, uint32_t index, struct shar
 	}
 	w->flush_hook.run = flush_access_log;
 	loop_add_hook(w->loop, &w->flush_hook);
-	rc = access_log_open(&w->access_log, cfg->access_log);
+	rc = access_log_open(&w->access_log, cfg->access_log,
+			     cfg->access_log_format == ACCESS_LOG_JSON);
 	if (rc < 0) {
 		snprintf(err, errlen, "access_log %s: %s", cfg->access_log, strerror(-rc));
 		return -1;

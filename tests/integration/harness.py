@@ -615,6 +615,60 @@ def _assemble(listeners, pools, sites, timeouts, limits, access_log, log_level, 
     return cfg
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+PROM_PARSE = os.path.join(HERE, "prom_parse.py")
+
+
+class Admin:
+    """A client of sluice's admin listener (see Env.admin_config)."""
+
+    def __init__(self, port, token):
+        self.host, self.port, self.token = "127.0.0.1", port, token
+
+    def request(self, method, path, body=None, token=True, headers=None, timeout=10):
+        """(status, headers dict with lower-case names, body bytes); token=False sends none,
+        a string sends that one."""
+        import http.client
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + (token if isinstance(token, str) else self.token)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
+
+    def get_json(self, path, **kw):
+        st, _, body = self.request("GET", path, **kw)
+        assert st == 200, "GET %s: %d %r" % (path, st, body[:300])
+        return json.loads(body)
+
+    def metrics_text(self):
+        st, h, body = self.request("GET", "/metrics", token=False)
+        assert st == 200, (st, body[:300])
+        assert h["content-type"].startswith("text/plain; version=0.0.4"), h
+        return body.decode()
+
+    def metrics(self):
+        """The samples of /metrics, as Debian's prometheus_client parser reads them:
+        {(sample name, ((label, value), ...) sorted): value}."""
+        p = subprocess.run(["/usr/bin/python3", PROM_PARSE], input=self.metrics_text(),
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, "the Prometheus parser refused /metrics:\n" + p.stderr[-3000:]
+        return {(x["name"], tuple(sorted(x["labels"].items()))): x["value"]
+                for x in json.loads(p.stdout)}
+
+
+def metric(samples, name, **labels):
+    """The value of one sample (0 when absent: a family with no such series yet)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0)
+
+
 class Env:
     """Per-test environment: temp dir, processes, cleanup."""
 
@@ -677,6 +731,19 @@ class Env:
         return b
 
     # -- sluice --------------------------------------------------------------
+    def admin_config(self, token=ADMIN_TOKEN):
+        """An admin = {...} table on a free loopback port (with a token file unless
+        token is None), and the Admin client for it: extra={"admin": block}."""
+        port = free_port()
+        block = {"address": "127.0.0.1:%d" % port}
+        if token is not None:
+            path = self.path("admin.token")
+            with open(path, "w") as f:
+                f.write(token + "\n")
+            os.chmod(path, 0o600)
+            block["token_file"] = path
+        return block, Admin(port, token)
+
     def config(self, servers, timeouts=None, limits=None, pool=None, access_log=None,
                log_level="info", listeners=None, extra=None):
         """A config dict: one listener (or `listeners`) on pool "web" with `servers`

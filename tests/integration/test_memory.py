@@ -182,3 +182,47 @@ def test_a_backend_server_costs_under_1_kib_at_10000_in_one_pool(env):
         one.signal(15)
         many.signal(15)
         assert one.wait_exit(10 * env.slow) == 0 and many.wait_exit(10 * env.slow) == 0
+
+
+COUNTED_CONFIG = """\
+local servers = {{}}
+for i = 1, {n} do
+  servers[i] = ("127.%d.%d.%d:9"):format(math.floor(i / 65536) + 1, math.floor(i / 256) % 256, i % 256)
+end
+return {{
+  workers = 1,
+  listeners = {{ {{ address = "127.0.0.1:{port}", pool = "big" }} }},
+  pools = {{ big = {{ servers = servers, retry = {{ tries = 1 }} }} }},
+  admin = {{ address = "127.0.0.1:{admin}" }},
+  log_level = "error",
+}}
+"""
+
+
+def test_the_counters_of_a_server_that_served_cost_under_1_kib_per_worker(env):
+    """Each server's counters (3 histograms and the counts) are made in a worker the first
+    time it sends the server a request. Servers here refuse (port 9), so each request counts
+    one failure against one server, in turn."""
+    from harness import Admin
+    n = 3000
+    admin_port = free_port()
+    s = start_with(env, COUNTED_CONFIG, n=n, admin=admin_port)
+    admin = Admin(admin_port, None)
+    base = rss_settled(s)
+    import threading
+    statuses = []
+
+    def some(k):  # each on a connection of its own: a 502 closes it
+        statuses.extend(s.get("/").status for _ in range(k))
+    threads = [threading.Thread(target=some, args=(n // 6,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(statuses) == n and set(statuses) <= {502, 503}, set(statuses)
+    text = admin.metrics_text()  # (3,000 servers: too many lines to parse quickly in Python)
+    touched = sum(1 for l in text.splitlines()
+                  if l.startswith("sluice_server_failures_total{") and not l.endswith(" 0"))
+    assert touched == n, "%d of %d servers counted a failure" % (touched, n)
+    full = rss_settled(s)
+    judge(env, "a server's counters in one worker (of %d)" % n, (full - base) * KIB / n, KIB, 768)

@@ -354,3 +354,31 @@ def test_200_mb_over_tls_to_a_slow_reader_with_bounded_rss(env):
     # quarantine, so RSS says nothing there; the release build (make test) judges it.
     if not env.sanitized:
         assert max(samples) < 64 * 1024, "RSS peaked at %d KiB" % max(samples)
+
+
+def test_handshakes_are_counted_in_metrics_ok_and_failed(env):
+    from harness import metric, wait_port
+    ca = CA(env.dir)
+    b = env.backend()
+    port = free_port()
+    block, admin = env.admin_config()
+    cfg = env.config([b], listeners=[_tls_listener(port, [ca.issue("a", ["a.test"])])],
+                     extra={"admin": block})
+    env.sluice(config=cfg)
+    wait_port("127.0.0.1", admin.port, 10 * env.slow)
+
+    def counts():
+        m = admin.metrics()
+        return (metric(m, "sluice_tls_handshakes_total", result="ok"),
+                metric(m, "sluice_tls_handshakes_total", result="failed"))
+    # The harness's readiness probe connected and left: that is a failed handshake already.
+    probes = wait_until(lambda: counts()[1] >= 1 and counts(), 5 * env.slow, what="the probe")[1]
+    for _ in range(3):
+        assert curl_https(port, "a.test", "/", cacert=ca.crt).returncode == 0
+    for _ in range(2):  # plain HTTP to the TLS port: no handshake completes
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            while c.recv(4096):
+                pass
+    wait_until(lambda: counts() == (3, probes + 2), 5 * env.slow,
+               what="3 handshakes done and 2 more failed")

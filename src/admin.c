@@ -1,0 +1,574 @@
+#include "admin.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "h1.h"
+#include "http.h"
+#include "log.h"
+#include "sbuf.h"
+#include "status_page.h"
+
+/* Admin connections at once; more wait in the backlog. */
+#define ADMIN_MAX_CONNS 64
+#define ADMIN_MAX_HEAD 16384
+#define ADMIN_MAX_BODY (1u << 20)
+/* An admin connection with nothing to do for this long is closed. */
+#define ADMIN_IDLE_MS 30000
+/* How long a closing connection keeps reading (and dropping) what the client still sends. */
+#define ADMIN_LINGER_MS 2000
+
+struct admin {
+	struct loop *loop;
+	const struct metrics_src *src;
+	int fd;
+	struct io_handler io;
+	struct cfg_addr addr;
+	char *unix_path; /* to unlink when closed */
+	char *token;	 /* NULL: the API is refused */
+	struct list conns;
+	uint32_t nconns;
+	bool full; /* stopped accepting at ADMIN_MAX_CONNS */
+};
+
+struct admin_conn {
+	struct io_handler io;
+	struct admin *a;
+	int fd;
+	struct list link;
+	struct timer timer;
+	char peer[INET6_ADDRSTRLEN + 8];
+	char *in;
+	size_t in_len, in_cap;
+	struct sbuf out; /* the response being written */
+	size_t out_sent;
+	bool close_after; /* once out is written */
+	bool lingering;	  /* answered and sent FIN: dropping what the client still sends */
+	bool eof;
+	struct h1_parser parser;
+	struct http_msg msg;
+};
+
+/* One request, as the handlers see it. */
+struct admin_req {
+	struct admin_conn *c;
+	const struct http_msg *m;
+	const char *path; /* without the query */
+	size_t path_len;
+	const char *body;
+	size_t body_len;
+};
+
+/* --- the listening socket --- */
+
+static int open_listener(const struct cfg_admin *cfg, char *err, size_t errlen)
+{
+	bool un = cfg->unix_path != NULL;
+	int fd = socket(un ? AF_UNIX : cfg->addr.sa.ss_family,
+			SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "admin %s: socket: %s", cfg->addr.text, strerror(errno));
+		return -1;
+	}
+	int rc;
+	if (un) {
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", cfg->unix_path);
+		/* A socket left by a process that is gone is replaced; any other file is not. */
+		struct stat st;
+		if (lstat(cfg->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 && errno == ECONNREFUSED)
+			unlink(cfg->unix_path);
+		close(fd);
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+			snprintf(err, errlen, "admin %s: socket: %s", cfg->addr.text, strerror(errno));
+			return -1;
+		}
+		rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	} else {
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (cfg->addr.sa.ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		rc = bind(fd, (const struct sockaddr *)&cfg->addr.sa, cfg->addr.len);
+	}
+	if (rc < 0 || listen(fd, 128) < 0) {
+		snprintf(err, errlen, "admin %s: %s", cfg->addr.text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void close_listener(struct admin *a)
+{
+	if (a->fd < 0)
+		return;
+	close(a->fd);
+	a->fd = -1;
+	if (a->unix_path)
+		unlink(a->unix_path);
+	free(a->unix_path);
+	a->unix_path = NULL;
+}
+
+static void accept_ready(struct admin *a);
+static void on_listener(struct io_handler *h, uint32_t events)
+{
+	(void)events;
+	accept_ready(container_of(h, struct admin, io));
+}
+
+static int take_listener(struct admin *a, const struct cfg_admin *cfg, int fd, char *err,
+			 size_t errlen)
+{
+	a->io.on_event = on_listener;
+	int rc = loop_add_fd(a->loop, fd, EPOLLIN, &a->io);
+	if (rc < 0) {
+		snprintf(err, errlen, "admin %s: epoll: %s", cfg->addr.text, strerror(-rc));
+		close(fd);
+		return -1;
+	}
+	close_listener(a);
+	a->fd = fd;
+	a->addr = cfg->addr;
+	a->unix_path = cfg->unix_path ? strdup(cfg->unix_path) : NULL;
+	log_info("admin listening on %s", cfg->addr.text);
+	accept_ready(a);
+	return 0;
+}
+
+/* --- connections --- */
+
+static void conn_close_admin(struct admin_conn *c)
+{
+	struct admin *a = c->a;
+	timer_cancel(a->loop, &c->timer);
+	close(c->fd);
+	list_remove(&c->link);
+	free(c->in);
+	sbuf_free(&c->out);
+	loop_free_later(a->loop, c);
+	a->nconns--;
+	if (a->full) {
+		a->full = false;
+		accept_ready(a);
+	}
+}
+
+static void conn_timed_out(struct timer *t)
+{
+	conn_close_admin(container_of(t, struct admin_conn, timer));
+}
+
+static void respond(struct admin_conn *c, int status, const char *type, const char *body,
+		    size_t len, const char *headers)
+{
+	bool head = c->msg.method == HTTP_METHOD_HEAD;
+	sbuf_printf(&c->out,
+		    "HTTP/1.1 %d %s\r\nServer: sluice\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s\r\n",
+		    status, http_reason((unsigned)status), type, len, headers ? headers : "",
+		    c->close_after ? "Connection: close\r\n" : "");
+	if (!head)
+		sbuf_put(&c->out, body, len);
+}
+
+/* {"error": why}, for every refusal: a client reads the field it got wrong. */
+static void respond_error(struct admin_conn *c, int status, const char *why, const char *headers)
+{
+	struct sbuf b = {0};
+	sbuf_puts(&b, "{\"error\":");
+	sbuf_json_str(&b, why, strlen(why));
+	sbuf_puts(&b, "}\n");
+	respond(c, status, "application/json", b.failed ? "" : b.data, b.failed ? 0 : b.len, headers);
+	sbuf_free(&b);
+}
+
+/* Whether the request carries the token; a constant-time compare, so timing tells nothing. */
+static bool authorized(const struct admin *a, const struct http_msg *m)
+{
+	const struct http_header *h = http_find_header(m, "authorization", 13);
+	if (!h || h->value.len < 7 || strncasecmp(http_str(m, h->value), "Bearer ", 7) != 0)
+		return false;
+	const char *given = http_str(m, h->value) + 7;
+	size_t len = h->value.len - 7, want = strlen(a->token);
+	unsigned char diff = len != want;
+	for (size_t i = 0; i < want; i++)
+		diff |= (unsigned char)(a->token[i] ^ (i < len ? given[i] : 0));
+	return diff == 0;
+}
+
+static bool path_is(const struct admin_req *r, const char *p)
+{
+	return r->path_len == strlen(p) && !memcmp(r->path, p, r->path_len);
+}
+
+static void serve_sbuf(struct admin_conn *c, struct sbuf *b, const char *type)
+{
+	if (b->failed)
+		respond_error(c, 500, "out of memory", NULL);
+	else
+		respond(c, 200, type, b->data ? b->data : "", b->len, NULL);
+	sbuf_free(b);
+}
+
+/* The facts of src, with the clock read now. */
+static struct metrics_src current(const struct admin *a)
+{
+	struct metrics_src s = *a->src;
+	s.now_ms = loop_now_ms(a->loop);
+	return s;
+}
+
+static void handle(struct admin_req *r)
+{
+	struct admin_conn *c = r->c;
+	struct admin *a = c->a;
+	const struct http_msg *m = r->m;
+	bool get = m->method == HTTP_METHOD_GET || m->method == HTTP_METHOD_HEAD;
+	bool api = r->path_len >= 5 && !memcmp(r->path, "/api/", 5);
+	if (!api) {
+		if (!path_is(r, "/metrics") && !path_is(r, "/healthz") && !path_is(r, "/")) {
+			respond_error(c, 404, "no such admin endpoint", NULL);
+			return;
+		}
+		if (!get) {
+			respond_error(c, 405, "only GET", "Allow: GET, HEAD\r\n");
+			return;
+		}
+		struct sbuf b = {0};
+		if (path_is(r, "/metrics")) {
+			struct metrics_src s = current(a);
+			metrics_prometheus(&b, &s);
+			serve_sbuf(c, &b, "text/plain; version=0.0.4; charset=utf-8");
+		} else if (path_is(r, "/healthz")) {
+			respond(c, 200, "text/plain", "ok\n", 3, NULL);
+		} else {
+			respond(c, 200, "text/html; charset=utf-8", status_page_html,
+				strlen(status_page_html),
+				"Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+				"style-src 'unsafe-inline'; connect-src 'self'; img-src data:\r\n"
+				"X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n");
+		}
+		return;
+	}
+	if (!a->token) {
+		respond_error(c, 403, "the admin API is off: admin.token_file is not set", NULL);
+		return;
+	}
+	if (!authorized(a, m)) {
+		log_warn("admin: %s %.*s %.*s: refused, no valid token", c->peer,
+			 (int)m->method_name.len, http_str(m, m->method_name), (int)MIN(r->path_len, 200),
+			 r->path);
+		respond_error(c, 401, "this call needs Authorization: Bearer <admin token>",
+			      "WWW-Authenticate: Bearer realm=\"sluice\"\r\n");
+		return;
+	}
+	if (path_is(r, "/api/status")) {
+		if (!get) {
+			respond_error(c, 405, "only GET", "Allow: GET, HEAD\r\n");
+			return;
+		}
+		struct sbuf b = {0};
+		struct metrics_src s = current(a);
+		metrics_status_json(&b, &s);
+		serve_sbuf(c, &b, "application/json");
+		return;
+	}
+	respond_error(c, 404, "no such admin endpoint", NULL);
+}
+
+/*
+ * Parses and answers the request at the start of c->in, if it is all
+ * there. Returns 1 if one was answered, 0 if more bytes are needed, -1 if
+ * the connection is to close once the answer (if any) is out.
+ */
+static int next_request(struct admin_conn *c)
+{
+	if (!c->in_len)
+		return 0;
+	h1_request_parser_init(&c->parser, &(struct h1_limits){8192, ADMIN_MAX_HEAD});
+	enum h1_result hr = h1_parse_head(&c->parser, &c->msg, c->in, c->in_len);
+	if (hr == H1_AGAIN) {
+		if (c->in_len < ADMIN_MAX_HEAD)
+			return 0;
+		hr = H1_ERROR;
+		c->parser.error_status = 431;
+		c->parser.error = "request head too large";
+	}
+	if (hr == H1_ERROR) {
+		c->close_after = true;
+		respond_error(c, c->parser.error_status ? c->parser.error_status : 400,
+			      c->parser.error ? c->parser.error : "malformed request", NULL);
+		return -1;
+	}
+	const struct http_msg *m = &c->msg;
+	size_t body = 0;
+	if (m->framing == HTTP_FRAMING_CHUNKED) {
+		c->close_after = true;
+		respond_error(c, 411, "send the body with Content-Length", NULL);
+		return -1;
+	}
+	if (m->framing == HTTP_FRAMING_LENGTH) {
+		if (m->content_length > ADMIN_MAX_BODY) {
+			c->close_after = true;
+			respond_error(c, 413, "body: larger than 1 MiB", NULL);
+			return -1;
+		}
+		body = (size_t)m->content_length;
+	}
+	if (c->in_len < m->head_len + body)
+		return 0;
+	c->close_after = !m->keep_alive;
+	const char *path = http_str(m, m->path);
+	const char *q = memchr(path, '?', m->path.len);
+	struct admin_req r = {
+		.c = c,
+		.m = m,
+		.path = path,
+		.path_len = q ? (size_t)(q - path) : m->path.len,
+		.body = c->in + m->head_len,
+		.body_len = body,
+	};
+	handle(&r);
+	size_t used = m->head_len + body;
+	memmove(c->in, c->in + used, c->in_len - used);
+	c->in_len -= used;
+	return c->close_after ? -1 : 1;
+}
+
+/* Reads what there is; returns false when the connection failed. */
+static bool read_in(struct admin_conn *c)
+{
+	for (;;) {
+		if (c->in_len == c->in_cap) {
+			if (c->in_cap >= ADMIN_MAX_HEAD + ADMIN_MAX_BODY)
+				return true; /* a whole request's worth: answer it first */
+			size_t cap = c->in_cap ? c->in_cap * 2 : 4096;
+			char *in = realloc(c->in, cap);
+			if (!in)
+				return false;
+			c->in = in;
+			c->in_cap = cap;
+		}
+		ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		if (n > 0) {
+			c->in_len += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			c->eof = true;
+			return true;
+		}
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+	}
+}
+
+/* Writes what there is; returns 1 when all is out, 0 if not yet, -1 on failure. */
+static int write_out(struct admin_conn *c)
+{
+	while (c->out_sent < c->out.len) {
+		ssize_t n = send(c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
+				 MSG_NOSIGNAL);
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		c->out_sent += (size_t)n;
+	}
+	sbuf_free(&c->out);
+	c->out_sent = 0;
+	return 1;
+}
+
+/*
+ * After a refusal the client may still be sending (a body too large):
+ * closing with unread bytes would reset the connection and could destroy
+ * the answer in flight, so the rest is read and dropped until the client
+ * closes, for a while.
+ */
+static void linger(struct admin_conn *c)
+{
+	if (!c->lingering) {
+		c->lingering = true;
+		shutdown(c->fd, SHUT_WR);
+		timer_arm(c->a->loop, &c->timer, ADMIN_LINGER_MS);
+	}
+	char sink[16384];
+	for (;;) {
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+		if (n > 0)
+			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			conn_close_admin(c);
+		return;
+	}
+}
+
+static void conn_run(struct admin_conn *c)
+{
+	if (c->lingering) {
+		linger(c);
+		return;
+	}
+	for (;;) {
+		/* Each time round: reading stops at a whole request's worth, and edges do not repeat. */
+		if (!read_in(c)) {
+			conn_close_admin(c);
+			return;
+		}
+		int w = write_out(c);
+		if (w < 0) {
+			conn_close_admin(c);
+			return;
+		}
+		if (w > 0 && c->close_after) {
+			linger(c);
+			return;
+		}
+		if (w == 0)
+			break;
+		if (c->out.failed) {
+			conn_close_admin(c);
+			return;
+		}
+		int r = next_request(c);
+		if (r == 0) {
+			if (c->eof) {
+				conn_close_admin(c);
+				return;
+			}
+			break;
+		}
+	}
+	timer_arm(c->a->loop, &c->timer, ADMIN_IDLE_MS);
+}
+
+static void on_conn(struct io_handler *h, uint32_t events)
+{
+	(void)events;
+	conn_run(container_of(h, struct admin_conn, io));
+}
+
+static void peer_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof(ip));
+		snprintf(out, len, "%s:%u", ip, ntohs(in4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	} else {
+		snprintf(out, len, "unix");
+	}
+}
+
+static void accept_ready(struct admin *a)
+{
+	while (a->fd >= 0) {
+		if (a->nconns >= ADMIN_MAX_CONNS) {
+			a->full = true;
+			return;
+		}
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(a->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("admin: accept: %s", strerror(errno));
+			return;
+		}
+		struct admin_conn *c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->a = a;
+		c->fd = fd;
+		c->io.on_event = on_conn;
+		c->timer.on_expire = conn_timed_out;
+		peer_text(&ss, c->peer, sizeof(c->peer));
+		if (loop_add_fd(a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, &c->io) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		list_insert_tail(&a->conns, &c->link);
+		a->nconns++;
+		conn_run(c);
+	}
+}
+
+/* --- lifetime --- */
+
+static void take_token(struct admin *a, const struct cfg_admin *cfg)
+{
+	free(a->token);
+	a->token = cfg->token ? strdup(cfg->token) : NULL;
+}
+
+struct admin *admin_start(struct loop *loop, const struct cfg_admin *cfg,
+			  const struct metrics_src *src, char *err, size_t errlen)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->loop = loop;
+	a->src = src;
+	a->fd = -1;
+	list_init(&a->conns);
+	int fd = open_listener(cfg, err, errlen);
+	if (fd < 0 || take_listener(a, cfg, fd, err, errlen) < 0) {
+		free(a);
+		return NULL;
+	}
+	take_token(a, cfg);
+	return a;
+}
+
+static bool same_address(const struct admin *a, const struct cfg_admin *cfg)
+{
+	if (a->unix_path || cfg->unix_path)
+		return a->unix_path && cfg->unix_path && !strcmp(a->unix_path, cfg->unix_path);
+	return a->addr.len == cfg->addr.len && !memcmp(&a->addr.sa, &cfg->addr.sa, a->addr.len);
+}
+
+int admin_update(struct admin *a, const struct cfg_admin *cfg, char *err, size_t errlen)
+{
+	if (!same_address(a, cfg)) {
+		int fd = open_listener(cfg, err, errlen);
+		if (fd < 0 || take_listener(a, cfg, fd, err, errlen) < 0)
+			return -1;
+	}
+	take_token(a, cfg);
+	return 0;
+}
+
+void admin_stop(struct admin *a)
+{
+	if (!a)
+		return;
+	close_listener(a);
+	while (!list_empty(&a->conns))
+		conn_close_admin(container_of(a->conns.next, struct admin_conn, link));
+	free(a->token);
+	free(a);
+}

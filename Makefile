@@ -5,7 +5,7 @@ LLHTTP  ?= /usr/share/llhttp
 # llhttp is built strict: lenient chunk framing forwarded as it came is how two parsers come to disagree.
 CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werror -Wshadow \
 	-Wstrict-prototypes -I/usr/share/include/llhttp -I/usr/include/luajit-2.1
-LDLIBS  = -lluajit-5.1 -lssl -lcrypto -lm -ldl
+LDLIBS  = -lluajit-5.1 -lssl -lcrypto -lcjson -lm -ldl
 
 SRCS    = $(wildcard src/*.c)
 UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz|scan|tsan`.
 set -eu
-build="gcc libc6-dev make libluajit-5.1-dev libssl-dev node-llhttp"
+build="gcc libc6-dev make libluajit-5.1-dev libssl-dev libcjson-dev node-llhttp"
 test="python3 curl openssl procps chromium python3-prometheus-client"
 bench="haproxy nginx wrk util-linux"
 fuzz="clang libclang-rt-14-dev llvm-14"

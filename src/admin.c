@@ -1,6 +1,7 @@
 #include "admin.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +14,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* The API's bodies are parsed by cJSON (Debian's libcjson-dev), a small, well-kept parser. */
+#include <cjson/cJSON.h>
 
 #include "common.h"
 #include "h1.h"
@@ -234,6 +238,172 @@ static struct metrics_src current(const struct admin *a)
 	return s;
 }
 
+/* 400 naming the field: "weight: must be ...". */
+static void refuse(struct admin_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(struct admin_conn *c, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	respond_error(c, 400, why, NULL);
+}
+
+/* The body as a JSON object whose fields are all in allowed; NULL (refused) otherwise. */
+static cJSON *json_body(struct admin_req *r, const char *const *allowed)
+{
+	cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
+	if (!j || !cJSON_IsObject(j)) {
+		refuse(r->c, "body: not a JSON object");
+		cJSON_Delete(j);
+		return NULL;
+	}
+	for (cJSON *f = j->child; f; f = f->next) {
+		bool ok = false;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = !strcmp(*a, f->string);
+		if (!ok) {
+			refuse(r->c, "%.100s: unknown field", f->string);
+			cJSON_Delete(j);
+			return NULL;
+		}
+	}
+	return j;
+}
+
+/* A string field: NULL (and refused, if required) when absent or not a string. */
+static const char *json_string(struct admin_conn *c, const cJSON *j, const char *name,
+			       bool required, bool *bad)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, name);
+	if (!f && !required)
+		return NULL;
+	if (!cJSON_IsString(f)) {
+		refuse(c, "%s: must be a string", name);
+		*bad = true;
+		return NULL;
+	}
+	return f->valuestring;
+}
+
+static size_t find_pool_index(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->npools; i++)
+		if (!strcmp(cfg->pools[i].name, name))
+			return i;
+	return SIZE_MAX;
+}
+
+static void server_json(struct sbuf *b, const struct cfg_server *cs, struct server_state *st)
+{
+	uint32_t weight = atomic_load(&st->weight);
+	sbuf_puts(b, "{\"address\":");
+	sbuf_json_str(b, cs->addr.text, strlen(cs->addr.text));
+	sbuf_printf(b, ",\"state\":\"%s\",\"weight\":%u,\"backup\":%s}",
+		    server_admin_name[atomic_load(&st->admin)], weight ? weight : cs->weight,
+		    cs->backup ? "true" : "false");
+}
+
+/*
+ * POST /api/server {"pool": "web", "server": "10.0.0.1:80", "state": "drain", "weight": 5}:
+ * state and weight, either or both. Every worker sees it at its next pick.
+ */
+static void api_server(struct admin_req *r)
+{
+	static const char *const fields[] = {"pool", "server", "state", "weight", NULL};
+	struct admin_conn *c = r->c;
+	const struct shared_gen *g = c->a->src->gen;
+	cJSON *j = json_body(r, fields);
+	if (!j)
+		return;
+	bool bad = false;
+	const char *pool = json_string(c, j, "pool", true, &bad);
+	const char *server = bad ? NULL : json_string(c, j, "server", true, &bad);
+	const char *state = bad ? NULL : json_string(c, j, "state", false, &bad);
+	const cJSON *weight = cJSON_GetObjectItemCaseSensitive(j, "weight");
+	size_t pi = bad ? SIZE_MAX : find_pool_index(g->cfg, pool);
+	const struct cfg_pool *cp = pi < g->cfg->npools ? &g->cfg->pools[pi] : NULL;
+	size_t k = 0;
+	while (cp && k < cp->nservers && strcmp(cp->servers[k].addr.text, server))
+		k++;
+	int admin = -1;
+	for (int a = 0; state && a < 3; a++)
+		if (!strcmp(state, server_admin_name[a]))
+			admin = a;
+	if (bad) {
+		/* refused already */
+	} else if (!cp) {
+		refuse(c, "pool: no pool \"%.200s\"", pool);
+	} else if (k == cp->nservers) {
+		refuse(c, "server: pool \"%.100s\" has no server \"%.100s\"", pool, server);
+	} else if (state && admin < 0) {
+		refuse(c, "state: must be \"ready\", \"drain\" or \"maint\", got \"%.100s\"", state);
+	} else if (weight && (!cJSON_IsNumber(weight) || weight->valuedouble < 1 ||
+			      weight->valuedouble > 1000 ||
+			      weight->valuedouble != (double)(int)weight->valuedouble)) {
+		refuse(c, "weight: must be an integer from 1 to 1000");
+	} else if (weight && cp->balance == BALANCE_ROUND_ROBIN) {
+		refuse(c, "weight: pool \"%.100s\" balances round_robin, which has no weights", pool);
+	} else if (!state && !weight) {
+		refuse(c, "body: give state, weight or both");
+	} else {
+		struct server_state *st = g->servers[pi][k];
+		enum server_admin was = atomic_load(&st->admin);
+		uint32_t was_weight = atomic_load(&st->weight);
+		if (admin >= 0)
+			atomic_store(&st->admin, (uint8_t)admin);
+		if (weight)
+			atomic_store(&st->weight, (uint32_t)weight->valuedouble);
+		log_info("admin: %s: pool \"%s\" server %s: state %s -> %s, weight %u -> %u", c->peer,
+			 cp->name, server, server_admin_name[was], server_admin_name[atomic_load(&st->admin)],
+			 was_weight ? was_weight : cp->servers[k].weight,
+			 weight ? (uint32_t)weight->valuedouble : was_weight ? was_weight : cp->servers[k].weight);
+		struct sbuf b = {0};
+		server_json(&b, &cp->servers[k], st);
+		sbuf_puts(&b, "\n");
+		serve_sbuf(c, &b, "application/json");
+	}
+	cJSON_Delete(j);
+}
+
+/* GET /api/config: what runs, with what the admin API changed. */
+static void api_config(struct admin_conn *c)
+{
+	const struct shared_gen *g = c->a->src->gen;
+	const struct config *cfg = g->cfg;
+	struct sbuf b = {0};
+	sbuf_printf(&b, "{\"generation\":%llu,\"workers\":%u,\"listeners\":[",
+		    (unsigned long long)c->a->src->generation, c->a->src->sh->workers);
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+		sbuf_puts(&b, i ? ",{\"address\":" : "{\"address\":");
+		sbuf_json_str(&b, l->addr.text, strlen(l->addr.text));
+		sbuf_printf(&b, ",\"tls\":%s,\"pool\":", l->tls ? "true" : "false");
+		if (l->routed)
+			sbuf_puts(&b, "null}");
+		else {
+			sbuf_json_str(&b, cfg->pools[l->pool].name, strlen(cfg->pools[l->pool].name));
+			sbuf_puts(&b, "}");
+		}
+	}
+	sbuf_puts(&b, "],\"pools\":[");
+	for (size_t i = 0; i < cfg->npools; i++) {
+		const struct cfg_pool *cp = &cfg->pools[i];
+		sbuf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+		sbuf_json_str(&b, cp->name, strlen(cp->name));
+		sbuf_printf(&b, ",\"balance\":\"%s\",\"servers\":[", balance_algo_names[cp->balance]);
+		for (size_t k = 0; k < cp->nservers; k++) {
+			if (k)
+				sbuf_puts(&b, ",");
+			server_json(&b, &cp->servers[k], g->servers[i][k]);
+		}
+		sbuf_puts(&b, "]}");
+	}
+	sbuf_printf(&b, "],\"sites\":%zu}\n", cfg->router.nsites);
+	serve_sbuf(c, &b, "application/json");
+}
+
 static void handle(struct admin_req *r)
 {
 	struct admin_conn *c = r->c;
@@ -278,15 +448,27 @@ static void handle(struct admin_req *r)
 			      "WWW-Authenticate: Bearer realm=\"sluice\"\r\n");
 		return;
 	}
-	if (path_is(r, "/api/status")) {
+	if (path_is(r, "/api/status") || path_is(r, "/api/config")) {
 		if (!get) {
 			respond_error(c, 405, "only GET", "Allow: GET, HEAD\r\n");
+			return;
+		}
+		if (path_is(r, "/api/config")) {
+			api_config(c);
 			return;
 		}
 		struct sbuf b = {0};
 		struct metrics_src s = current(a);
 		metrics_status_json(&b, &s);
 		serve_sbuf(c, &b, "application/json");
+		return;
+	}
+	if (path_is(r, "/api/server")) {
+		if (m->method != HTTP_METHOD_POST) {
+			respond_error(c, 405, "only POST", "Allow: POST\r\n");
+			return;
+		}
+		api_server(r);
 		return;
 	}
 	respond_error(c, 404, "no such admin endpoint", NULL);

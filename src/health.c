@@ -141,7 +141,9 @@ static void check_timer(struct timer *t)
 		check_finish(hc, false, "timed out");
 		return;
 	}
-	if (h->http && !(hc->buf = malloc(CHECK_BUF))) {
+	/* In maintenance a server is not checked: whatever it answers then says nothing. */
+	if (atomic_load(&hc->srv->st->admin) == SERVER_MAINT ||
+	    (h->http && !(hc->buf = malloc(CHECK_BUF)))) {
 		timer_arm(hc->up->loop, &hc->timer, h->interval_ms);
 		return;
 	}

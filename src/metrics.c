@@ -122,16 +122,19 @@ static int sums_take(struct sums *s, const struct metrics_src *src)
 	return 0;
 }
 
-enum server_health { SERVER_UP, SERVER_DOWN, SERVER_DRAIN };
-static const char *const server_health_name[] = {"up", "down", "drain"};
-
-static enum server_health health_of(const struct cfg_server *cs, struct server_state *st,
-				    uint64_t now_ms)
+static bool healthy(struct server_state *st, uint64_t now_ms)
 {
-	if (atomic_load_explicit(&st->check_down, memory_order_relaxed) ||
-	    atomic_load_explicit(&st->down_until_ms, memory_order_relaxed) > now_ms)
-		return SERVER_DOWN;
-	return cs->drain ? SERVER_DRAIN : SERVER_UP;
+	return !atomic_load_explicit(&st->check_down, memory_order_relaxed) &&
+	       atomic_load_explicit(&st->down_until_ms, memory_order_relaxed) <= now_ms;
+}
+
+/* What the status page shows: "drain" or "maint" if so set, else "up" or "down" by health. */
+static const char *state_name(struct server_state *st, uint64_t now_ms)
+{
+	enum server_admin a = atomic_load_explicit(&st->admin, memory_order_relaxed);
+	if (a != SERVER_READY)
+		return server_admin_name[a];
+	return healthy(st, now_ms) ? "up" : "down";
 }
 
 /* --- Prometheus text format (version 0.0.4) --- */
@@ -369,7 +372,6 @@ static void pool_metrics(struct sbuf *b, struct walk *w, struct sbuf *lab)
 static void server_metrics(struct sbuf *b, struct walk *w, struct sbuf *lab, size_t n,
 			   const struct metrics_src *src)
 {
-	const struct config *cfg = w->cfg;
 	family(b, "sluice_server_requests_total", "counter",
 	       "Requests sent to the server, by the class of their response.");
 	for (size_t i = 0; i < n; i++) {
@@ -380,10 +382,15 @@ static void server_metrics(struct sbuf *b, struct walk *w, struct sbuf *lab, siz
 	       "1 while health checks and passive health let the server take requests.");
 	for (size_t i = 0; i < n; i++) {
 		server_req(w, i, lab);
-		size_t p = w->pool_of[i], k = w->index_of[i];
-		enum server_health h =
-			health_of(&cfg->pools[p].servers[k], src->gen->servers[p][k], src->now_ms);
-		sample(b, "sluice_server_up", lab->data, h != SERVER_DOWN);
+		sample(b, "sluice_server_up", lab->data,
+		       healthy(src->gen->servers[w->pool_of[i]][w->index_of[i]], src->now_ms));
+	}
+	family(b, "sluice_server_admin_state", "gauge",
+	       "0 ready, 1 drain (no new requests), 2 maint: as the admin API or drain = true set it.");
+	for (size_t i = 0; i < n; i++) {
+		server_req(w, i, lab);
+		sample(b, "sluice_server_admin_state", lab->data,
+		       atomic_load(&src->gen->servers[w->pool_of[i]][w->index_of[i]]->admin));
 	}
 	static const struct {
 		const char *name, *type, *help;
@@ -511,13 +518,15 @@ void metrics_status_json(struct sbuf *out, const struct metrics_src *src)
 		for (size_t k = 0; k < cp->nservers; k++) {
 			const struct cfg_server *cs = &cp->servers[k];
 			const struct server_sum *ss = &s.servers[i][k];
-			enum server_health h = health_of(cs, src->gen->servers[i][k], src->now_ms);
+			struct server_state *st = src->gen->servers[i][k];
+			uint32_t weight = atomic_load(&st->weight);
 			sbuf_puts(out, k ? ",{\"address\":" : "{\"address\":");
 			sbuf_json_str(out, cs->addr.text, strlen(cs->addr.text));
 			sbuf_printf(out,
 				    ",\"state\":\"%s\",\"weight\":%u,\"backup\":%s,\"failures\":%llu,"
 				    "\"connections\":%llu,\"idle\":%llu,",
-				    server_health_name[h], cs->weight, cs->backup ? "true" : "false",
+				    state_name(st, src->now_ms), weight ? weight : cs->weight,
+				    cs->backup ? "true" : "false",
 				    (unsigned long long)ss->failures, (unsigned long long)ss->open,
 				    (unsigned long long)ss->idle);
 			json_requests(out, &ss->req);

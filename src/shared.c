@@ -65,6 +65,8 @@ void shared_kick(struct shared *sh, uint64_t mask, uint32_t self)
 
 /* --- states --- */
 
+const char *const server_admin_name[3] = {"ready", "drain", "maint"};
+
 static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
 {
 	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
@@ -319,6 +321,9 @@ struct shared_gen *shared_gen_build(struct shared *sh, struct config *cfg,
 				atomic_fetch_add(&s->refs, 1);
 			else if (!(s = server_state_new(&cp->servers[k].addr, sh->workers)))
 				goto oom;
+			/* A reload is what the file says: what the admin API changed is undone. */
+			atomic_store(&s->admin, cp->servers[k].drain ? SERVER_DRAIN : SERVER_READY);
+			atomic_store(&s->weight, 0);
 			g->servers[i][k] = s;
 		}
 	}

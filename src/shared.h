@@ -25,7 +25,17 @@
 #include "config.h"
 #include "stats.h"
 
+/* What the admin API (or the config's drain = true) says of a server, until the next reload. */
+enum server_admin {
+	SERVER_READY, /* takes requests */
+	SERVER_DRAIN, /* no new requests; those under way finish */
+	SERVER_MAINT, /* out for maintenance: no new requests, and no health checks */
+};
+extern const char *const server_admin_name[3];
+
 struct server_state {
+	_Atomic uint8_t admin;	       /* enum server_admin */
+	_Atomic uint32_t weight;       /* set by the admin API; 0: the config's */
 	_Atomic uint64_t down_until_ms; /* out by passive health until then */
 	_Atomic uint64_t back_since_ms; /* when it last came back in: slow start counts from here */
 	atomic_bool check_down;		/* failed its active health checks */

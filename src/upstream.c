@@ -130,7 +130,9 @@ void upstream_destroy(struct upstream *up)
 
 static uint32_t effective_weight(const struct server_rt *s, uint64_t now)
 {
-	uint32_t full = (s->pool->balance == BALANCE_ROUND_ROBIN ? 1 : s->cfg->weight) * WEIGHT_SCALE;
+	uint32_t set = atomic_load_explicit(&s->st->weight, memory_order_relaxed);
+	uint32_t weight = set ? set : s->cfg->weight;
+	uint32_t full = (s->pool->balance == BALANCE_ROUND_ROBIN ? 1 : weight) * WEIGHT_SCALE;
 	uint32_t ramp = s->pool->slow_start_ms;
 	uint64_t back = ramp ? atomic_load_explicit(&s->st->back_since_ms, memory_order_relaxed) : 0;
 	if (!back || now >= back + ramp)
@@ -180,11 +182,12 @@ static void unclaim(struct upstream *up, struct pool_rt *p, struct server_rt *s)
 		shared_kick(up->sg->sh, waiting, up->thread);
 }
 
-/* In, by passive and active health, and not drained. */
+/* In, by passive and active health, and not drained or in maintenance (config or admin API). */
 static bool usable(const struct server_rt *s, uint64_t now)
 {
 	return atomic_load_explicit(&s->st->down_until_ms, memory_order_relaxed) <= now &&
-	       !atomic_load_explicit(&s->st->check_down, memory_order_relaxed) && !s->cfg->drain;
+	       !atomic_load_explicit(&s->st->check_down, memory_order_relaxed) &&
+	       atomic_load_explicit(&s->st->admin, memory_order_relaxed) == SERVER_READY;
 }
 
 /* Server index may serve r: not tried for it yet, and the one it must use if any. */

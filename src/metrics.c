@@ -229,8 +229,7 @@ static void process_metrics(struct sbuf *b, const struct metrics_src *src, const
 static const char *const hist_help[3] = {
 	"Requests from their first byte to their response's last.",
 	"From sending a request to the server to its response head (connect included).",
-	"sluice's own time per request: the total less the time waiting on the backend and the "
-	"client.",
+	"sluice's own time per request: the total less waiting on the backend and the client.",
 };
 
 /* The histograms of a req_sum, one family each; of[i] is the req_sum of series i. */

@@ -11,7 +11,11 @@ siteNNNNN.example.com, every tenth also *.siteNNNNN.example.net, and one route
   3. routes --requests requests over one keep-alive connection to random
      hosts (80 % exact names, 10 % names under a wildcard, 10 % unknown hosts
      that go to the default site), checks every answer names the right pool,
-     and reads VmRSS again.
+     and reads VmRSS again;
+  4. through the admin API, adds, replaces and removes a site and adds and
+     removes a pool's server, 5 times each, then removes 5 of the file's
+     sites: the time of each call, each change of a site the API added checked
+     by routing to it, and VmRSS after.
 
 It also checks the same N sites written three ways (see bench/README.md): as
 one literal table ("flat"), as literal tables of 5,000 sites each in their own
@@ -81,7 +85,7 @@ DEFAULT_SITE = ('{ hosts = { "default.example.com" }, default = true, routes = {
                 'respond = { status = 200, body = "default\\n" } } } },')
 
 
-def lua_lines(n, style, listen_port, pool_ports):
+def lua_lines(n, style, listen_port, pool_ports, admin=None):
     """Lines of the Lua source of n sites in style "flat", "chunked" or "loop"."""
     npools = len(pool_ports)
     out = []
@@ -121,15 +125,17 @@ def lua_lines(n, style, listen_port, pool_ports):
         out.append('    p%d = { servers = { "%s:%d" }, keepalive = 8 },' % (k, HOST, port))
     out.append("  },")
     out.append("  sites = sites,")
+    if admin:
+        out.append('  admin = { address = "%s:%d", token_file = "%s" },' % (HOST, admin[0], admin[1]))
     out.append("  access_log = false,")
     out.append('  log_level = "warn",')
     out.append("}")
     yield from out
 
 
-def write_config(path, n, style, listen_port, pool_ports):
+def write_config(path, n, style, listen_port, pool_ports, admin=None):
     with open(path, "w") as f:
-        for line in lua_lines(n, style, listen_port, pool_ports):
+        for line in lua_lines(n, style, listen_port, pool_ports, admin):
             f.write(line + "\n")
 
 
@@ -296,7 +302,12 @@ def measure(args, n, tmp, backends, rng):
     row = {"sites": n, "hosts": n + (n + 9) // 10 + 1}
     port = free_port()
     path = os.path.join(tmp, "sites-%d.lua" % n)
-    write_config(path, n, "chunked", port, backends.ports)
+    token_path = os.path.join(tmp, "admin.token")
+    with open(token_path, "w") as f:
+        f.write("bench-token-%016x\n" % rng.getrandbits(64))
+    os.chmod(token_path, 0o600)
+    admin = (free_port(), token_path)
+    write_config(path, n, "chunked", port, backends.ports, admin)
     row["config_bytes"] = os.path.getsize(path)
 
     checks = []
@@ -336,6 +347,8 @@ def measure(args, n, tmp, backends, rng):
         row["requests"] = len(reqs)
         row["rss_after_kib"] = proc_status_kib(proc.pid, "VmRSS")
         row["hwm_after_kib"] = proc_status_kib(proc.pid, "VmHWM")
+        row.update(measure_changes(admin, port, len(backends.ports), n))
+        row["rss_changed_kib"] = proc_status_kib(proc.pid, "VmRSS")
     except BaseException:
         stop(proc)
         with open(log_path, errors="replace") as f:
@@ -343,6 +356,67 @@ def measure(args, n, tmp, backends, rng):
         raise
     stop(proc)
     return row
+
+
+def admin_call(admin, body):
+    """POST /api/site or /api/pool: (seconds until the answer, status, body)."""
+    import http.client
+    with open(admin[1]) as f:
+        token = f.read().strip()
+    path = "/api/pool" if "pool" in body else "/api/site"
+    c = http.client.HTTPConnection(HOST, admin[0], timeout=120)
+    t0 = time.monotonic()
+    c.request("POST", path, body=json.dumps(body), headers={"Authorization": "Bearer " + token})
+    r = c.getresponse()
+    data = r.read()
+    dt = time.monotonic() - t0
+    c.close()
+    return dt, r.status, data
+
+
+def measure_changes(admin, port, npools, nsites, rounds=5):
+    """Median seconds of a site add, replace and remove, and of a server added to a
+    pool and removed, through the admin API (each answered once every worker has it
+    posted); each site change is checked by routing a request to it."""
+    times = {"add": [], "replace": [], "remove": [], "server": []}
+    c = Client(port)
+    for i in range(rounds):
+        host = "runtime%d.example.org" % i
+        for kind, body in (
+                ("add", {"add": {"hosts": [host], "routes": [{"path": "/", "pool": "p0"}]}}),
+                ("replace", {"replace": host, "site": {"hosts": [host], "routes": [
+                    {"path": "/", "pool": "p%d" % (1 % npools)}]}}),
+                ("remove", {"remove": host})):
+            dt, st, data = admin_call(admin, body)
+            if st != 200:
+                raise BenchError("admin %s: %d %r" % (kind, st, data[:200]))
+            times[kind].append(dt)
+            want = {"add": (200, b"p0\n"), "replace": (200, b"p%d\n" % (1 % npools)),
+                    "remove": (200, b"default\n")}[kind]
+            # Each worker takes the change in its next loop turn, which a request sent
+            # at once may beat by a turn.
+            for _ in range(100):
+                got = c.get(host)
+                if got == want:
+                    break
+                time.sleep(0.001)
+            if got != want:
+                raise BenchError("after the admin %s, %s answered %r" % (kind, host, got))
+        dt1, st1, _ = admin_call(admin, {"pool": "p0", "add": "%s:%d" % (HOST, 9 + i)})
+        dt2, st2, _ = admin_call(admin, {"pool": "p0", "remove": "%s:%d" % (HOST, 9 + i)})
+        if st1 != 200 or st2 != 200:
+            raise BenchError("admin pool change: %d %d" % (st1, st2))
+        times["server"].append((dt1 + dt2) / 2)
+    # A site of the file taken out: the router's tables are put together again
+    # without it (the sites above only added to the file's, which copy as they are).
+    times["remove_file"] = []
+    for i in range(min(rounds, nsites)):
+        dt, st, data = admin_call(admin, {"remove": site_hosts(i)[0]})
+        if st != 200:
+            raise BenchError("admin remove of a file's site: %d %r" % (st, data[:200]))
+        times["remove_file"].append(dt)
+    c.close()
+    return {"change_%s_s" % k: statistics.median(v) if v else None for k, v in times.items()}
 
 
 def server_config(path, n, balance, listen_port, backend_port):
@@ -408,12 +482,24 @@ def print_tables(rows, styles, nreq):
                       mib(r["rss_after_kib"]), per_site,
                       "%.0f" % (r["requests"] / r["route_s"]) if r["route_s"] else "-"])
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(head)]
+    def ms(x):
+        return "-" if x is None else "%.1f ms" % (x * 1e3)
+    changes = ["%8d sites: add %s, replace %s, remove %s, remove a file's site %s, a server %s; "
+               "RSS %s MiB after" % (r["sites"], ms(r["change_add_s"]), ms(r["change_replace_s"]),
+                                     ms(r["change_remove_s"]), ms(r["change_remove_file_s"]),
+                                     ms(r["change_server_s"]), mib(r["rss_changed_kib"]))
+               for r in rows]
     print("sluice with N sites (chunked config). -t: `sluice -t -c FILE`, median; ready: from")
     print("exec to listening; RSS/HWM: VmRSS/VmHWM once listening (HWM = the peak of loading);")
     print("RSS after: after %d routed requests; B/site: (RSS - RSS of 0 sites) / N" % nreq)
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for t in table:
         print("  ".join(x.rjust(w) for x, w in zip(t, widths)))
+    print()
+    print("changes through the admin API, median of 5, from the call to its answer (every")
+    print("worker has the new snapshot posted by then; 20 sites and 10 servers changed in all):")
+    for line in changes:
+        print(line)
     print()
     print("the same N sites written three ways: `sluice -t` wall time (peak RSS; '<X' when")
     print("not above the RSS of the fork of this script that execs sluice)")

@@ -22,6 +22,7 @@
 #include "h1.h"
 #include "http.h"
 #include "log.h"
+#include "runtime.h"
 #include "sbuf.h"
 #include "status_page.h"
 
@@ -37,6 +38,7 @@
 struct admin {
 	struct loop *loop;
 	const struct metrics_src *src;
+	struct runtime *rt; /* the changes of pools and sites */
 	int fd;
 	struct io_handler io;
 	struct cfg_addr addr;
@@ -367,6 +369,228 @@ static void api_server(struct admin_req *r)
 	cJSON_Delete(j);
 }
 
+static void pool_json(struct sbuf *b, const struct shared_gen *g, size_t i)
+{
+	const struct cfg_pool *cp = &g->cfg->pools[i];
+	sbuf_puts(b, "{\"name\":");
+	sbuf_json_str(b, cp->name, strlen(cp->name));
+	sbuf_printf(b, ",\"balance\":\"%s\",\"servers\":[", balance_algo_names[cp->balance]);
+	for (size_t k = 0; k < cp->nservers; k++) {
+		if (k)
+			sbuf_puts(b, ",");
+		server_json(b, &cp->servers[k], g->servers[i][k]);
+	}
+	sbuf_puts(b, "]}");
+}
+
+/* The hosts of a router's sites (or of one), grouped by site: for listing them. */
+struct site_hosts {
+	size_t *start; /* [nsites + 1]: site i's are names[start[i], start[i + 1]) */
+	char **names;  /* as written: "*.example.com" for a wildcard */
+	size_t n;
+	size_t only; /* the site wanted, or SIZE_MAX for all */
+};
+
+static void count_host(void *ud, const char *name, size_t len, bool wildcard, uint32_t site)
+{
+	(void)name, (void)len, (void)wildcard;
+	struct site_hosts *h = ud;
+	if (h->only == SIZE_MAX || h->only == site)
+		h->start[site + 1]++;
+}
+
+static void place_host(void *ud, const char *name, size_t len, bool wildcard, uint32_t site)
+{
+	struct site_hosts *h = ud;
+	if (h->only != SIZE_MAX && h->only != site)
+		return;
+	char *text = malloc(len + 3);
+	if (text)
+		snprintf(text, len + 3, "%s%.*s", wildcard ? "*." : "", (int)len, name);
+	/* start[site] runs ahead as they are placed; put back by one shift after. */
+	h->names[h->start[site]++] = text;
+}
+
+static void site_hosts_free(struct site_hosts *h)
+{
+	for (size_t i = 0; h->names && i < h->n; i++)
+		free(h->names[i]);
+	free(h->names);
+	free(h->start);
+}
+
+static int site_hosts_collect(struct site_hosts *h, const struct router *r, size_t only)
+{
+	*h = (struct site_hosts){.only = only};
+	if (!(h->start = calloc(r->nsites + 1, sizeof(*h->start))))
+		return -1;
+	router_each_host(r, count_host, h);
+	for (size_t i = 0; i < r->nsites; i++)
+		h->start[i + 1] += h->start[i];
+	h->n = h->start[r->nsites];
+	if (!(h->names = calloc(h->n ? h->n : 1, sizeof(*h->names)))) {
+		site_hosts_free(h);
+		return -1;
+	}
+	router_each_host(r, place_host, h);
+	memmove(h->start + 1, h->start, r->nsites * sizeof(*h->start));
+	h->start[0] = 0;
+	return 0;
+}
+
+static void site_json(struct sbuf *b, const struct config *cfg, size_t i, const struct site_hosts *h)
+{
+	const struct site *s = &cfg->router.sites[i];
+	sbuf_puts(b, "{\"name\":");
+	sbuf_json_str(b, s->name, strlen(s->name));
+	sbuf_printf(b, ",\"from\":\"%s\",\"default\":%s,\"hosts\":[", s->added ? "api" : "file",
+		    cfg->router.default_site == (int64_t)i ? "true" : "false");
+	for (size_t k = h->start[i]; k < h->start[i + 1]; k++) {
+		const char *name = h->names[k] ? h->names[k] : "?";
+		sbuf_puts(b, k > h->start[i] ? "," : "");
+		sbuf_json_str(b, name, strlen(name));
+	}
+	sbuf_puts(b, "],\"routes\":[");
+	for (uint32_t k = 0; k < s->nroutes; k++) {
+		const struct route *rt = &s->routes[k];
+		sbuf_puts(b, k ? ",{\"path\":" : "{\"path\":");
+		sbuf_json_str(b, rt->prefix, rt->prefix_len);
+		if (rt->action == ROUTE_PROXY) {
+			const char *pool = cfg->pools[rt->pool].name;
+			sbuf_puts(b, ",\"pool\":");
+			sbuf_json_str(b, pool, strlen(pool));
+		} else if (rt->action == ROUTE_RESPOND) {
+			sbuf_printf(b, ",\"respond\":%u", rt->status);
+		} else {
+			sbuf_printf(b, ",\"redirect\":%u,\"to\":", rt->status);
+			sbuf_json_str(b, rt->location, rt->location_len);
+		}
+		sbuf_puts(b, "}");
+	}
+	sbuf_puts(b, "]}");
+}
+
+/* A 400 from a runtime change: its message names the field already. */
+static void refuse_change(struct admin_conn *c, const char *err)
+{
+	if (!strcmp(err, "out of memory"))
+		respond_error(c, 500, err, NULL);
+	else
+		refuse(c, "%s", err);
+}
+
+/*
+ * POST /api/pool {"pool": "web", "add": "10.0.0.9:80" | {"address": ..., "weight": ...}}
+ *            or {"pool": "web", "remove": "10.0.0.9:80"}: what runs, without a reload.
+ */
+static void api_pool(struct admin_req *r)
+{
+	static const char *const fields[] = {"pool", "add", "remove", NULL};
+	struct admin_conn *c = r->c;
+	cJSON *j = json_body(r, fields);
+	if (!j)
+		return;
+	bool bad = false;
+	const char *pool = json_string(c, j, "pool", true, &bad);
+	const cJSON *add = cJSON_GetObjectItemCaseSensitive(j, "add");
+	const char *remove = bad ? NULL : json_string(c, j, "remove", false, &bad);
+	char err[1024];
+	if (bad) {
+		/* refused already */
+	} else if (!add == !remove) {
+		refuse(c, "body: give one of add or remove");
+	} else if (add ? runtime_add_server(c->a->rt, pool, add, err, sizeof(err)) < 0
+		       : runtime_remove_server(c->a->rt, pool, remove, err, sizeof(err)) < 0) {
+		refuse_change(c, err);
+	} else {
+		const struct shared_gen *g = c->a->src->gen;
+		size_t i = find_pool_index(g->cfg, pool);
+		log_info("admin: %s: pool \"%s\": server %s %s", c->peer, pool,
+			 add ? g->cfg->pools[i].servers[g->cfg->pools[i].nservers - 1].addr.text : remove,
+			 add ? "added" : "removed");
+		struct sbuf b = {0};
+		pool_json(&b, g, i);
+		sbuf_puts(&b, "\n");
+		serve_sbuf(c, &b, "application/json");
+	}
+	cJSON_Delete(j);
+}
+
+/* The site named name in what runs now, as JSON; or {"removed": name}. */
+static void serve_site(struct admin_conn *c, const char *name)
+{
+	const struct config *cfg = c->a->src->gen->cfg;
+	size_t i = 0;
+	while (i < cfg->router.nsites && strcmp(cfg->router.sites[i].name, name))
+		i++;
+	struct sbuf b = {0};
+	struct site_hosts h;
+	if (i == cfg->router.nsites) {
+		sbuf_puts(&b, "{\"removed\":");
+		sbuf_json_str(&b, name, strlen(name));
+		sbuf_puts(&b, "}\n");
+	} else if (site_hosts_collect(&h, &cfg->router, i) == 0) {
+		site_json(&b, cfg, i, &h);
+		sbuf_puts(&b, "\n");
+		site_hosts_free(&h);
+	} else {
+		respond_error(c, 500, "out of memory", NULL);
+		return;
+	}
+	serve_sbuf(c, &b, "application/json");
+}
+
+/* The name a site object goes by: its first host ("" for a default site without hosts). */
+static const char *site_name(const cJSON *site)
+{
+	const cJSON *hosts = cJSON_GetObjectItemCaseSensitive(site, "hosts");
+	const cJSON *first = cJSON_IsArray(hosts) ? hosts->child : NULL;
+	return cJSON_IsString(first) ? first->valuestring : "";
+}
+
+/*
+ * POST /api/site {"add": {"hosts": [...], "pool": ...}}
+ *             or {"replace": "example.com", "site": {...}}
+ *             or {"remove": "example.com"}: a site is named by its first host.
+ */
+static void api_site(struct admin_req *r)
+{
+	static const char *const fields[] = {"add", "replace", "site", "remove", NULL};
+	struct admin_conn *c = r->c;
+	cJSON *j = json_body(r, fields);
+	if (!j)
+		return;
+	bool bad = false;
+	const cJSON *add = cJSON_GetObjectItemCaseSensitive(j, "add");
+	const cJSON *site = cJSON_GetObjectItemCaseSensitive(j, "site");
+	const char *replace = json_string(c, j, "replace", false, &bad);
+	const char *remove = bad ? NULL : json_string(c, j, "remove", false, &bad);
+	struct runtime *rt = c->a->rt;
+	char err[1024];
+	if (bad) {
+		/* refused already */
+	} else if (site && !replace) {
+		refuse(c, "site: goes with replace");
+	} else if ((add != NULL) + (replace != NULL) + (remove != NULL) != 1) {
+		refuse(c, "body: give one of add, replace (with site) or remove");
+	} else if (replace && !site) {
+		refuse(c, "site: replace needs the site that takes its place");
+	} else if (add ? runtime_add_site(rt, add, err, sizeof(err)) < 0
+		   : replace ? runtime_replace_site(rt, replace, site, err, sizeof(err)) < 0
+			     : runtime_remove_site(rt, remove, err, sizeof(err)) < 0) {
+		refuse_change(c, err);
+	} else {
+		const char *name = add ? site_name(add) : replace ? site_name(site) : remove;
+		if (replace)
+			log_info("admin: %s: site \"%s\" replaced by site \"%s\"", c->peer, replace,
+				 name);
+		else
+			log_info("admin: %s: site \"%s\" %s", c->peer, name, add ? "added" : "removed");
+		serve_site(c, name);
+	}
+	cJSON_Delete(j);
+}
+
 /* GET /api/config: what runs, with what the admin API changed. */
 static void api_config(struct admin_conn *c)
 {
@@ -389,18 +613,24 @@ static void api_config(struct admin_conn *c)
 	}
 	sbuf_puts(&b, "],\"pools\":[");
 	for (size_t i = 0; i < cfg->npools; i++) {
-		const struct cfg_pool *cp = &cfg->pools[i];
-		sbuf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
-		sbuf_json_str(&b, cp->name, strlen(cp->name));
-		sbuf_printf(&b, ",\"balance\":\"%s\",\"servers\":[", balance_algo_names[cp->balance]);
-		for (size_t k = 0; k < cp->nservers; k++) {
-			if (k)
-				sbuf_puts(&b, ",");
-			server_json(&b, &cp->servers[k], g->servers[i][k]);
-		}
-		sbuf_puts(&b, "]}");
+		if (i)
+			sbuf_puts(&b, ",");
+		pool_json(&b, g, i);
 	}
-	sbuf_printf(&b, "],\"sites\":%zu}\n", cfg->router.nsites);
+	sbuf_puts(&b, "],\"sites\":[");
+	struct site_hosts h;
+	if (site_hosts_collect(&h, &cfg->router, SIZE_MAX) < 0) {
+		sbuf_free(&b);
+		respond_error(c, 500, "out of memory", NULL);
+		return;
+	}
+	for (size_t i = 0; i < cfg->router.nsites; i++) {
+		if (i)
+			sbuf_puts(&b, ",");
+		site_json(&b, cfg, i, &h);
+	}
+	site_hosts_free(&h);
+	sbuf_puts(&b, "]}\n");
 	serve_sbuf(c, &b, "application/json");
 }
 
@@ -463,12 +693,16 @@ static void handle(struct admin_req *r)
 		serve_sbuf(c, &b, "application/json");
 		return;
 	}
-	if (path_is(r, "/api/server")) {
+	void (*change)(struct admin_req *) = path_is(r, "/api/server") ? api_server
+					     : path_is(r, "/api/pool")	 ? api_pool
+					     : path_is(r, "/api/site")	 ? api_site
+									 : NULL;
+	if (change) {
 		if (m->method != HTTP_METHOD_POST) {
 			respond_error(c, 405, "only POST", "Allow: POST\r\n");
 			return;
 		}
-		api_server(r);
+		change(r);
 		return;
 	}
 	respond_error(c, 404, "no such admin endpoint", NULL);
@@ -706,7 +940,7 @@ static void take_token(struct admin *a, const struct cfg_admin *cfg)
 }
 
 struct admin *admin_start(struct loop *loop, const struct cfg_admin *cfg,
-			  const struct metrics_src *src, char *err, size_t errlen)
+			  const struct metrics_src *src, struct runtime *rt, char *err, size_t errlen)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -715,6 +949,7 @@ struct admin *admin_start(struct loop *loop, const struct cfg_admin *cfg,
 	}
 	a->loop = loop;
 	a->src = src;
+	a->rt = rt;
 	a->fd = -1;
 	list_init(&a->conns);
 	int fd = open_listener(cfg, err, errlen);

@@ -6,6 +6,10 @@
  *   GET /healthz      "ok": the process runs and serves          (no token)
  *   GET /             the status page, a shell without data      (no token)
  *   GET /api/status   what the status page shows, as JSON        (token)
+ *   GET /api/config   what runs: listeners, pools, servers, sites (token)
+ *   POST /api/server  a server's state (ready, drain, maint), weight (token)
+ *   POST /api/pool    a server added to a pool, or removed       (token)
+ *   POST /api/site    a site added, replaced or removed          (token)
  *
  * With admin.token_file, the /api/ calls want "Authorization: Bearer
  * <token>" (401 without it); without token_file they are refused (403).
@@ -18,16 +22,18 @@
 #include "config.h"
 #include "loop.h"
 #include "metrics.h"
+#include "runtime.h"
 
 struct admin;
 
 /*
- * Opens the listener of cfg (enabled) on loop, serving what src says; src
- * stays the caller's and must outlive the admin. Returns NULL with a
- * message in err.
+ * Opens the listener of cfg (enabled) on loop, serving what src says and
+ * changing what rt runs; both stay the caller's and must outlive the admin.
+ * Returns NULL with a message in err.
  */
 struct admin *admin_start(struct loop *loop, const struct cfg_admin *cfg,
-			  const struct metrics_src *src, char *err, size_t errlen);
+			  const struct metrics_src *src, struct runtime *rt, char *err,
+			  size_t errlen);
 /*
  * A reload: takes cfg's token, and its address if that changed (the new
  * socket is bound before the old one closes; if it cannot be, nothing

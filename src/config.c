@@ -224,14 +224,16 @@ static void warn(struct vctx *v, const struct cfg_path *path, const char *fmt, .
 	v->warnings_len += len + 1;
 }
 
-void config_log_warnings(const struct config *cfg)
+static void log_warnings(const char *warnings)
 {
-	for (const char *p = cfg->warnings; p && *p;) {
+	for (const char *p = warnings; p && *p;) {
 		const char *nl = strchr(p, '\n');
 		log_warn("%.*s", (int)(nl - p), p);
 		p = nl + 1;
 	}
 }
+
+void config_log_warnings(const struct config *cfg) { log_warnings(cfg->warnings); }
 
 /*
  * A file named in the config, relative to the config file's directory so
@@ -790,6 +792,19 @@ static void load_pool_tls(struct vctx *v, struct cfg_pool *pool, int idx, const 
 	lua_pop(L, 3);
 }
 
+int config_pool_ring(struct cfg_pool *pool)
+{
+	if (pool->balance != BALANCE_HASH)
+		return 0;
+	struct balance_server *bs = calloc(pool->nservers, sizeof(*bs));
+	for (size_t i = 0; bs && i < pool->nservers; i++)
+		bs[i] = (struct balance_server){.name = pool->servers[i].addr.text,
+						.weight = pool->servers[i].weight};
+	int rc = bs ? balance_ring_build(&pool->ring, bs, pool->nservers) : -ENOMEM;
+	free(bs);
+	return rc < 0 ? -ENOMEM : 0;
+}
+
 static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 {
 	static const char *const keys[] = {"servers",	      "keepalive",   "keepalive_timeout",
@@ -850,15 +865,8 @@ static void load_pool(struct vctx *v, struct cfg_pool *pool, const char *name)
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
-	if (pool->balance == BALANCE_HASH && pool->servers && !v->failed) {
-		struct balance_server *bs = calloc(pool->nservers, sizeof(*bs));
-		for (size_t i = 0; bs && i < pool->nservers; i++)
-			bs[i] = (struct balance_server){.name = pool->servers[i].addr.text,
-							.weight = pool->servers[i].weight};
-		if (!bs || balance_ring_build(&pool->ring, bs, pool->nservers) < 0)
-			fail(v, NULL, "out of memory");
-		free(bs);
-	}
+	if (pool->servers && !v->failed && config_pool_ring(pool) < 0)
+		fail(v, NULL, "out of memory");
 	load_pool_tls(v, pool, idx, &s);
 }
 
@@ -1481,6 +1489,7 @@ static void load_listener_tls(struct vctx *v, const struct config *cfg, struct c
 		if (!config_relative(v, lua_tostring(L, -1), ca, sizeof(ca)))
 			fail(v, &cp, "%s: client_ca: name too long", sub.label);
 		o.client_ca = ca;
+		l->client_ca = true;
 	} else if (!lua_isnil(L, -1)) {
 		fail(v, &cp, "%s: client_ca must name a PEM file of CA certificates", sub.label);
 	} else if (o.verify > TLS_VERIFY_OFF) {
@@ -1858,10 +1867,28 @@ static void set_defaults(struct config *cfg)
 
 static void close_state(lua_State *L) { lua_close(L); }
 
+/* What a derived snapshot owns (see config.base); the rest is its base's. */
+static void derived_free(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->npools; i++) {
+		free(cfg->pools[i].servers);
+		balance_ring_free(&cfg->pools[i].ring);
+	}
+	free(cfg->pools);
+	free(cfg->tracked);
+	arena_free(&cfg->arena);
+	config_unref(cfg->base);
+	free(cfg);
+}
+
 static void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
+	if (cfg->base) {
+		derived_free(cfg);
+		return;
+	}
 	for (size_t i = 0; i < cfg->npools; i++) {
 		free(cfg->pools[i].name);
 		free(cfg->pools[i].servers);
@@ -2150,6 +2177,76 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 	return cfg;
 }
 
+/* --- one site or server at a time, for runtime changes --- */
+
+struct lua_entry {
+	struct vctx *v;
+	struct config *cfg;
+	const struct cfg_pool *pool;
+	size_t index;
+	struct cfg_server *srv;
+};
+
+static int evaluate_site(lua_State *L)
+{
+	struct lua_entry *x = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	load_site(x->v, x->cfg, x->index);
+	return 0;
+}
+
+static int evaluate_server(lua_State *L)
+{
+	struct lua_entry *x = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	char label[160];
+	snprintf(label, sizeof(label), "pool \"%.100s\"", x->pool->name);
+	struct section s = {.label = label};
+	load_server(x->v, &s, 1, x->srv);
+	return 0;
+}
+
+/*
+ * Runs fn on the table at the top of L (left there), as part of no file:
+ * messages start with what. Warnings are logged: there is no load to hand
+ * them to.
+ */
+static int evaluate_entry(lua_State *L, lua_CFunction fn, struct lua_entry *x, const char *what,
+			  char *err, size_t errlen)
+{
+	struct vctx v = {.L = L, .name = what, .source = "", .err = err, .errlen = errlen};
+	x->v = &v;
+	int top = lua_gettop(L);
+	lua_pushcfunction(L, fn);
+	lua_pushvalue(L, top);
+	lua_pushlightuserdata(L, x);
+	/* Called, not cpcall'ed: the function must see the table where load_* expect it, on top. */
+	int status = lua_pcall(L, 2, 0, 0);
+	if (status && !v.failed)
+		snprintf(err, errlen, "%s: %s", what,
+			 status == LUA_ERRMEM ? "out of memory"
+			 : lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+	lua_settop(L, top);
+	log_warnings(v.warnings);
+	free(v.warnings);
+	free(v.text);
+	return status || v.failed ? -1 : 0;
+}
+
+int config_lua_site(struct config *cfg, struct lua_State *L, size_t index, const char *what,
+		    char *err, size_t errlen)
+{
+	struct lua_entry x = {.cfg = cfg, .index = index};
+	return evaluate_entry(L, evaluate_site, &x, what, err, errlen);
+}
+
+int config_lua_server(const struct cfg_pool *pool, struct lua_State *L, struct cfg_server *srv,
+		      const char *what, char *err, size_t errlen)
+{
+	struct lua_entry x = {.pool = pool, .srv = srv};
+	return evaluate_entry(L, evaluate_server, &x, what, err, errlen);
+}
+
 struct hook_evaluation {
 	const struct config *cfg;
 	struct hook *hook;
@@ -2201,6 +2298,8 @@ int config_add_worker_hooks(struct config *cfg, char *err, size_t errlen)
 
 struct hook *config_hook(struct config *cfg, uint32_t index)
 {
+	if (cfg->base)
+		return config_hook(cfg->base, index);
 	return index == 0 ? &cfg->hook : &cfg->worker_hooks[index - 1].hook;
 }
 

@@ -120,6 +120,7 @@ struct cfg_listener {
 	struct tls_server *tls; /* NULL: plain HTTP */
 	uint8_t tls_verify;	/* its client-certificate policy (enum tls_verify) */
 	size_t pool; /* index into config.pools, unless routed */
+	bool client_ca; /* tls.client_ca is set: client certificates can be checked */
 	uint32_t max_connections; /* of this listener; 0: only the global limit */
 	bool routed; /* no pool of its own: requests go by config.router */
 };
@@ -212,6 +213,15 @@ struct config {
 	 */
 	char *name, *source;
 	struct worker_hook *worker_hooks; /* [workers - 1], or NULL */
+	/*
+	 * A snapshot derived from the file's by runtime changes (runtime.h)
+	 * holds the file's here and borrows from it all that no change
+	 * touches: listeners, TLS, hooks, strings, the file's sites. Its own
+	 * are the pools array with each pool's servers and hash ring, tracked,
+	 * and, once sites changed, the router's tables and site array (in its
+	 * arena). NULL: a file's.
+	 */
+	struct config *base;
 };
 
 /* The config used when no file is given (also printed by --default-config). */
@@ -232,6 +242,22 @@ struct config *config_load_string(const char *name, const char *source, char *er
  * taken. No-op without a hook. Returns 0, or -1 with a message in err.
  */
 int config_add_worker_hooks(struct config *cfg, char *err, size_t errlen);
+/* Builds pool->ring from its servers (balance = "hash"; else nothing to do): 0 or -ENOMEM. */
+int config_pool_ring(struct cfg_pool *pool);
+
+struct lua_State;
+/*
+ * For runtime changes (runtime.c): the site, or the server, in the Lua table
+ * on the top of L's stack, checked as one in the file would be. A site goes
+ * into cfg->router.sites[index] (sized by the caller), its hosts into the
+ * router, its strings into cfg->arena. Return 0, or -1 with a message that
+ * starts with what (the field of the request that held the table) in err.
+ */
+int config_lua_site(struct config *cfg, struct lua_State *L, size_t index, const char *what,
+		    char *err, size_t errlen);
+int config_lua_server(const struct cfg_pool *pool, struct lua_State *L, struct cfg_server *srv,
+		      const char *what, char *err, size_t errlen);
+
 /* The hook worker index runs. */
 struct hook *config_hook(struct config *cfg, uint32_t index);
 

@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "log.h"
 #include "loop.h"
+#include "runtime.h"
 #include "shared.h"
 #include "tls.h"
 #include "upstream.h"
@@ -31,6 +32,7 @@ struct process {
 	int sigfd;
 	struct io_handler sig_io;
 	struct admin *admin;	 /* NULL unless configured */
+	struct runtime rt;	 /* the file's config and what the admin API changed of it */
 	struct metrics_src stats; /* what the admin reports besides the counters */
 };
 
@@ -78,8 +80,36 @@ static int update_admin(struct process *p, const struct cfg_admin *cfg, char *er
 	}
 	if (p->admin)
 		return admin_update(p->admin, cfg, err, errlen);
-	p->admin = admin_start(p->loop, cfg, &p->stats, err, errlen);
+	p->admin = admin_start(p->loop, cfg, &p->stats, &p->rt, err, errlen);
 	return p->admin ? 0 : -1;
+}
+
+/* Makes g what runs: health checks for its servers, and every worker takes it in its next turn. */
+static int publish(struct process *p, struct shared_gen *g, char *err, size_t errlen)
+{
+	if (start_checks(p, g) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (uint32_t i = 0; i < p->nworkers; i++)
+		worker_post_gen(&p->workers[i], g);
+	shared_gen_unref(p->gen);
+	p->gen = g;
+	p->stats.gen = g;
+	p->stats.generation++;
+	return 0;
+}
+
+/* The runtime's publish: a snapshot the admin API derived, run like a reload's. */
+static int publish_change(void *ud, struct config *cfg, char *err, size_t errlen)
+{
+	struct process *p = ud;
+	struct shared_gen *g = shared_gen_build(&p->sh, cfg, p->gen, err, errlen);
+	if (!g || publish(p, g, err, errlen) < 0) {
+		shared_gen_unref(g);
+		return -1;
+	}
+	return 0;
 }
 
 static void reload(struct process *p)
@@ -106,22 +136,13 @@ static void reload(struct process *p)
 	cfg->workers = p->nworkers;
 	if (config_add_worker_hooks(cfg, err, sizeof(err)) < 0 ||
 	    !(g = shared_gen_build(&p->sh, cfg, p->gen, err, sizeof(err))) ||
-	    update_admin(p, &cfg->admin, err, sizeof(err)) < 0)
+	    update_admin(p, &cfg->admin, err, sizeof(err)) < 0 || publish(p, g, err, sizeof(err)) < 0)
 		goto fail;
-	if (start_checks(p, g) < 0) {
-		snprintf(err, sizeof(err), "out of memory");
-		goto fail;
-	}
 	log_set_level((enum log_level)cfg->log_level);
 	config_log_warnings(cfg);
 	/* A new ticket key; tickets sealed with the last two still resume. */
 	tls_rotate_ticket_keys();
-	for (uint32_t i = 0; i < p->nworkers; i++)
-		worker_post_gen(&p->workers[i], g);
-	shared_gen_unref(p->gen);
-	p->gen = g;
-	p->stats.gen = g;
-	p->stats.generation++;
+	runtime_reset(&p->rt, cfg);
 	p->stats.reloads++;
 	log_info("configuration reloaded: %zu listener(s), %zu pool(s), %zu site(s)", cfg->nlisteners,
 		 cfg->npools, cfg->router.nsites);
@@ -193,6 +214,9 @@ static int start(struct process *p, struct config *cfg, char *err, size_t errlen
 	if (config_add_worker_hooks(cfg, err, errlen) < 0 ||
 	    !(p->gen = shared_gen_build(&p->sh, cfg, NULL, err, errlen)))
 		return -1;
+	p->rt.publish = publish_change;
+	p->rt.ud = p;
+	runtime_reset(&p->rt, cfg);
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	p->stats = (struct metrics_src){.sh = &p->sh, .gen = p->gen, .generation = 1,
@@ -249,6 +273,7 @@ int process_run(struct config *cfg, const char *config_path, int sigfd, void (*s
 		worker_destroy(&p.workers[i]);
 	free(p.workers);
 	shared_gen_unref(p.gen);
+	runtime_free(&p.rt);
 	loop_destroy(p.loop);
 	shared_destroy(&p.sh);
 	return status;

@@ -66,6 +66,23 @@ int host_table_put(struct host_table *t, const char *name, size_t len, uint32_t 
 	return 0;
 }
 
+int host_table_copy(struct host_table *dst, struct arena *a, const struct host_table *src, size_t n)
+{
+	if (host_table_init(dst, a, n) < 0)
+		return -ENOMEM;
+	if (dst->mask == src->mask) {
+		memcpy(dst->slots, src->slots, (src->mask + 1) * sizeof(*src->slots));
+		dst->used = src->used;
+		return 0;
+	}
+	for (size_t i = 0; i <= src->mask; i++) {
+		const struct host_entry *e = &src->slots[i];
+		if (e->value && host_table_put(dst, e->name, e->len, e->value - 1) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact, size_t nwildcard)
 {
 	memset(r, 0, sizeof(*r));
@@ -76,6 +93,19 @@ int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact,
 	if (host_table_init(&r->exact, a, nexact) < 0 || host_table_init(&r->wildcard, a, nwildcard) < 0)
 		return -ENOMEM;
 	return 0;
+}
+
+void router_each_host(const struct router *r,
+		      void (*fn)(void *ud, const char *name, size_t len, bool wildcard, uint32_t site),
+		      void *ud)
+{
+	const struct host_table *tables[2] = {&r->exact, &r->wildcard};
+	for (int t = 0; t < 2; t++)
+		for (size_t i = 0; tables[t]->slots && i <= tables[t]->mask; i++) {
+			const struct host_entry *e = &tables[t]->slots[i];
+			if (e->value)
+				fn(ud, e->name, e->len, t == 1, e->value - 1);
+		}
 }
 
 static bool host_char(char ch)

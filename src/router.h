@@ -37,6 +37,7 @@ struct route {
 struct site {
 	const char *name;     /* its first host, for logs */
 	uint8_t tls_verify;   /* client certificates (enum tls_verify); 0: the listener's policy */
+	bool added;	      /* by the admin API (runtime.h), not by the file */
 	struct route *routes; /* longest prefix first */
 	uint32_t nroutes;
 	uint32_t metrics;     /* its own series (config.tracked[metrics - 1]); 0: none */
@@ -59,6 +60,11 @@ struct host_table {
 int host_table_init(struct host_table *t, struct arena *a, size_t n);
 /* Adds name -> value: 0, -EEXIST if the name is there already, -ENOSPC beyond the n it was sized for. */
 int host_table_put(struct host_table *t, const char *name, size_t len, uint32_t value);
+/*
+ * dst sized for n names (n >= src->used) holding src's: slot for slot when
+ * that size is src's, else put one by one. 0 or -ENOMEM. The names stay src's.
+ */
+int host_table_copy(struct host_table *dst, struct arena *a, const struct host_table *src, size_t n);
 /* The value of name, or -1. */
 int64_t host_table_get(const struct host_table *t, const char *name, size_t len);
 
@@ -78,6 +84,13 @@ int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact,
  * -ENOSPC if there are more hosts than router_init() was sized for.
  */
 int router_add_host(struct router *r, const char *host, size_t len, uint32_t site);
+/*
+ * Calls fn for every host of r, in no order: name in lookup form, without
+ * the "*." of a wildcard (wildcard says so), and the site it maps to.
+ */
+void router_each_host(const struct router *r,
+		      void (*fn)(void *ud, const char *name, size_t len, bool wildcard, uint32_t site),
+		      void *ud);
 /* Sorts a site's routes so that the longest prefix is tried first. */
 void router_sort_routes(struct site *s);
 

@@ -230,13 +230,17 @@ static struct listen_state *listen_state_new(const struct cfg_addr *addr, uint32
 	return l;
 }
 
-static struct server_state *find_server(const struct shared_gen *g, const char *pool,
+/* The state of a server of pool in g, looked for first at index at (where an unchanged pool has it). */
+static struct server_state *find_server(const struct shared_gen *g, const char *pool, size_t at,
 					const struct cfg_addr *addr)
 {
 	for (size_t i = 0; g && i < g->cfg->npools; i++) {
 		if (strcmp(g->pools[i]->name, pool))
 			continue;
-		for (size_t k = 0; k < g->cfg->pools[i].nservers; k++)
+		size_t n = g->cfg->pools[i].nservers;
+		if (at < n && is_server(g->servers[i][at], addr))
+			return g->servers[i][at];
+		for (size_t k = 0; k < n; k++)
 			if (is_server(g->servers[i][k], addr))
 				return g->servers[i][k];
 	}
@@ -316,14 +320,20 @@ struct shared_gen *shared_gen_build(struct shared *sh, struct config *cfg,
 		if (!(g->servers[i] = calloc(cp->nservers ? cp->nservers : 1, sizeof(**g->servers))))
 			goto oom;
 		for (size_t k = 0; k < cp->nservers; k++) {
-			struct server_state *s = find_server(prev, cp->name, &cp->servers[k].addr);
+			struct server_state *s = find_server(prev, cp->name, k, &cp->servers[k].addr);
+			bool found = s;
 			if (s)
 				atomic_fetch_add(&s->refs, 1);
 			else if (!(s = server_state_new(&cp->servers[k].addr, sh->workers)))
 				goto oom;
-			/* A reload is what the file says: what the admin API changed is undone. */
-			atomic_store(&s->admin, cp->servers[k].drain ? SERVER_DRAIN : SERVER_READY);
-			atomic_store(&s->weight, 0);
+			/*
+			 * A reload is what the file says: what the admin API changed is
+			 * undone. A snapshot the API derived keeps it.
+			 */
+			if (!found || !cfg->base) {
+				atomic_store(&s->admin, cp->servers[k].drain ? SERVER_DRAIN : SERVER_READY);
+				atomic_store(&s->weight, 0);
+			}
 			g->servers[i][k] = s;
 		}
 	}

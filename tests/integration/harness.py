@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -178,9 +179,15 @@ def _lua_key(k):
     return "[%s]" % _lua_value(k, 0)
 
 
+class Lua(str):
+    """Lua source written into a config as it is (a hook's function)."""
+
+
 def _lua_value(v, indent):
     pad = "  " * (indent + 1)
     end = "  " * indent
+    if isinstance(v, Lua):
+        return str(v)
     if v is None or v is False:
         return "false"
     if v is True:
@@ -617,6 +624,34 @@ def _assemble(listeners, pools, sites, timeouts, limits, access_log, log_level, 
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 PROM_PARSE = os.path.join(HERE, "prom_parse.py")
+
+
+class Load:
+    """Requests on new connections (so every worker serves some) until stopped, in a
+    thread; bounded. finish() asserts that every one got 200."""
+
+    def __init__(self, s, path="/", host="test.local"):
+        self.s, self.path, self.host = s, path, host
+        self.stop = threading.Event()
+        self.statuses = []
+        self.t = threading.Thread(target=self.run)
+        self.t.start()
+
+    def run(self):
+        for _ in range(20000):
+            if self.stop.is_set():
+                return
+            try:
+                self.statuses.append(self.s.get(self.path, host=self.host, timeout=10).status)
+            except Exception as e:  # a failure is counted, not raised in the thread
+                self.statuses.append(repr(e))
+
+    def finish(self):
+        self.stop.set()
+        self.t.join()
+        bad = [x for x in self.statuses if x != 200]
+        assert not bad and self.statuses, "failed requests under load: %r" % bad[:10]
+        return len(self.statuses)
 
 
 class Admin:

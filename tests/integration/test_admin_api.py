@@ -5,7 +5,7 @@ with 400 naming the field, or 401 without the token, changing nothing."""
 import signal
 import threading
 
-from harness import metric, wait_port, wait_until
+from harness import Load, metric, wait_port, wait_until
 
 
 def start(env, backends, pool=None):
@@ -18,33 +18,6 @@ def start(env, backends, pool=None):
 def server_state(admin, addr):
     pools = admin.get_json("/api/config")["pools"]
     return next(x for x in pools[0]["servers"] if x["address"] == addr)
-
-
-class Load:
-    """Requests on new connections (so every worker serves some) until stopped; bounded."""
-
-    def __init__(self, s, path="/"):
-        self.s, self.path = s, path
-        self.stop = threading.Event()
-        self.statuses = []
-        self.t = threading.Thread(target=self.run)
-        self.t.start()
-
-    def run(self):
-        for _ in range(20000):
-            if self.stop.is_set():
-                return
-            try:
-                self.statuses.append(self.s.get(self.path, timeout=10).status)
-            except Exception as e:  # a failure is counted, not raised in the thread
-                self.statuses.append(repr(e))
-
-    def finish(self):
-        self.stop.set()
-        self.t.join()
-        bad = [x for x in self.statuses if x != 200]
-        assert not bad and self.statuses, "failed requests under load: %r" % bad[:10]
-        return len(self.statuses)
 
 
 def test_drain_lets_in_flight_requests_finish_and_sends_nothing_new(env):

@@ -448,6 +448,74 @@ TEST(test_overlong_path_matches_no_route)
 	CHECK(router_find_route(&sf.site, path, MAX_MATCH_PATH) != NULL);
 }
 
+struct seen {
+	char names[8][32];
+	uint32_t sites[8];
+	int n;
+};
+
+static void record_host(void *ud, const char *name, size_t len, bool wildcard, uint32_t site)
+{
+	struct seen *s = ud;
+	if (s->n < 8) {
+		snprintf(s->names[s->n], sizeof(s->names[0]), "%s%.*s", wildcard ? "*." : "", (int)len,
+			 name);
+		s->sites[s->n++] = site;
+	}
+}
+
+static uint32_t seen_site(const struct seen *s, const char *name)
+{
+	for (int i = 0; i < s->n; i++)
+		if (!strcmp(s->names[i], name))
+			return s->sites[i];
+	return UINT32_MAX;
+}
+
+TEST(test_each_host_visits_every_host_once_with_its_site)
+{
+	struct fixture f;
+	CHECK(fixture_init(&f, 3, 4) == 0);
+	CHECK(add(&f, "a.example", 0) == 0);
+	CHECK(add(&f, "b.example", 1) == 0);
+	CHECK(add(&f, "*.b.example", 1) == 0);
+	CHECK(add(&f, "c.example", 2) == 0);
+	struct seen s = {0};
+	router_each_host(&f.r, record_host, &s);
+	CHECK(s.n == 4);
+	CHECK(seen_site(&s, "a.example") == 0);
+	CHECK(seen_site(&s, "b.example") == 1);
+	CHECK(seen_site(&s, "*.b.example") == 1);
+	CHECK(seen_site(&s, "c.example") == 2);
+	arena_free(&f.arena);
+}
+
+TEST(test_a_copied_host_table_finds_what_the_original_does)
+{
+	struct fixture f;
+	CHECK(fixture_init(&f, 2, 40) == 0);
+	char name[32];
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "h%d.example", i);
+		CHECK(add(&f, name, (uint32_t)(i % 2)) == 0);
+	}
+	/* The same size (slot for slot), and a larger one (put one by one). */
+	size_t sizes[2] = {40, 1000};
+	for (int k = 0; k < 2; k++) {
+		struct host_table t;
+		CHECK(host_table_copy(&t, &f.arena, &f.r.exact, sizes[k]) == 0);
+		CHECK(t.used == 40 && (k == 0) == (t.mask == f.r.exact.mask));
+		for (int i = 0; i < 40; i++) {
+			snprintf(name, sizeof(name), "h%d.example", i);
+			CHECK(host_table_get(&t, name, strlen(name)) == i % 2);
+		}
+		CHECK(host_table_get(&t, "nope.example", 12) == -1);
+		CHECK(host_table_put(&t, "new.example", 11, 1) == 0);
+		CHECK(host_table_put(&t, "h3.example", 10, 0) == -EEXIST);
+	}
+	arena_free(&f.arena);
+}
+
 int main(void)
 {
 	RUN(test_exact_host_beats_wildcard_and_longest_wildcard_wins);
@@ -469,5 +537,7 @@ int main(void)
 	RUN(test_overlong_path_matches_no_route);
 	RUN(test_stray_percent_is_written_as_an_escape_of_itself);
 	RUN(test_more_hosts_than_sized_for_is_enospc);
+	RUN(test_each_host_visits_every_host_once_with_its_site);
+	RUN(test_a_copied_host_table_finds_what_the_original_does);
 	UNIT_EXIT();
 }

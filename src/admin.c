@@ -252,9 +252,25 @@ static void refuse(struct admin_conn *c, const char *fmt, ...)
 	respond_error(c, 400, why, NULL);
 }
 
+/* Whether JSON text escapes a NUL (\u0000), which cJSON's strings would silently end at. */
+static bool escapes_nul(const char *s, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+		if (s[i] == '\\') {
+			if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4))
+				return true;
+			i++; /* the escaped character: "\\u0000" is a backslash, then text */
+		}
+	return false;
+}
+
 /* The body as a JSON object whose fields are all in allowed; NULL (refused) otherwise. */
 static cJSON *json_body(struct admin_req *r, const char *const *allowed)
 {
+	if (escapes_nul(r->body, r->body_len)) {
+		refuse(r->c, "body: a string holds \\u0000");
+		return NULL;
+	}
 	cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
 	if (!j || !cJSON_IsObject(j)) {
 		refuse(r->c, "body: not a JSON object");

@@ -1,6 +1,8 @@
 #include "runtime.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
@@ -300,8 +302,13 @@ struct config *runtime_derive(struct config *file, const struct overlay *ov, con
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	/* Everything borrowed, then what it owns replaced (config.h says which). */
-	*cfg = *file;
+	/*
+	 * Everything borrowed, then what it owns replaced (config.h says which).
+	 * All but refs, first, which workers change as this runs.
+	 */
+	static_assert(offsetof(struct config, refs) == 0, "refs comes first");
+	const size_t from = offsetof(struct config, workers);
+	memcpy((char *)cfg + from, (const char *)file + from, sizeof(*cfg) - from);
 	cfg->refs = 1;
 	cfg->base = config_ref(file);
 	cfg->arena = (struct arena){0};
@@ -390,17 +397,38 @@ static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
 	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
 }
 
-/* The servers of pool i in next, made its own so that they can change. */
-static struct runtime_pool *servers_of(struct runtime *rt, struct overlay *next, size_t i)
+/* The index of the pool named name in the file's config, or SIZE_MAX with a message. */
+static size_t pool_index(const struct runtime *rt, const char *name, char *err, size_t errlen)
 {
-	struct runtime_pool *p = &next->pools[i];
-	if (p->servers)
-		return p;
-	const struct cfg_pool *fp = &rt->file->pools[i];
-	if (!(p->servers = malloc(fp->nservers * sizeof(*p->servers))))
+	size_t i = find_pool(rt->file, name);
+	if (i == SIZE_MAX)
+		snprintf(err, errlen, "pool: no pool \"%.200s\"", name);
+	return i;
+}
+
+/*
+ * A copy of the overlay in next, with pool i's servers its own and room for
+ * one more, to change; NULL (and nothing in next) with a message.
+ */
+static struct runtime_pool *servers_to_change(struct runtime *rt, struct overlay *next, size_t i,
+					      char *err, size_t errlen)
+{
+	if (copy_for_change(rt, next, err, errlen) < 0)
 		return NULL;
-	memcpy(p->servers, fp->servers, fp->nservers * sizeof(*p->servers));
-	p->nservers = fp->nservers;
+	struct runtime_pool *p = &next->pools[i];
+	const struct cfg_pool *fp = &rt->file->pools[i];
+	if (!p->servers && (p->servers = malloc(fp->nservers * sizeof(*p->servers)))) {
+		memcpy(p->servers, fp->servers, fp->nservers * sizeof(*p->servers));
+		p->nservers = fp->nservers;
+	}
+	struct cfg_server *grown =
+	    p->servers ? realloc(p->servers, (p->nservers + 1) * sizeof(*p->servers)) : NULL;
+	if (!grown) {
+		overlay_free(next, rt->file->npools);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->servers = grown;
 	return p;
 }
 
@@ -420,35 +448,31 @@ static int parse_server(const struct cfg_pool *pool, const cJSON *item, struct c
 	return rc;
 }
 
+static size_t find_server(const struct runtime_pool *p, const struct cfg_addr *addr)
+{
+	size_t k = 0;
+	while (k < p->nservers && !same_addr(&p->servers[k].addr, addr))
+		k++;
+	return k;
+}
+
 int runtime_add_server(struct runtime *rt, const char *pool, const cJSON *server, char *err,
 		       size_t errlen)
 {
-	size_t i = find_pool(rt->file, pool);
-	if (i == SIZE_MAX) {
-		snprintf(err, errlen, "pool: no pool \"%.200s\"", pool);
-		return -1;
-	}
+	size_t i = pool_index(rt, pool, err, errlen);
 	struct cfg_server srv = {0};
-	if (parse_server(&rt->file->pools[i], server, &srv, err, errlen) < 0)
-		return -1;
 	struct overlay next;
-	if (copy_for_change(rt, &next, err, errlen) < 0)
+	struct runtime_pool *p;
+	if (i == SIZE_MAX || parse_server(&rt->file->pools[i], server, &srv, err, errlen) < 0 ||
+	    !(p = servers_to_change(rt, &next, i, err, errlen)))
 		return -1;
-	struct runtime_pool *p = servers_of(rt, &next, i);
-	struct cfg_server *grown = p ? realloc(p->servers, (p->nservers + 1) * sizeof(srv)) : NULL;
-	if (!grown) {
+	size_t k = find_server(p, &srv.addr);
+	if (k < p->nservers) {
+		snprintf(err, errlen, "add: pool \"%.100s\" has server %s already", pool,
+			 p->servers[k].addr.text);
 		overlay_free(&next, rt->file->npools);
-		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	p->servers = grown;
-	for (size_t k = 0; k < p->nservers; k++)
-		if (same_addr(&p->servers[k].addr, &srv.addr)) {
-			snprintf(err, errlen, "add: pool \"%.100s\" has server %s already", pool,
-				 p->servers[k].addr.text);
-			overlay_free(&next, rt->file->npools);
-			return -1;
-		}
 	p->servers[p->nservers++] = srv;
 	return apply(rt, &next, "add", err, errlen);
 }
@@ -456,11 +480,9 @@ int runtime_add_server(struct runtime *rt, const char *pool, const cJSON *server
 int runtime_remove_server(struct runtime *rt, const char *pool, const char *address, char *err,
 			  size_t errlen)
 {
-	size_t i = find_pool(rt->file, pool);
-	if (i == SIZE_MAX) {
-		snprintf(err, errlen, "pool: no pool \"%.200s\"", pool);
+	size_t i = pool_index(rt, pool, err, errlen);
+	if (i == SIZE_MAX)
 		return -1;
-	}
 	struct cfg_addr addr;
 	char why[160];
 	if (config_parse_addr(address, &addr, why, sizeof(why)) < 0) {
@@ -468,21 +490,18 @@ int runtime_remove_server(struct runtime *rt, const char *pool, const char *addr
 		return -1;
 	}
 	struct overlay next;
-	if (copy_for_change(rt, &next, err, errlen) < 0)
-		return -1;
-	struct runtime_pool *p = servers_of(rt, &next, i);
-	size_t k = 0;
-	while (p && k < p->nservers && !same_addr(&p->servers[k].addr, &addr))
-		k++;
+	struct runtime_pool *p = servers_to_change(rt, &next, i, err, errlen);
 	if (!p)
-		snprintf(err, errlen, "out of memory");
-	else if (k == p->nservers)
-		snprintf(err, errlen, "remove: pool \"%.100s\" has no server %.100s", pool,
-			 address);
-	else if (p->nservers == 1)
-		snprintf(err, errlen, "remove: %.100s is the last server of pool \"%.100s\"",
-			 address, pool);
-	if (!p || k >= p->nservers || p->nservers == 1) {
+		return -1;
+	size_t k = find_server(p, &addr);
+	if (k == p->nservers || p->nservers == 1) {
+		if (k == p->nservers)
+			snprintf(err, errlen, "remove: pool \"%.100s\" has no server %.100s", pool,
+				 address);
+		else
+			snprintf(err, errlen,
+				 "remove: %.100s is the last server of pool \"%.100s\"", address,
+				 pool);
 		overlay_free(&next, rt->file->npools);
 		return -1;
 	}

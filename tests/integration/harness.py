@@ -654,6 +654,29 @@ class Load:
         return len(self.statuses)
 
 
+class SlowRequests:
+    """n requests of /slow?delay=D on s, each in a thread; returns once all n have reached
+    one of backends and at least one has reached `at`. join() gives their statuses."""
+
+    def __init__(self, env, s, backends, at, n=6, delay=1.5):
+        self.statuses = []
+        self.threads = [threading.Thread(
+            target=lambda: self.statuses.append(s.get("/slow?delay=%g" % delay).status))
+            for _ in range(n)]
+        for t in self.threads:
+            t.start()
+
+        def slow_at(x):
+            return sum(1 for l in x.request_lines() if "/slow" in l)
+        wait_until(lambda: sum(slow_at(x) for x in backends) == n and slow_at(at) >= 1,
+                   5 * env.slow, what="the %d slow requests under way, some at %s" % (n, at.addr))
+
+    def join(self):
+        for t in self.threads:
+            t.join()
+        return self.statuses
+
+
 class Admin:
     """A client of sluice's admin listener (see Env.admin_config)."""
 

@@ -3,9 +3,8 @@ weight, applied to every worker at once with no request failed; refused
 with 400 naming the field, or 401 without the token, changing nothing."""
 
 import signal
-import threading
 
-from harness import Load, metric, wait_port, wait_until
+from harness import Load, SlowRequests, metric, wait_port, wait_until
 
 
 def start(env, backends, pool=None):
@@ -24,15 +23,7 @@ def test_drain_lets_in_flight_requests_finish_and_sends_nothing_new(env):
     a, b = env.backend("a"), env.backend("b")
     s, admin = start(env, [a, b])
     load = Load(s)
-    slow = []
-    slow_threads = [threading.Thread(target=lambda: slow.append(s.get("/slow?delay=1.5").status))
-                    for _ in range(6)]
-    for t in slow_threads:
-        t.start()
-    def slow_at(x):
-        return sum(1 for l in x.request_lines() if "/slow" in l)
-    wait_until(lambda: slow_at(a) + slow_at(b) == 6 and slow_at(b) >= 1, 5 * env.slow,
-               what="the 6 slow requests under way, some at b")
+    slow = SlowRequests(env, s, [a, b], at=b)
     st, _, body = admin.request("POST", "/api/server",
                                 body={"pool": "web", "server": b.addr, "state": "drain"})
     assert st == 200, body
@@ -41,10 +32,8 @@ def test_drain_lets_in_flight_requests_finish_and_sends_nothing_new(env):
     # Nothing new reaches b (every worker reads the state at its next pick) ...
     n_before = len(load.statuses)
     wait_until(lambda: len(load.statuses) >= n_before + 200, 20 * env.slow, what="200 more requests")
-    for t in slow_threads:
-        t.join()
     # ... and the requests it had finish.
-    assert slow == [200] * 6, slow
+    assert slow.join() == [200] * 6, slow.statuses
     new_at_b = len(b.request_lines()) - seen_at_drain
     total = load.finish()
     # The load has one request in flight at a time: it may have been sent to b just before.

@@ -5,9 +5,8 @@ taken by every worker within a second with no request failed; bad calls get
 
 import json
 import signal
-import threading
 
-from harness import Load, Lua, free_port, metric, wait_port, wait_until
+from harness import Load, Lua, SlowRequests, free_port, metric, wait_port, wait_until
 
 
 def pool_sluice(env, servers, pool=None):
@@ -80,24 +79,13 @@ def test_a_removed_server_finishes_its_requests_and_gets_nothing_new(env):
     a, b = env.backend("a"), env.backend("b")
     s, admin = pool_sluice(env, [a, b])
     load = Load(s)
-    slow = []
-    threads = [threading.Thread(target=lambda: slow.append(s.get("/slow?delay=1.5").status))
-               for _ in range(6)]
-    for t in threads:
-        t.start()
-
-    def slow_at(x):
-        return sum(1 for l in x.request_lines() if "/slow" in l)
-    wait_until(lambda: slow_at(a) + slow_at(b) == 6 and slow_at(b) >= 1, 5 * env.slow,
-               what="the 6 slow requests under way, some at b")
+    slow = SlowRequests(env, s, [a, b], at=b)
     got = call(admin, "/api/pool", {"pool": "web", "remove": b.addr})
     assert [x["address"] for x in got["servers"]] == [a.addr], got
     seen = len(b.request_lines())
     n = len(load.statuses)
     wait_until(lambda: len(load.statuses) >= n + 200, 20 * env.slow, what="200 more requests")
-    for t in threads:
-        t.join()
-    assert slow == [200] * 6, slow
+    assert slow.join() == [200] * 6, slow.statuses
     # The load has one request in flight at a time: it may have been on its way to b.
     assert len(b.request_lines()) - seen <= 1
     load.finish()
@@ -257,6 +245,10 @@ def test_bad_calls_get_400_naming_the_field_and_change_nothing(env):
         ("/api/site", {}, "body:"),
         ("/api/site", '{"add": {"hosts": ["x.test"], ', "body:"),
         ("/api/site", "[1]", "body:"),
+        # cJSON's strings end at a NUL: "evil.test\u0000x" would be read as "evil.test".
+        ("/api/site", '{"add": {"hosts": ["evil.test\\u0000x"], "pool": "web"}}', "body:"),
+        # ... but an escaped backslash before "u0000" is text, and no host.
+        ("/api/site", '{"add": {"hosts": ["evil.test\\\\u0000x"], "pool": "web"}}', "add:"),
     ]
     for path, body, field in cases:
         st, _, got = admin.request("POST", path, body=body)

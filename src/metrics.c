@@ -196,7 +196,7 @@ static void process_metrics(struct sbuf *b, const struct metrics_src *src, const
 	family(b, "sluice_workers", "gauge", "Worker threads.");
 	sbuf_printf(b, "sluice_workers %u\n", src->sh->workers);
 	family(b, "sluice_config_generation", "gauge",
-	       "The configuration in use: 1 at start, one more per reload applied.");
+	       "The configuration in use: 1 at start, one more per reload or API change applied.");
 	sbuf_printf(b, "sluice_config_generation %llu\n", (unsigned long long)src->generation);
 	family(b, "sluice_reloads_total", "counter", "Reloads (SIGHUP), applied or refused.");
 	sbuf_printf(b, "sluice_reloads_total{result=\"ok\"} %llu\n",

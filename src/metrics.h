@@ -16,7 +16,7 @@
 struct metrics_src {
 	struct shared *sh;
 	struct shared_gen *gen; /* the current one */
-	uint64_t generation;	/* 1 at start, + 1 per reload applied */
+	uint64_t generation;	/* 1 at start, + 1 per reload or API change applied */
 	uint64_t reloads, reload_failures;
 	double start_time; /* seconds since the Unix epoch */
 	uint64_t now_ms;   /* on the loops' clock, for the servers' health */

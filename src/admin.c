@@ -1003,5 +1003,9 @@ void admin_stop(struct admin *a)
 	while (!list_empty(&a->conns))
 		conn_close_admin(container_of(a->conns.next, struct admin_conn, link));
 	free(a->token);
-	free(a);
+	/*
+	 * Later: an event of its listener may still wait in this turn's batch
+	 * (a reload that turned it off).
+	 */
+	loop_free_later(a->loop, a);
 }

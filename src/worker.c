@@ -179,7 +179,11 @@ static void listener_put(struct listener *l)
 	if (l->fd >= 0)
 		close(l->fd);
 	listen_state_unref(l->st, l->w->sh->workers);
-	free(l);
+	/*
+	 * Later: an event of it may still wait in this turn's batch (a
+	 * connection that came with the stop or reload that closed it).
+	 */
+	loop_free_later(l->w->loop, l);
 }
 
 /* Stops accepting on l; sessions it accepted keep it until they end. */

@@ -907,6 +907,9 @@ class Env:
                                 % (s.pid, died))
             grace = (DEFAULT_TIMEOUTS["shutdown"] + 10) * self.slow
             rc = self._stop_proc(s.proc, grace)
+            # A test that signalled sluice expects it to exit, but never by a signal (a crash).
+            if isinstance(rc, int) and rc < 0:
+                problems.append("sluice (pid %d) died of signal %d" % (s.pid, -rc))
             if died is None and not s.expected_exit:
                 if rc == "killed":
                     problems.append("sluice (pid %d) did not exit within %.0fs of SIGTERM"

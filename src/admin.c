@@ -305,14 +305,6 @@ static const char *json_string(struct admin_conn *c, const cJSON *j, const char 
 	return f->valuestring;
 }
 
-static size_t find_pool_index(const struct config *cfg, const char *name)
-{
-	for (size_t i = 0; i < cfg->npools; i++)
-		if (!strcmp(cfg->pools[i].name, name))
-			return i;
-	return SIZE_MAX;
-}
-
 static void server_json(struct sbuf *b, const struct cfg_server *cs, struct server_state *st)
 {
 	uint32_t weight = atomic_load(&st->weight);
@@ -340,7 +332,7 @@ static void api_server(struct admin_req *r)
 	const char *server = bad ? NULL : json_string(c, j, "server", true, &bad);
 	const char *state = bad ? NULL : json_string(c, j, "state", false, &bad);
 	const cJSON *weight = cJSON_GetObjectItemCaseSensitive(j, "weight");
-	size_t pi = bad ? SIZE_MAX : find_pool_index(g->cfg, pool);
+	size_t pi = bad ? SIZE_MAX : config_find_pool(g->cfg, pool);
 	const struct cfg_pool *cp = pi < g->cfg->npools ? &g->cfg->pools[pi] : NULL;
 	size_t k = 0;
 	while (cp && k < cp->nservers && strcmp(cp->servers[k].addr.text, server))
@@ -520,7 +512,7 @@ static void api_pool(struct admin_req *r)
 		refuse_change(c, err);
 	} else {
 		const struct shared_gen *g = c->a->src->gen;
-		size_t i = find_pool_index(g->cfg, pool);
+		size_t i = config_find_pool(g->cfg, pool);
 		log_info("admin: %s: pool \"%s\": server %s %s", c->peer, pool,
 			 add ? g->cfg->pools[i].servers[g->cfg->pools[i].nservers - 1].addr.text : remove,
 			 add ? "added" : "removed");
@@ -556,14 +548,6 @@ static void serve_site(struct admin_conn *c, const char *name)
 	serve_sbuf(c, &b, "application/json");
 }
 
-/* The name a site object goes by: its first host ("" for a default site without hosts). */
-static const char *site_name(const cJSON *site)
-{
-	const cJSON *hosts = cJSON_GetObjectItemCaseSensitive(site, "hosts");
-	const cJSON *first = cJSON_IsArray(hosts) ? hosts->child : NULL;
-	return cJSON_IsString(first) ? first->valuestring : "";
-}
-
 /*
  * POST /api/site {"add": {"hosts": [...], "pool": ...}}
  *             or {"replace": "example.com", "site": {...}}
@@ -596,7 +580,7 @@ static void api_site(struct admin_req *r)
 			     : runtime_remove_site(rt, remove, err, sizeof(err)) < 0) {
 		refuse_change(c, err);
 	} else {
-		const char *name = add ? site_name(add) : replace ? site_name(site) : remove;
+		const char *name = add ? runtime_site_name(add) : replace ? runtime_site_name(site) : remove;
 		if (replace)
 			log_info("admin: %s: site \"%s\" replaced by site \"%s\"", c->peer, replace,
 				 name);

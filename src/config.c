@@ -910,7 +910,7 @@ static void load_pools(struct vctx *v, struct config *cfg)
 	lua_pop(L, 1);
 }
 
-static size_t find_pool(const struct config *cfg, const char *name)
+size_t config_find_pool(const struct config *cfg, const char *name)
 {
 	for (size_t k = 0; k < cfg->npools; k++)
 		if (!strcmp(cfg->pools[k].name, name))
@@ -1110,7 +1110,7 @@ static void load_route(struct vctx *v, struct config *cfg, const struct section 
 		path_push(&p, "pool", false);
 		const char *pool = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 		rt->action = ROUTE_PROXY;
-		rt->pool = pool ? find_pool(cfg, pool) : SIZE_MAX;
+		rt->pool = pool ? config_find_pool(cfg, pool) : SIZE_MAX;
 		if (!pool)
 			fail(v, &p, "%s: pool must name a pool", label);
 		else if (rt->pool == SIZE_MAX) {
@@ -1284,7 +1284,7 @@ static void load_site(struct vctx *v, struct config *cfg, size_t index)
 		rt->prefix_len = 1;
 		rt->action = ROUTE_PROXY;
 		rt->https_port = https_port;
-		rt->pool = pool ? find_pool(cfg, pool) : SIZE_MAX;
+		rt->pool = pool ? config_find_pool(cfg, pool) : SIZE_MAX;
 		if (!pool) {
 			fail(v, &p, "%s: pool must name a pool", label);
 		} else if (rt->pool == SIZE_MAX) {
@@ -1577,7 +1577,7 @@ static void load_listeners(struct vctx *v, struct config *cfg)
 			if (!cfg->has_sites)
 				fail(v, &pp, "%s: no pool, and no sites to route by", label);
 		} else {
-			l->pool = find_pool(cfg, pool);
+			l->pool = config_find_pool(cfg, pool);
 			if (l->pool == SIZE_MAX) {
 				path_push(&pp, pool, true);
 				fail(v, &pp, "%s: unknown pool \"%s\"", label, pool);

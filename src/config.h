@@ -242,6 +242,9 @@ struct config *config_load_string(const char *name, const char *source, char *er
  * taken. No-op without a hook. Returns 0, or -1 with a message in err.
  */
 int config_add_worker_hooks(struct config *cfg, char *err, size_t errlen);
+/* The index of the pool named name in cfg->pools, or SIZE_MAX. */
+size_t config_find_pool(const struct config *cfg, const char *name);
+
 /* Builds pool->ring from its servers (balance = "hash"; else nothing to do): 0 or -ENOMEM. */
 int config_pool_ring(struct cfg_pool *pool);
 

@@ -384,14 +384,6 @@ static int copy_for_change(struct runtime *rt, struct overlay *next, char *err, 
 	return 0;
 }
 
-static size_t find_pool(const struct config *cfg, const char *name)
-{
-	for (size_t i = 0; i < cfg->npools; i++)
-		if (!strcmp(cfg->pools[i].name, name))
-			return i;
-	return SIZE_MAX;
-}
-
 static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
 {
 	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
@@ -400,7 +392,7 @@ static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
 /* The index of the pool named name in the file's config, or SIZE_MAX with a message. */
 static size_t pool_index(const struct runtime *rt, const char *name, char *err, size_t errlen)
 {
-	size_t i = find_pool(rt->file, name);
+	size_t i = config_find_pool(rt->file, name);
 	if (i == SIZE_MAX)
 		snprintf(err, errlen, "pool: no pool \"%.200s\"", name);
 	return i;
@@ -553,10 +545,8 @@ static int append_site(struct overlay *next, const cJSON *site, const char *what
 			 what);
 		return -1;
 	}
-	const cJSON *hosts = cJSON_GetObjectItemCaseSensitive(site, "hosts");
-	const cJSON *first = cJSON_IsArray(hosts) ? hosts->child : NULL;
 	struct runtime_site *s = &next->sites[next->nsites];
-	s->name = strdup(cJSON_IsString(first) ? first->valuestring : "");
+	s->name = strdup(runtime_site_name(site));
 	s->json = cJSON_PrintUnformatted(site);
 	next->nsites++; /* freed with next, whatever happens */
 	if (!s->name || !s->json) {
@@ -564,6 +554,13 @@ static int append_site(struct overlay *next, const cJSON *site, const char *what
 		return -1;
 	}
 	return 0;
+}
+
+const char *runtime_site_name(const cJSON *site)
+{
+	const cJSON *hosts = cJSON_GetObjectItemCaseSensitive(site, "hosts");
+	const cJSON *first = cJSON_IsArray(hosts) ? hosts->child : NULL;
+	return cJSON_IsString(first) ? first->valuestring : "";
 }
 
 static int need_sites(const struct runtime *rt, const char *what, char *err, size_t errlen)

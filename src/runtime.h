@@ -71,6 +71,9 @@ int runtime_replace_site(struct runtime *rt, const char *name, const cJSON *site
 			 size_t errlen);
 int runtime_remove_site(struct runtime *rt, const char *name, char *err, size_t errlen);
 
+/* The name a site object goes by: its first host ("" for a default site without hosts). */
+const char *runtime_site_name(const cJSON *site);
+
 /*
  * The snapshot of file with ov applied; NULL with a message in err. A
  * failure in a site the overlay holds is told with what (the request's

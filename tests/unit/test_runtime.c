@@ -138,7 +138,7 @@ TEST(test_servers_added_and_removed_and_the_hash_ring_rebuilt)
 {
 	struct fixture f;
 	CHECK(fixture_init(&f) == 0);
-	size_t web = find_pool(f.rt.file, "web"), hashed = find_pool(f.rt.file, "hashed");
+	size_t web = config_find_pool(f.rt.file, "web"), hashed = config_find_pool(f.rt.file, "hashed");
 	CHECK(add_server(&f, "web", "{\"address\": \"127.0.0.1:9009\", \"weight\": 7}") == 0);
 	CHECK(f.running->pools[web].nservers == 3 && f.running->pools[web].servers[2].weight == 7);
 	/* No site changed: the file's router is used as it is. */

@@ -78,14 +78,35 @@ def test_added_time_leaves_out_a_slow_backend(env):
     b = env.backend()
     s, admin = start(env, [b])
     # Added time is wall time: on a machine of 2 CPUs a load generator that preempts sluice
-    # adds to it. The backend and this client yield to sluice, as on a machine of its own.
+    # adds to it. The backend and this client yield to sluice, as on a machine of its own, and
+    # where the test may (as root) sluice's threads come before the machine's other work.
     os.setpriority(os.PRIO_PROCESS, b.proc.pid, 10)
     os.nice(10)
-    n = 20
-    with s.connect() as c:  # (a new backend connection's connect is sluice's: only the first)
-        for _ in range(n):
-            c.request("GET", "/slow?delay=0.2")
-            assert c.read_response().status == 200
+    for tid in os.listdir("/proc/%d/task" % s.pid):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), -10)
+        except PermissionError:
+            pass
+    # 100 requests, so that p99 is a percentile and not the one slowest (a VM's steal of a
+    # millisecond is not sluice's). 5 connections, 40 ms apart, so that their answers, each
+    # after 200 ms, wake sluice one at a time and no request waits on another's turn.
+    conns, per_conn, gap = 5, 20, 0.04
+    n = conns * per_conn
+    statuses = []
+
+    def client(i):
+        time.sleep(i * gap)
+        with s.connect() as c:  # (a new backend connection's connect is sluice's: 5 of them)
+            for _ in range(per_conn):
+                c.request("GET", "/slow?delay=0.2")
+                statuses.append(c.read_response().status)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60 * env.slow)
+    assert statuses == [200] * n, statuses
     m = admin.metrics()
     pool = {"pool": "web"}
     total = check_histogram(m, "sluice_pool_request_duration_seconds", n, **pool)
@@ -95,11 +116,13 @@ def test_added_time_leaves_out_a_slow_backend(env):
     assert dict(total)["0.1"] == 0, total
     assert metric(m, "sluice_pool_request_duration_seconds_sum", **pool) >= 0.2 * n
     assert metric(m, "sluice_pool_backend_response_seconds_sum", **pool) >= 0.2 * n
-    # ... while sluice itself held each for under 1 ms (all of them: p99 of 20 is the slowest).
-    print("# added time: %.0f us in all for %d requests" %
-          (metric(m, "sluice_pool_added_seconds_sum", **pool) * 1e6, n))
+    # ... while sluice itself held them for under 1 ms at p99, and the slowest for well under
+    # the 200 ms it waited.
+    print("# added time: %.0f us in all for %d requests; %d under 1 ms" %
+          (metric(m, "sluice_pool_added_seconds_sum", **pool) * 1e6, n, dict(added)["0.001"]))
     if not env.sanitized:
-        assert dict(added)["0.001"] == n, added
+        assert dict(added)["0.001"] >= n * 0.99, added
+        assert dict(added)["0.025"] == n, added
 
 
 def test_gauges_follow_open_and_idle_connections(env):

@@ -528,12 +528,10 @@ static void api_pool(struct admin_req *r)
 static void serve_site(struct admin_conn *c, const char *name)
 {
 	const struct config *cfg = c->a->src->gen->cfg;
-	size_t i = 0;
-	while (i < cfg->router.nsites && strcmp(cfg->router.sites[i].name, name))
-		i++;
+	size_t i = router_site_index(&cfg->router, name);
 	struct sbuf b = {0};
 	struct site_hosts h;
-	if (i == cfg->router.nsites) {
+	if (i == SIZE_MAX) {
 		sbuf_puts(&b, "{\"removed\":");
 		sbuf_json_str(&b, name, strlen(name));
 		sbuf_puts(&b, "}\n");
@@ -965,7 +963,7 @@ static bool same_address(const struct admin *a, const struct cfg_admin *cfg)
 {
 	if (a->unix_path || cfg->unix_path)
 		return a->unix_path && cfg->unix_path && !strcmp(a->unix_path, cfg->unix_path);
-	return a->addr.len == cfg->addr.len && !memcmp(&a->addr.sa, &cfg->addr.sa, a->addr.len);
+	return config_addr_equal(&a->addr, &cfg->addr);
 }
 
 int admin_update(struct admin *a, const struct cfg_admin *cfg, char *err, size_t errlen)

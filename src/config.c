@@ -910,6 +910,11 @@ static void load_pools(struct vctx *v, struct config *cfg)
 	lua_pop(L, 1);
 }
 
+bool config_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
+}
+
 size_t config_find_pool(const struct config *cfg, const char *name)
 {
 	for (size_t k = 0; k < cfg->npools; k++)
@@ -1590,9 +1595,7 @@ static void load_listeners(struct vctx *v, struct config *cfg)
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		for (size_t j = 0; j < i; j++)
 			if (cfg->listeners[i].addr.len &&
-			    cfg->listeners[i].addr.len == cfg->listeners[j].addr.len &&
-			    !memcmp(&cfg->listeners[i].addr.sa, &cfg->listeners[j].addr.sa,
-				    cfg->listeners[i].addr.len)) {
+			    config_addr_equal(&cfg->listeners[i].addr, &cfg->listeners[j].addr)) {
 				struct cfg_path p = lp;
 				path_push(&p, cfg->listeners[i].addr.text, true);
 				path_push(&p, cfg->listeners[i].addr.text, true);

@@ -242,6 +242,8 @@ struct config *config_load_string(const char *name, const char *source, char *er
  * taken. No-op without a hook. Returns 0, or -1 with a message in err.
  */
 int config_add_worker_hooks(struct config *cfg, char *err, size_t errlen);
+/* Whether a and b are the same socket address. */
+bool config_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b);
 /* The index of the pool named name in cfg->pools, or SIZE_MAX. */
 size_t config_find_pool(const struct config *cfg, const char *name);
 

@@ -108,6 +108,14 @@ void router_each_host(const struct router *r,
 		}
 }
 
+size_t router_site_index(const struct router *r, const char *name)
+{
+	for (size_t i = 0; i < r->nsites; i++)
+		if (!strcmp(r->sites[i].name, name))
+			return i;
+	return SIZE_MAX;
+}
+
 static bool host_char(char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||

@@ -91,6 +91,8 @@ int router_add_host(struct router *r, const char *host, size_t len, uint32_t sit
 void router_each_host(const struct router *r,
 		      void (*fn)(void *ud, const char *name, size_t len, bool wildcard, uint32_t site),
 		      void *ud);
+/* The index of the site named name (its first host), or SIZE_MAX. */
+size_t router_site_index(const struct router *r, const char *name);
 /* Sorts a site's routes so that the longest prefix is tried first. */
 void router_sort_routes(struct site *s);
 

@@ -80,6 +80,13 @@ static int push_json(lua_State *L, const cJSON *item, int depth, const char *wha
 
 /* --- the overlay --- */
 
+/* A copy of the n bytes at src, or NULL. */
+static void *memdup(const void *src, size_t n)
+{
+	void *dst = malloc(n ? n : 1);
+	return dst ? memcpy(dst, src, n) : NULL;
+}
+
 static void overlay_free(struct overlay *ov, size_t npools)
 {
 	for (size_t i = 0; ov->pools && i < npools; i++)
@@ -106,9 +113,8 @@ static int overlay_copy(struct overlay *dst, const struct overlay *src, size_t n
 		const struct runtime_pool *p = &src->pools[i];
 		if (!p->servers)
 			continue;
-		if (!(dst->pools[i].servers = malloc(p->nservers * sizeof(*p->servers))))
+		if (!(dst->pools[i].servers = memdup(p->servers, p->nservers * sizeof(*p->servers))))
 			goto oom;
-		memcpy(dst->pools[i].servers, p->servers, p->nservers * sizeof(*p->servers));
 		dst->pools[i].nservers = p->nservers;
 	}
 	/* One spare slot each: a change adds at most one. */
@@ -207,9 +213,8 @@ static int derive_pools(struct config *cfg, const struct config *file, const str
 		    ov->pools && ov->pools[i].servers ? &ov->pools[i] : NULL;
 		const struct cfg_server *from = rp ? rp->servers : file->pools[i].servers;
 		size_t n = rp ? rp->nservers : file->pools[i].nservers;
-		if (!(p->servers = malloc(n * sizeof(*p->servers))))
+		if (!(p->servers = memdup(from, n * sizeof(*p->servers))))
 			return -ENOMEM;
-		memcpy(p->servers, from, n * sizeof(*p->servers));
 		p->nservers = n;
 		if (config_pool_ring(p) < 0)
 			return -ENOMEM;
@@ -322,9 +327,8 @@ struct config *runtime_derive(struct config *file, const struct overlay *ov, con
 	if (derive_pools(cfg, file, ov) < 0)
 		goto oom;
 	if (file->ntracked) {
-		if (!(cfg->tracked = malloc(file->ntracked * sizeof(*cfg->tracked))))
+		if (!(cfg->tracked = memdup(file->tracked, file->ntracked * sizeof(*cfg->tracked))))
 			goto oom;
-		memcpy(cfg->tracked, file->tracked, file->ntracked * sizeof(*cfg->tracked));
 		cfg->ntracked = file->ntracked;
 	}
 	if (derive_sites(cfg, file, ov, what, err, errlen) < 0)
@@ -384,11 +388,6 @@ static int copy_for_change(struct runtime *rt, struct overlay *next, char *err, 
 	return 0;
 }
 
-static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
-{
-	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
-}
-
 /* The index of the pool named name in the file's config, or SIZE_MAX with a message. */
 static size_t pool_index(const struct runtime *rt, const char *name, char *err, size_t errlen)
 {
@@ -409,10 +408,8 @@ static struct runtime_pool *servers_to_change(struct runtime *rt, struct overlay
 		return NULL;
 	struct runtime_pool *p = &next->pools[i];
 	const struct cfg_pool *fp = &rt->file->pools[i];
-	if (!p->servers && (p->servers = malloc(fp->nservers * sizeof(*p->servers)))) {
-		memcpy(p->servers, fp->servers, fp->nservers * sizeof(*p->servers));
+	if (!p->servers && (p->servers = memdup(fp->servers, fp->nservers * sizeof(*p->servers))))
 		p->nservers = fp->nservers;
-	}
 	struct cfg_server *grown =
 	    p->servers ? realloc(p->servers, (p->nservers + 1) * sizeof(*p->servers)) : NULL;
 	if (!grown) {
@@ -443,7 +440,7 @@ static int parse_server(const struct cfg_pool *pool, const cJSON *item, struct c
 static size_t find_server(const struct runtime_pool *p, const struct cfg_addr *addr)
 {
 	size_t k = 0;
-	while (k < p->nservers && !same_addr(&p->servers[k].addr, addr))
+	while (k < p->nservers && !config_addr_equal(&p->servers[k].addr, addr))
 		k++;
 	return k;
 }
@@ -502,14 +499,6 @@ int runtime_remove_server(struct runtime *rt, const char *pool, const char *addr
 	return apply(rt, &next, "remove", err, errlen);
 }
 
-static bool in_file(const struct runtime *rt, const char *name)
-{
-	for (size_t i = 0; i < rt->file->router.nsites; i++)
-		if (!strcmp(rt->file->router.sites[i].name, name))
-			return true;
-	return false;
-}
-
 /* Takes the site named name out of what next runs: 0, or -1 with a message if there is none. */
 static int take_out_site(const struct runtime *rt, struct overlay *next, const char *name,
 			 const char *what, char *err, size_t errlen)
@@ -524,7 +513,7 @@ static int take_out_site(const struct runtime *rt, struct overlay *next, const c
 		next->nsites--;
 		return 0;
 	}
-	if (is_removed(next, name) || !in_file(rt, name)) {
+	if (is_removed(next, name) || router_site_index(&rt->file->router, name) == SIZE_MAX) {
 		snprintf(err, errlen, "%s: no site \"%.200s\"", what, name);
 		return -1;
 	}

@@ -67,11 +67,6 @@ void shared_kick(struct shared *sh, uint64_t mask, uint32_t self)
 
 const char *const server_admin_name[3] = {"ready", "drain", "maint"};
 
-static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
-{
-	return a->len == b->len && !memcmp(&a->sa, &b->sa, a->len);
-}
-
 static bool is_server(const struct server_state *s, const struct cfg_addr *a)
 {
 	return a->len <= sizeof(s->addr) && !memcmp(&s->addr, &a->sa, a->len);
@@ -258,7 +253,7 @@ static struct pool_state *find_pool(const struct shared_gen *g, const char *name
 static struct listen_state *find_listener(const struct shared_gen *g, const struct cfg_addr *addr)
 {
 	for (size_t i = 0; g && i < g->cfg->nlisteners; i++)
-		if (same_addr(&g->listeners[i]->addr, addr))
+		if (config_addr_equal(&g->listeners[i]->addr, addr))
 			return g->listeners[i];
 	return NULL;
 }

@@ -490,6 +490,20 @@ TEST(test_each_host_visits_every_host_once_with_its_site)
 	arena_free(&f.arena);
 }
 
+TEST(test_a_site_is_found_by_its_name)
+{
+	struct fixture f;
+	CHECK(fixture_init(&f, 3, 1) == 0);
+	const char *names[] = {"a.example", "b.example", ""}; /* the last: a default without hosts */
+	for (int i = 0; i < 3; i++)
+		f.r.sites[i].name = names[i];
+	CHECK(router_site_index(&f.r, "b.example") == 1);
+	CHECK(router_site_index(&f.r, "") == 2);
+	CHECK(router_site_index(&f.r, "c.example") == SIZE_MAX);
+	CHECK(router_site_index(&f.r, "a.example.") == SIZE_MAX);
+	arena_free(&f.arena);
+}
+
 TEST(test_a_copied_host_table_finds_what_the_original_does)
 {
 	struct fixture f;
@@ -538,6 +552,7 @@ int main(void)
 	RUN(test_stray_percent_is_written_as_an_escape_of_itself);
 	RUN(test_more_hosts_than_sized_for_is_enospc);
 	RUN(test_each_host_visits_every_host_once_with_its_site);
+	RUN(test_a_site_is_found_by_its_name);
 	RUN(test_a_copied_host_table_finds_what_the_original_does);
 	UNIT_EXIT();
 }

@@ -2,13 +2,21 @@
 
 CC      ?= cc
 LLHTTP  ?= /usr/share/llhttp
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+# The layers, lowest first (README.md, "Layout", says what each holds).
+LAYERS  = core tls http route config upstream proxy control
 # llhttp is built strict: lenient chunk framing forwarded as it came is how two parsers come to disagree.
 CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werror -Wshadow \
-	-Wstrict-prototypes -I/usr/share/include/llhttp -I/usr/include/luajit-2.1
+	-Wstrict-prototypes -I/usr/share/include/llhttp -I/usr/include/luajit-2.1 \
+	$(addprefix -Isrc/,$(LAYERS))
 LDLIBS  = -lluajit-5.1 -lssl -lcrypto -lcjson -lm -ldl
 
-SRCS    = $(wildcard src/*.c)
-UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+LIB_SRCS = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
+SRCS     = $(LIB_SRCS) src/main.c
+HDRS     = $(wildcard src/*/*.h)
+# Unit tests mirror src/: tests/unit/<layer>/test_<module>.c tests src/<layer>/<module>.c.
+UNIT_SRCS = $(wildcard tests/unit/*/test_*.c)
+UNITS     = $(basename $(notdir $(UNIT_SRCS)))
 
 # Fuzz targets (tests/fuzz/fuzz_*.c): run by `make fuzz` under libFuzzer, and
 # their corpora replayed by `make test` and `make asan` as unit tests. Their
@@ -17,7 +25,6 @@ FUZZERS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 FUZZ_DEFS = -DCONFIG_EVAL_LIMIT_MS=1000 '-DCONFIG_EVAL_MAX_BYTES=(256u << 20)' \
 	-DCONFIG_RESOLVE_FLAGS=AI_NUMERICHOST
-LIB_SRCS = $(filter-out src/main.c,$(SRCS))
 
 # release: build/, sanitizers: build-asan/ (address, undefined), build-tsan/ (thread)
 build/CFLAGS      = -O2 -g -DNDEBUG
@@ -35,32 +42,45 @@ deps:
 # Packages are installed first, in their own step: make caches directory
 # listings, so files they add are only seen by a make started afterwards.
 build: deps
-	@$(MAKE) --no-print-directory build/sluice $(addprefix build/tests/,$(UNITS)) \
+	@$(MAKE) --no-print-directory -j$(JOBS) build/sluice $(addprefix build/tests/,$(UNITS)) \
 		$(addprefix build/tests/fuzz_,$(FUZZERS))
 
+# $(1): the variant's directory. Objects mirror src/; config.c is built a second time with
+# FUZZ_DEFS for the fuzz targets' replays (the only source those settings change).
 define variant
-$(1)/obj/%.o: src/%.c src/*.h | $(1)/obj
+$(1)/LLHTTP_OBJS = $(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o
+$(1)/LIB_OBJS = $(patsubst src/%.c,$(1)/obj/%.o,$(LIB_SRCS))
+$(1)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) -c $$< -o $$@
-$(1)/obj/llhttp_%.o: $$(LLHTTP)/%.c | $(1)/obj
+$(1)/obj/config/config-fuzz.o: src/config/config.c $(HDRS)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) $$(FUZZ_DEFS) -c $$< -o $$@
+$(1)/obj/llhttp_%.o: $$(LLHTTP)/%.c
+	@mkdir -p $$(@D)
 	$$(CC) $$(LLHTTP_CFLAGS) $$(filter -fsanitize%,$$($(1)/CFLAGS)) -c $$< -o $$@
-$(1)/obj:
-	mkdir -p $(1)/obj $(1)/tests
-$(1)/sluice: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS)) $(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o
+$(1)/sluice: $$($(1)/LIB_OBJS) $(1)/obj/main.o $$($(1)/LLHTTP_OBJS)
 	$$(CC) $$($(1)/CFLAGS) -o $$@ $$^ $$(LDLIBS)
-# A unit test includes the module it tests (to reach its static functions) and links the rest.
-$(1)/tests/%: tests/unit/%.c tests/unit/unit.h src/*.c src/*.h $(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o | $(1)/obj
-	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) -Wno-unused-function -Isrc -o $$@ $$< \
-		$$(filter-out src/main.c $$(patsubst test_%,src/%.c,$$*),$$(SRCS)) \
-		$(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o $$(LDLIBS)
 # A fuzz target as a plain program that replays its corpus (tests/fuzz/driver.c).
-$(1)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c tests/fuzz/fuzz.h src/*.c src/*.h $(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o | $(1)/obj
+$(1)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $$($(1)/LIB_OBJS) \
+		$(1)/obj/config/config-fuzz.o $$($(1)/LLHTTP_OBJS)
+	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) $$(FUZZ_DEFS) -DFUZZ_TARGET='"$$*"' \
-		-DFUZZ_CORPUS='"tests/fuzz/corpus/$$*"' -o $$@ $$< tests/fuzz/driver.c $$(LIB_SRCS) \
-		$(1)/obj/llhttp_llhttp.o $(1)/obj/llhttp_api.o $(1)/obj/llhttp_http.o $$(LDLIBS)
+		-DFUZZ_CORPUS='"tests/fuzz/corpus/$$*"' -o $$@ $$< tests/fuzz/driver.c \
+		$$(filter-out $(1)/obj/config/config.o,$$($(1)/LIB_OBJS)) $(1)/obj/config/config-fuzz.o \
+		$$($(1)/LLHTTP_OBJS) $$(LDLIBS)
 endef
-$(eval $(call variant,build))
-$(eval $(call variant,build-asan))
-$(eval $(call variant,build-tsan))
+# A unit test includes the module it tests (to reach its static functions) and links the rest.
+# $(1): the variant's directory, $(2): the test's source.
+define unit
+$(1)/tests/$(basename $(notdir $(2))): $(2) tests/unit/unit.h $$($(1)/LIB_OBJS) $$($(1)/LLHTTP_OBJS)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) -Wno-unused-function -o $$@ $$< \
+		$$(filter-out $(1)/obj/$(patsubst tests/unit/%,%,$(dir $(2)))$(patsubst test_%.c,%,$(notdir $(2))).o,$$($(1)/LIB_OBJS)) \
+		$$($(1)/LLHTTP_OBJS) $$(LDLIBS)
+endef
+$(foreach v,build build-asan build-tsan,$(eval $(call variant,$(v))))
+$(foreach v,build build-asan build-tsan,$(foreach u,$(UNIT_SRCS),$(eval $(call unit,$(v),$(u)))))
 
 unit: build
 	@for t in build/tests/test_*; do $$t || exit 1; done
@@ -76,7 +96,7 @@ test-tls-scan: build
 
 asan: deps
 	@sh scripts/deps.sh test
-	@$(MAKE) --no-print-directory build-asan/sluice $(addprefix build-asan/tests/,$(UNITS)) \
+	@$(MAKE) --no-print-directory -j$(JOBS) build-asan/sluice $(addprefix build-asan/tests/,$(UNITS)) \
 		$(addprefix build-asan/tests/fuzz_,$(FUZZERS))
 	SLUICE_TEST_WORKERS=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -86,7 +106,7 @@ asan: deps
 # a report in any sluice's stderr, or its exit status, fails the test.
 tsan: deps
 	@sh scripts/deps.sh tsan
-	@$(MAKE) --no-print-directory build-tsan/sluice
+	@$(MAKE) --no-print-directory -j$(JOBS) build-tsan/sluice
 	SLUICE_TEST_WORKERS=4 TSAN_OPTIONS=second_deadlock_stack=1 \
 		python3 tests/run.py --sluice build-tsan/sluice --no-unit
 
@@ -103,23 +123,25 @@ bench: build build/hook_cost build/make_certs
 build/make_certs: bench/make_certs.c
 	$(CC) $(CFLAGS_COMMON) $(build/CFLAGS) -o $@ $< -lssl -lcrypto
 
-build/hook_cost: bench/hook_cost.c src/*.c src/*.h build/obj/llhttp_llhttp.o build/obj/llhttp_api.o build/obj/llhttp_http.o
-	$(CC) $(CFLAGS_COMMON) $(build/CFLAGS) -o $@ $< $(filter-out src/main.c,$(SRCS)) \
-		build/obj/llhttp_llhttp.o build/obj/llhttp_api.o build/obj/llhttp_http.o $(LDLIBS)
+build/hook_cost: bench/hook_cost.c $(build/LIB_OBJS) $(build/LLHTTP_OBJS)
+	$(CC) $(CFLAGS_COMMON) $(build/CFLAGS) -o $@ $^ $(LDLIBS)
 
 # libFuzzer builds: every source instrumented, llhttp included, so that coverage guides into it.
 FUZZ_SAN = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_LLHTTP = build-fuzz/obj/llhttp_llhttp.o build-fuzz/obj/llhttp_api.o build-fuzz/obj/llhttp_http.o
+FUZZ_OBJS = $(patsubst src/%.c,build-fuzz/obj/%.o,$(LIB_SRCS)) \
+	build-fuzz/obj/llhttp_llhttp.o build-fuzz/obj/llhttp_api.o build-fuzz/obj/llhttp_http.o
 build-fuzz/obj/llhttp_%.o: $(LLHTTP)/%.c
-	@mkdir -p build-fuzz/obj
+	@mkdir -p $(@D)
 	clang $(LLHTTP_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h src/*.c src/*.h $(FUZZ_LLHTTP)
-	clang $(CFLAGS_COMMON) $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_DEFS) -o $@ $< $(LIB_SRCS) \
-		$(FUZZ_LLHTTP) $(LDLIBS)
+build-fuzz/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
+	clang $(CFLAGS_COMMON) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(FUZZ_DEFS) -c $< -o $@
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
+	clang $(CFLAGS_COMMON) $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_DEFS) -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
 
 fuzz: deps
 	@sh scripts/deps.sh fuzz
-	@$(MAKE) --no-print-directory $(addprefix build-fuzz/fuzz_,$(FUZZERS))
+	@$(MAKE) --no-print-directory -j$(JOBS) $(addprefix build-fuzz/fuzz_,$(FUZZERS))
 	@sh scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZERS)
 
 # Mixed traffic with faults through the ASan build (tests/soak/soak.py); not part of make test.
@@ -128,13 +150,13 @@ fuzz: deps
 SOAK_SECONDS ?= 600
 soak: deps
 	@sh scripts/deps.sh test
-	@$(MAKE) --no-print-directory build-asan/sluice
+	@$(MAKE) --no-print-directory -j$(JOBS) build-asan/sluice
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=4 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		python3 tests/soak/soak.py --sluice build-asan/sluice --seconds $(SOAK_SECONDS)
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i src/*.c src/*/*.[ch] tests/unit/*.h tests/unit/*/*.c
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -14,8 +14,8 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "../../src/h1.h"
-#include "../../src/hook.h"
+#include "../../src/http/h1.h"
+#include "../../src/route/hook.h"
 #include "fuzz.h"
 
 static lua_State *L;

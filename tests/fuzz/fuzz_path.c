@@ -8,7 +8,7 @@
  * raw path is the one chosen for its normal form. Of a host's: lower case,
  * no port, no trailing dot, and normalising it again changes nothing.
  */
-#include "../../src/router.h"
+#include "../../src/route/router.h"
 #include "fuzz.h"
 
 #include <stdbool.h>

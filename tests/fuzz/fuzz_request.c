@@ -13,7 +13,7 @@
  */
 #include <llhttp.h>
 
-#include "../../src/h1.h"
+#include "../../src/http/h1.h"
 #include "fuzz.h"
 
 static const struct h1_limits limits = {.max_line = 2048, .max_head = 8192};

@@ -17,7 +17,7 @@
  */
 #include <llhttp.h>
 
-#include "../../src/h1.h"
+#include "../../src/http/h1.h"
 #include "fuzz.h"
 
 static const struct h1_limits limits = {.max_line = 0, .max_head = 8192};

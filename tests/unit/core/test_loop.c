@@ -1,8 +1,8 @@
-#include "../../src/loop.c"
+#include "../../../src/core/loop.c"
 
 #include <stdlib.h>
 
-#include "unit.h"
+#include "../unit.h"
 
 static int fired_order[64];
 static int nfired;

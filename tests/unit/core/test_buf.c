@@ -1,6 +1,6 @@
-#include "../../src/buf.c"
+#include "../../../src/core/buf.c"
 
-#include "unit.h"
+#include "../unit.h"
 
 TEST(test_buffer_holds_no_storage_until_reserved)
 {

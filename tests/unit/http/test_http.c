@@ -1,8 +1,8 @@
-#include "../../src/http.c"
+#include "../../../src/http/http.c"
 
 #include <stdio.h>
 
-#include "unit.h"
+#include "../unit.h"
 
 /* A message over a head of "Name: value" lines (no request line), parsed by hand. */
 struct fixture {

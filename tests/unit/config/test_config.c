@@ -1,9 +1,9 @@
 /* Small budgets, so that a runaway script is stopped within a test. */
 #define CONFIG_EVAL_LIMIT_MS 300
 #define CONFIG_EVAL_MAX_BYTES (64u << 20)
-#include "../../src/config.c"
+#include "../../../src/config/config.c"
 
-#include "unit.h"
+#include "../unit.h"
 
 static char err[1024];
 

@@ -1,6 +1,6 @@
-#include "../../src/tls.c"
+#include "../../../src/tls/tls.c"
 
-#include "unit.h"
+#include "../unit.h"
 
 /* --- helpers --- */
 

@@ -1,6 +1,6 @@
-#include "../../src/balance.c"
+#include "../../../src/route/balance.c"
 
-#include "unit.h"
+#include "../unit.h"
 
 #define MAX_SERVERS 16
 

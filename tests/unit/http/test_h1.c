@@ -1,9 +1,9 @@
-#include "../../src/h1.c"
+#include "../../../src/http/h1.c"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "unit.h"
+#include "../unit.h"
 
 static const struct h1_limits limits = {.max_line = 1024, .max_head = 4096};
 

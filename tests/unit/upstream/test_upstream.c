@@ -1,10 +1,10 @@
-#include "../../src/upstream.c"
+#include "../../../src/upstream/upstream.c"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
-#include "unit.h"
+#include "../unit.h"
 
 /* One pick for a new request with no key, whose slot (if counted) is given back at once. */
 static struct server_rt *pick(struct upstream *up)

@@ -1,8 +1,8 @@
-#include "../../src/router.c"
+#include "../../../src/route/router.c"
 
 #include <stdio.h>
 
-#include "unit.h"
+#include "../unit.h"
 
 /* --- helpers --- */
 

@@ -1,6 +1,6 @@
-#include "../../src/runtime.c"
+#include "../../../src/control/runtime.c"
 
-#include "unit.h"
+#include "../unit.h"
 
 static char err[1024];
 

@@ -3,12 +3,12 @@
 CC      ?= cc
 LLHTTP  ?= /usr/share/llhttp
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
-# The layers, lowest first (README.md, "Layout", says what each holds).
+# The layers, lowest first: a file includes only from its own layer or those before it
+# (scripts/layers.py checks it; README.md, "Layout", says what each holds).
 LAYERS  = core tls http route config upstream proxy control
 # llhttp is built strict: lenient chunk framing forwarded as it came is how two parsers come to disagree.
 CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werror -Wshadow \
-	-Wstrict-prototypes -I/usr/share/include/llhttp -I/usr/include/luajit-2.1 \
-	$(addprefix -Isrc/,$(LAYERS))
+	-Wstrict-prototypes -I/usr/share/include/llhttp -I/usr/include/luajit-2.1 -Isrc
 LDLIBS  = -lluajit-5.1 -lssl -lcrypto -lcjson -lm -ldl
 
 LIB_SRCS = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
@@ -32,7 +32,7 @@ build-asan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,
 build-tsan/CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LLHTTP_CFLAGS     = -O2 -DLLHTTP_STRICT_MODE=1 -I/usr/share/include/llhttp -w
 
-.PHONY: all deps build asan tsan unit test test-tls-scan run bench fuzz soak clean format
+.PHONY: all deps build asan tsan unit test check-layers test-tls-scan run bench fuzz soak clean format
 
 all: build
 
@@ -85,7 +85,11 @@ $(foreach v,build build-asan build-tsan,$(foreach u,$(UNIT_SRCS),$(eval $(call u
 unit: build
 	@for t in build/tests/test_*; do $$t || exit 1; done
 
-test: build
+# Includes run only down the layers, and no modules include each other in a circle.
+check-layers:
+	@python3 scripts/layers.py $(LAYERS)
+
+test: build check-layers
 	@sh scripts/deps.sh test
 	python3 tests/run.py --sluice build/sluice --unit-dir build/tests
 

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../src/config.h"
-#include "../src/hook.h"
+#include "config/config.h"
+#include "route/hook.h"
 
 static const char *header(void *ctx, const char *name, size_t len, size_t *vlen)
 {

@@ -11,10 +11,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "config.h"
-#include "log.h"
-#include "process.h"
+#include "config/config.h"
+#include "control/process.h"
+#include "core/common.h"
+#include "core/log.h"
 
 
 static void usage(FILE *out)

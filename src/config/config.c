@@ -1,4 +1,4 @@
-#include "config.h"
+#include "config/config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -25,9 +25,9 @@
 
 #include <openssl/ssl.h>
 
-#include "common.h"
-#include "log.h"
-#include "tls.h"
+#include "core/common.h"
+#include "core/log.h"
+#include "tls/tls.h"
 
 /*
  * What a config script may take: a reload runs it in the process it would
@@ -770,7 +770,7 @@ static void load_pool_tls(struct vctx *v, struct cfg_pool *pool, int idx, const 
 	size_t nlen = 0;
 	const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nlen) : NULL;
 	if ((!name && !lua_isnil(L, -1)) ||
-	    (name && router_normalize_host(name, nlen, host, sizeof(host)) != (int)nlen))
+	    (name && host_normalize(name, nlen, host, sizeof(host)) != (int)nlen))
 		fail(v, &np, "%s: name must be a host name, as the servers' certificates carry it",
 		     sub.label);
 	o.name = name;

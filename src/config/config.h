@@ -10,10 +10,10 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "arena.h"
-#include "balance.h"
-#include "hook.h"
-#include "router.h"
+#include "core/arena.h"
+#include "route/balance.h"
+#include "route/hook.h"
+#include "route/router.h"
 
 struct cfg_addr {
 	struct sockaddr_storage sa;

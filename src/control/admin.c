@@ -1,4 +1,4 @@
-#include "admin.h"
+#include "control/admin.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -18,13 +18,13 @@
 /* The API's bodies are parsed by cJSON (Debian's libcjson-dev), a small, well-kept parser. */
 #include <cjson/cJSON.h>
 
-#include "common.h"
-#include "h1.h"
-#include "http.h"
-#include "log.h"
-#include "runtime.h"
-#include "sbuf.h"
-#include "status_page.h"
+#include "control/runtime.h"
+#include "control/status_page.h"
+#include "core/common.h"
+#include "core/log.h"
+#include "core/sbuf.h"
+#include "http/h1.h"
+#include "http/http.h"
 
 /* Admin connections at once; more wait in the backlog. */
 #define ADMIN_MAX_CONNS 64

@@ -19,10 +19,10 @@
 
 #include <stddef.h>
 
-#include "config.h"
-#include "loop.h"
-#include "metrics.h"
-#include "runtime.h"
+#include "config/config.h"
+#include "control/metrics.h"
+#include "control/runtime.h"
+#include "core/loop.h"
 
 struct admin;
 

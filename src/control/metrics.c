@@ -1,12 +1,12 @@
-#include "metrics.h"
+#include "control/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "config.h"
-#include "stats.h"
+#include "config/config.h"
+#include "core/common.h"
+#include "core/stats.h"
 
 /* Every worker's counts of one pool, or of one server, summed. */
 struct pool_sum {

@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "sbuf.h"
-#include "shared.h"
+#include "core/sbuf.h"
+#include "upstream/shared.h"
 
 /* The process-wide facts the counters do not hold. */
 struct metrics_src {

@@ -1,4 +1,4 @@
-#include "process.h"
+#include "control/process.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -11,14 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin.h"
-#include "log.h"
-#include "loop.h"
-#include "runtime.h"
-#include "shared.h"
-#include "tls.h"
-#include "upstream.h"
-#include "worker.h"
+#include "control/admin.h"
+#include "control/runtime.h"
+#include "control/worker.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "tls/tls.h"
+#include "upstream/health.h"
+#include "upstream/shared.h"
+#include "upstream/upstream.h"
 
 struct process {
 	struct shared sh;
@@ -38,8 +39,10 @@ struct process {
 
 static void stop_checks(struct process *p)
 {
-	if (p->checks)
-		upstream_destroy(p->checks); /* stops its checks; the servers' verdicts stay */
+	if (p->checks) {
+		health_stop(p->checks); /* the servers' verdicts stay */
+		upstream_destroy(p->checks);
+	}
 	free(p->checks);
 	p->checks = NULL;
 }

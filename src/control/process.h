@@ -7,7 +7,7 @@
 #ifndef SLUICE_PROCESS_H
 #define SLUICE_PROCESS_H
 
-#include "config.h"
+#include "config/config.h"
 
 /*
  * Runs cfg (one reference taken) on cfg->workers threads until SIGTERM or

@@ -1,4 +1,4 @@
-#include "runtime.h"
+#include "control/runtime.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "log.h"
-#include "tls.h"
+#include "core/common.h"
+#include "core/log.h"
+#include "tls/tls.h"
 
 /* JSON nested deeper than a site ever is (site, routes, route, respond, headers) by far. */
 #define JSON_MAX_DEPTH 16

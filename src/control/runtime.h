@@ -21,7 +21,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "config.h"
+#include "config/config.h"
 
 /* A pool's servers as the API left them. */
 struct runtime_pool {

@@ -4,7 +4,7 @@
  * #token= fragment, or typed in) and shows it. Kept as a C string so that the
  * binary serves it alone; edit the HTML in place.
  */
-#include "status_page.h"
+#include "control/status_page.h"
 
 /* clang-format off */
 const char status_page_html[] =

@@ -1,4 +1,4 @@
-#include "worker.h"
+#include "control/worker.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -9,9 +9,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "http1.h"
-#include "tls.h"
+#include "http/http.h"
+#include "proxy/http1.h"
+#include "tls/tls.h"
 
 /* How long to wait before accepting again after running out of file descriptors. */
 #define ACCEPT_RETRY_MS 100

@@ -14,14 +14,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "common.h"
-#include "config.h"
-#include "hook.h"
-#include "log.h"
-#include "loop.h"
-#include "shared.h"
-#include "upstream.h"
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "route/hook.h"
+#include "upstream/shared.h"
+#include "upstream/upstream.h"
 
 struct worker;
 

@@ -1,10 +1,10 @@
-#include "buf.h"
+#include "core/buf.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 
 void buf_pool_init(struct buf_pool *pool, size_t size, size_t max_free)
 {

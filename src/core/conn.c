@@ -1,4 +1,4 @@
-#include "conn.h"
+#include "core/conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "core/common.h"
 
 static ssize_t plain_recv(struct conn *c, void *dst, size_t len)
 {

@@ -18,7 +18,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "loop.h"
+#include "core/loop.h"
 
 enum conn_flags {
 	CONN_READABLE = 1u << 0,

@@ -1,4 +1,4 @@
-#include "log.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "core/common.h"
 
 /* Set at start-up and by each reload, read by every thread. */
 static _Atomic int min_level = LOG_INFO;

@@ -1,4 +1,4 @@
-#include "loop.h"
+#include "core/loop.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "core/common.h"
 
 #define MAX_EVENTS 256
 

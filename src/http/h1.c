@@ -1,10 +1,10 @@
-#include "h1.h"
+#include "http/h1.h"
 
 #include <string.h>
 #include <strings.h>
 
-#include "common.h"
-#include "tls.h"
+#include "core/common.h"
+#include "tls/tls.h"
 
 /* --- llhttp callbacks: record the spans of the head --- */
 

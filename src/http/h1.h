@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "http.h"
+#include "http/http.h"
 
 struct h1_limits {
 	uint32_t max_line; /* a request target longer than this: 414 */

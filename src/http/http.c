@@ -1,9 +1,9 @@
-#include "http.h"
+#include "http/http.h"
 
 #include <string.h>
 #include <strings.h>
 
-#include "common.h"
+#include "core/common.h"
 
 /* name[0, n) equals lower, a lower-case literal, ignoring the case of letters. */
 static bool lower_eq(const char *name, const char *lower, size_t n)

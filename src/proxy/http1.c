@@ -1,4 +1,4 @@
-#include "http1.h"
+#include "proxy/http1.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -10,16 +10,16 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "common.h"
-#include "conn.h"
-#include "h1.h"
-#include "hook.h"
-#include "http.h"
-#include "log.h"
-#include "router.h"
-#include "tls.h"
-#include "upstream.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/conn.h"
+#include "core/log.h"
+#include "http/h1.h"
+#include "http/http.h"
+#include "route/hook.h"
+#include "route/router.h"
+#include "tls/tls.h"
+#include "upstream/upstream.h"
 
 /* Rounds of work one session may do per event before letting others run. */
 #define FAIR_ROUNDS 32
@@ -764,7 +764,7 @@ struct req_host {
 
 static void req_host_of(const struct http_msg *m, struct req_host *h)
 {
-	h->len = m->authority.len ? router_normalize_host(http_str(m, m->authority), m->authority.len,
+	h->len = m->authority.len ? host_normalize(http_str(m, m->authority), m->authority.len,
 							  h->name, sizeof(h->name))
 				  : 0;
 }

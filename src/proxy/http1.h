@@ -15,7 +15,7 @@
 
 #include <sys/socket.h>
 
-#include "worker.h"
+#include "control/worker.h"
 
 /* Starts a session on an accepted, non-blocking socket; the session owns fd (closed on failure). */
 int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct listener *l);

@@ -1,4 +1,4 @@
-#include "balance.h"
+#include "route/balance.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@ const char *const balance_algo_names[BALANCE_ALGOS] = {
 	[BALANCE_HASH] = "hash",
 };
 
-#include "common.h"
+#include "core/common.h"
 
 /*
  * Ketama's 160 points per server keep each server's share of keys within a

@@ -1,4 +1,4 @@
-#include "hook.h"
+#include "route/hook.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -8,9 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common.h"
-#include "router.h"
-#include "tls.h"
+#include "core/common.h"
+#include "route/router.h"
+#include "tls/tls.h"
 
 /* The request being hooked: Lua's callbacks reach it through here (one per thread). */
 static _Thread_local const struct hook_request *current;

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "router.h"
+#include "route/router.h"
 
 struct lua_State;
 

@@ -1,87 +1,13 @@
-#include "router.h"
+#include "route/router.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "common.h"
+#include "core/common.h"
 
-#define MAX_HOST 255
 #define MAX_MATCH_PATH 16384
-
-/* FNV-1a: host names are short; the table's job is one probe, not resisting floods. */
-static uint64_t hash_name(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h ^ (h >> 29);
-}
-
-int host_table_init(struct host_table *t, struct arena *a, size_t n)
-{
-	size_t cap = 16;
-	while (cap < n * 2)
-		cap *= 2;
-	t->slots = arena_alloc(a, cap * sizeof(*t->slots));
-	if (!t->slots)
-		return -ENOMEM;
-	t->mask = cap - 1;
-	t->used = 0;
-	return 0;
-}
-
-static const struct host_entry *table_find(const struct host_table *t, const char *name, size_t len,
-					   uint64_t h)
-{
-	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
-		const struct host_entry *e = &t->slots[i];
-		if (!e->value)
-			return NULL;
-		if (e->hash == h && e->len == len && !memcmp(e->name, name, len))
-			return e;
-	}
-}
-
-int64_t host_table_get(const struct host_table *t, const char *name, size_t len)
-{
-	const struct host_entry *e = table_find(t, name, len, hash_name(name, len));
-	return e ? (int64_t)e->value - 1 : -1;
-}
-
-int host_table_put(struct host_table *t, const char *name, size_t len, uint32_t value)
-{
-	uint64_t h = hash_name(name, len);
-	if (table_find(t, name, len, h))
-		return -EEXIST;
-	/* The table was sized for the names counted: more would fill it, and probes never end. */
-	if ((t->used + 1) * 2 > t->mask + 1)
-		return -ENOSPC;
-	size_t i = h & t->mask;
-	while (t->slots[i].value)
-		i = (i + 1) & t->mask;
-	t->slots[i] = (struct host_entry){.name = name, .len = (uint32_t)len, .value = value + 1, .hash = h};
-	t->used++;
-	return 0;
-}
-
-int host_table_copy(struct host_table *dst, struct arena *a, const struct host_table *src, size_t n)
-{
-	if (host_table_init(dst, a, n) < 0)
-		return -ENOMEM;
-	if (dst->mask == src->mask) {
-		memcpy(dst->slots, src->slots, (src->mask + 1) * sizeof(*src->slots));
-		dst->used = src->used;
-		return 0;
-	}
-	for (size_t i = 0; i <= src->mask; i++) {
-		const struct host_entry *e = &src->slots[i];
-		if (e->value && host_table_put(dst, e->name, e->len, e->value - 1) < 0)
-			return -ENOMEM;
-	}
-	return 0;
-}
 
 int router_init(struct router *r, struct arena *a, size_t nsites, size_t nexact, size_t nwildcard)
 {
@@ -116,48 +42,13 @@ size_t router_site_index(const struct router *r, const char *name)
 	return SIZE_MAX;
 }
 
-static bool host_char(char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
-	       ch == '_' || ch == '[' || ch == ']' || ch == ':';
-}
-
-int router_normalize_host(const char *host, size_t len, char *out, size_t cap)
-{
-	size_t end = len;
-	if (len && host[0] == '[') {
-		/* [v6] or [v6]:port */
-		const char *close = memchr(host, ']', len);
-		if (!close)
-			return -1;
-		end = (size_t)(close - host) + 1;
-	} else {
-		const char *colon = memchr(host, ':', len);
-		if (colon)
-			end = (size_t)(colon - host);
-	}
-	while (end && host[end - 1] == '.')
-		end--;
-	if (end == 0 || end >= cap || end > MAX_HOST)
-		return -1;
-	for (size_t i = 0; i < end; i++) {
-		char ch = host[i];
-		if (ch >= 'A' && ch <= 'Z')
-			ch = (char)(ch - 'A' + 'a');
-		if (!host_char(ch))
-			return -1;
-		out[i] = ch;
-	}
-	return (int)end;
-}
-
 int router_add_host(struct router *r, const char *host, size_t len, uint32_t site)
 {
 	bool wildcard = len > 2 && host[0] == '*' && host[1] == '.';
 	const char *name = wildcard ? host + 2 : host;
 	size_t n = wildcard ? len - 2 : len;
-	char norm[MAX_HOST + 1];
-	int nlen = router_normalize_host(name, n, norm, sizeof(norm));
+	char norm[HOST_MAX_LEN + 1];
+	int nlen = host_normalize(name, n, norm, sizeof(norm));
 	/* The name must already be in lookup form: anything else would never match. */
 	if (nlen < 0 || (size_t)nlen != n || memcmp(norm, name, n))
 		return -EINVAL;
@@ -167,18 +58,18 @@ int router_add_host(struct router *r, const char *host, size_t len, uint32_t sit
 const struct site *router_find_site(const struct router *r, const char *host, size_t len)
 {
 	if (len) {
-		const struct host_entry *e = table_find(&r->exact, host, len, hash_name(host, len));
-		if (e)
-			return &r->sites[e->value - 1];
+		int64_t site = host_table_get(&r->exact, host, len);
+		if (site >= 0)
+			return &r->sites[site];
 		/* a.b.example.com: try b.example.com, example.com, com; the longest wins. */
 		for (size_t i = 0; i < len && r->wildcard.used; i++) {
 			if (host[i] != '.')
 				continue;
 			const char *suffix = host + i + 1;
 			size_t slen = len - i - 1;
-			e = table_find(&r->wildcard, suffix, slen, hash_name(suffix, slen));
-			if (e)
-				return &r->sites[e->value - 1];
+			site = host_table_get(&r->wildcard, suffix, slen);
+			if (site >= 0)
+				return &r->sites[site];
 		}
 	}
 	return r->default_site >= 0 ? &r->sites[r->default_site] : NULL;

@@ -11,8 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "http.h"
+#include "core/arena.h"
+#include "core/host.h"
+#include "http/http.h"
 
 enum route_action { ROUTE_PROXY, ROUTE_RESPOND, ROUTE_REDIRECT };
 
@@ -43,31 +44,6 @@ struct site {
 	uint32_t metrics;     /* its own series (config.tracked[metrics - 1]); 0: none */
 };
 
-struct host_entry {
-	const char *name; /* lower case, no port, no trailing dot */
-	uint32_t len;
-	uint32_t value;	  /* what the name maps to, + 1; 0: empty slot (zeroed memory is empty) */
-	uint64_t hash;
-};
-
-struct host_table {
-	struct host_entry *slots;
-	size_t mask; /* capacity - 1; capacity a power of two */
-	size_t used;
-};
-
-/* Sizes a table for n names; 0 or -ENOMEM. Its slots live in arena; the names it is given, the caller keeps. */
-int host_table_init(struct host_table *t, struct arena *a, size_t n);
-/* Adds name -> value: 0, -EEXIST if the name is there already, -ENOSPC beyond the n it was sized for. */
-int host_table_put(struct host_table *t, const char *name, size_t len, uint32_t value);
-/*
- * dst sized for n names (n >= src->used) holding src's: slot for slot when
- * that size is src's, else put one by one. 0 or -ENOMEM. The names stay src's.
- */
-int host_table_copy(struct host_table *dst, struct arena *a, const struct host_table *src, size_t n);
-/* The value of name, or -1. */
-int64_t host_table_get(const struct host_table *t, const char *name, size_t len);
-
 struct router {
 	struct site *sites;
 	size_t nsites;
@@ -96,12 +72,6 @@ size_t router_site_index(const struct router *r, const char *name);
 /* Sorts a site's routes so that the longest prefix is tried first. */
 void router_sort_routes(struct site *s);
 
-/*
- * Writes the lookup form of a Host value or authority into out: lower case,
- * port and trailing dot removed. Returns its length, or -1 if it is not a
- * plausible host or does not fit.
- */
-int router_normalize_host(const char *host, size_t len, char *out, size_t cap);
 /* The site for a normalized host: exact name, then the longest wildcard suffix, then the default. */
 const struct site *router_find_site(const struct router *r, const char *host, size_t len);
 /*

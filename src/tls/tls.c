@@ -1,4 +1,4 @@
-#include "tls.h"
+#include "tls/tls.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -21,10 +21,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "arena.h"
-#include "common.h"
-#include "log.h"
-#include "router.h"
+#include "core/arena.h"
+#include "core/common.h"
+#include "core/host.h"
+#include "core/log.h"
 
 /* Mozilla's "intermediate" profile (v5.7), less its DHE suites: no DH parameters to ship. */
 #define TLS12_CIPHERS                                                                          \
@@ -243,7 +243,7 @@ static int accept_any_cert(int ok, X509_STORE_CTX *store)
 static const struct tls_name *find_name(const struct tls_server *ts, const char *sni)
 {
 	char name[256];
-	int len = sni ? router_normalize_host(sni, strlen(sni), name, sizeof(name)) : -1;
+	int len = sni ? host_normalize(sni, strlen(sni), name, sizeof(name)) : -1;
 	if (len > 0) {
 		int64_t i = host_table_get(&ts->exact, name, (size_t)len);
 		if (i >= 0)
@@ -267,7 +267,7 @@ static int hello_sni(SSL *ssl, char *out, size_t cap)
 	size_t name = (size_t)p[3] << 8 | p[4];
 	if (list + 2 != len || p[2] != TLSEXT_NAMETYPE_host_name || name + 3 > list)
 		return -1;
-	return router_normalize_host((const char *)p + 5, name, out, cap);
+	return host_normalize((const char *)p + 5, name, out, cap);
 }
 
 /*
@@ -528,7 +528,7 @@ static int add_name(struct tls_server *ts, const char *name, size_t len, uint32_
 	bool wildcard = len > 2 && name[0] == '*' && name[1] == '.';
 	size_t off = wildcard ? 2 : 0;
 	/* Names a client could send (lower case, no port): anything else, e.g. "f*.x", never matches. */
-	int n = router_normalize_host(name + off, len - off, norm + off, sizeof(norm) - off);
+	int n = host_normalize(name + off, len - off, norm + off, sizeof(norm) - off);
 	if (n <= 0 || (size_t)n != len - off || memchr(name, ':', len))
 		return 0;
 	if (wildcard)
@@ -1255,7 +1255,7 @@ const struct tls_info *tls_info(struct conn *c)
 	add_cstring(&b, SSL_get_cipher_name(ssl));
 	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	char host[256];
-	int hlen = sni ? router_normalize_host(sni, strlen(sni), host, sizeof(host)) : -1;
+	int hlen = sni ? host_normalize(sni, strlen(sni), host, sizeof(host)) : -1;
 	add_string(&b, hlen > 0 ? host : NULL, hlen > 0 ? (size_t)hlen : 0);
 	X509 *peer = SSL_get0_peer_certificate(ssl);
 	add_cstring(&b, !peer ? "NONE" : SSL_get_verify_result(ssl) == X509_V_OK ? "SUCCESS" : "FAILED");

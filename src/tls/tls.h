@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "conn.h"
+#include "core/conn.h"
 
 struct tls_server;
 

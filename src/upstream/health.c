@@ -1,14 +1,14 @@
-#include "health.h"
+#include "upstream/health.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "log.h"
-#include "tls.h"
-#include "upstream.h"
+#include "core/common.h"
+#include "core/log.h"
+#include "tls/tls.h"
+#include "upstream/upstream.h"
 
 /* What a check keeps of a response: the status line and enough body to search. */
 #define CHECK_BUF 16384
@@ -171,8 +171,10 @@ int health_start(struct upstream *up)
 			continue;
 		for (size_t k = 0; k < p->cfg->nservers; k++) {
 			struct health_check *hc = calloc(1, sizeof(*hc));
-			if (!hc)
+			if (!hc) {
+				health_stop(up);
 				return -ENOMEM;
+			}
 			hc->up = up;
 			hc->srv = &p->servers[k];
 			const struct cfg_health *h = &p->cfg->health;
@@ -182,6 +184,7 @@ int health_start(struct upstream *up)
 				hc->request = malloc(cap);
 				if (!hc->request) {
 					free(hc);
+					health_stop(up);
 					return -ENOMEM;
 				}
 				int n = snprintf(hc->request, cap,

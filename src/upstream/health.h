@@ -14,8 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "conn.h"
-#include "loop.h"
+#include "core/conn.h"
+#include "core/loop.h"
 
 struct server_rt;
 struct upstream;
@@ -33,9 +33,9 @@ struct health_check {
 	uint8_t phase;
 };
 
-/* Starts checks for every server of up's pools that configure them. Returns 0 or -ENOMEM. */
+/* Starts checks for every server of up's pools that configure them. Returns 0, or -ENOMEM with none started. */
 int health_start(struct upstream *up);
-/* Stops them (a reload's old generation, or exit); closes any check under way. */
+/* Stops them (a reload's old generation, or exit), before upstream_destroy(); closes any check under way. */
 void health_stop(struct upstream *up);
 
 #endif

@@ -1,4 +1,4 @@
-#include "shared.h"
+#include "upstream/shared.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "core/common.h"
 
 int shared_init(struct shared *sh, uint32_t workers)
 {

@@ -22,8 +22,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "stats.h"
+#include "config/config.h"
+#include "core/stats.h"
 
 /* What the admin API (or the config's drain = true) says of a server, until the next reload. */
 enum server_admin {

@@ -1,11 +1,11 @@
-#include "upstream.h"
+#include "upstream/upstream.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "tls.h"
+#include "core/log.h"
+#include "tls/tls.h"
 
 static void dispatch(struct upstream *up, struct pool_rt *p);
 
@@ -102,7 +102,6 @@ static void bconn_destroy(struct bconn *bc)
 
 void upstream_destroy(struct upstream *up)
 {
-	health_stop(up);
 	for (size_t i = 0; i < up->npools; i++) {
 		struct pool_rt *p = &up->pools[i];
 		BUG_ON(p->servers && !list_empty(&p->queue));

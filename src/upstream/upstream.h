@@ -13,16 +13,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "balance.h"
-#include "common.h"
-#include "config.h"
-#include "conn.h"
-#include "health.h"
-#include "loop.h"
-#include "shared.h"
-#include "stats.h"
+#include "config/config.h"
+#include "core/common.h"
+#include "core/conn.h"
+#include "core/loop.h"
+#include "core/stats.h"
+#include "route/balance.h"
+#include "upstream/shared.h"
 
 struct pool_rt;
+struct health_check;
 
 struct server_rt {
 	const struct cfg_server *cfg;
@@ -98,7 +98,7 @@ struct pool_stats *upstream_pool_stats(struct upstream *up, size_t pool);
 
 /* Builds thread's state of sg's pools (one reference to sg taken). Returns 0 or -ENOMEM. */
 int upstream_init(struct upstream *up, struct loop *loop, struct shared_gen *sg, uint32_t thread);
-/* Closes every idle connection and frees the state; lent connections must be back. */
+/* Closes every idle connection and frees the state; lent connections must be back, checks stopped. */
 void upstream_destroy(struct upstream *up);
 
 void upstream_request_init(struct upstream_request *r, size_t pool, uint64_t key_hash, int32_t only,

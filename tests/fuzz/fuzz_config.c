@@ -9,7 +9,7 @@
  * (os, io, loading code and modules, the JIT switch) removed, on its first
  * line so that line numbers stay those of the input.
  */
-#include "../../src/config/config.h"
+#include "config/config.h"
 #include "fuzz.h"
 
 static const char prelude[] = "os, io, package, require, dofile, loadfile, load, loadstring, jit, "

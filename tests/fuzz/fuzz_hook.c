@@ -14,9 +14,9 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "../../src/http/h1.h"
-#include "../../src/route/hook.h"
 #include "fuzz.h"
+#include "http/h1.h"
+#include "route/hook.h"
 
 static lua_State *L;
 static struct hook hook;

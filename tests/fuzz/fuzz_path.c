@@ -8,8 +8,8 @@
  * raw path is the one chosen for its normal form. Of a host's: lower case,
  * no port, no trailing dot, and normalising it again changes nothing.
  */
-#include "../../src/route/router.h"
 #include "fuzz.h"
+#include "route/router.h"
 
 #include <stdbool.h>
 
@@ -90,7 +90,7 @@ static void check_path(const char *path, size_t len)
 static void check_host(const char *host, size_t len)
 {
 	char once[300], twice[300];
-	int n1 = router_normalize_host(host, len, once, sizeof(once));
+	int n1 = host_normalize(host, len, once, sizeof(once));
 	if (n1 < 0)
 		return;
 	FUZZ_CHECK(n1 > 0 && n1 <= 255, "host of %d bytes", n1);
@@ -99,7 +99,7 @@ static void check_host(const char *host, size_t len)
 		FUZZ_CHECK(!(once[i] >= 'A' && once[i] <= 'Z'), "upper case");
 	if (once[0] != '[')
 		FUZZ_CHECK(!memchr(once, ':', (size_t)n1), "port kept");
-	int n2 = router_normalize_host(once, (size_t)n1, twice, sizeof(twice));
+	int n2 = host_normalize(once, (size_t)n1, twice, sizeof(twice));
 	FUZZ_CHECK(n2 == n1 && !memcmp(once, twice, (size_t)n1), "host not idempotent: %.*s", n1, once);
 }
 

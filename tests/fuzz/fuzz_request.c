@@ -13,8 +13,8 @@
  */
 #include <llhttp.h>
 
-#include "../../src/http/h1.h"
 #include "fuzz.h"
+#include "http/h1.h"
 
 static const struct h1_limits limits = {.max_line = 2048, .max_head = 8192};
 

@@ -17,8 +17,8 @@
  */
 #include <llhttp.h>
 
-#include "../../src/http/h1.h"
 #include "fuzz.h"
+#include "http/h1.h"
 
 static const struct h1_limits limits = {.max_line = 0, .max_head = 8192};
 

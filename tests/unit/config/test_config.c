@@ -1,7 +1,7 @@
 /* Small budgets, so that a runaway script is stopped within a test. */
 #define CONFIG_EVAL_LIMIT_MS 300
 #define CONFIG_EVAL_MAX_BYTES (64u << 20)
-#include "../../../src/config/config.c"
+#include "config/config.c"
 
 #include "../unit.h"
 

@@ -1,4 +1,4 @@
-#include "../../../src/control/runtime.c"
+#include "control/runtime.c"
 
 #include "../unit.h"
 

@@ -1,4 +1,4 @@
-#include "../../../src/core/buf.c"
+#include "core/buf.c"
 
 #include "../unit.h"
 

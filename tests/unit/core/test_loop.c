@@ -1,4 +1,4 @@
-#include "../../../src/core/loop.c"
+#include "core/loop.c"
 
 #include <stdlib.h>
 

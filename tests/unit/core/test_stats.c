@@ -1,9 +1,9 @@
-#include "../../../src/core/stats.c"
+#include "core/stats.c"
 
 #include <math.h>
 
-#include "../../../src/core/sbuf.h"
 #include "../unit.h"
+#include "core/sbuf.h"
 
 TEST(test_each_duration_falls_in_the_first_bucket_whose_bound_holds_it)
 {

@@ -1,4 +1,4 @@
-#include "../../../src/http/h1.c"
+#include "http/h1.c"
 
 #include <stdio.h>
 #include <stdlib.h>

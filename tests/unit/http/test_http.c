@@ -1,4 +1,4 @@
-#include "../../../src/http/http.c"
+#include "http/http.c"
 
 #include <stdio.h>
 

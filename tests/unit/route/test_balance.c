@@ -1,4 +1,4 @@
-#include "../../../src/route/balance.c"
+#include "route/balance.c"
 
 #include "../unit.h"
 

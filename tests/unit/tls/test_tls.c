@@ -1,4 +1,4 @@
-#include "../../../src/tls/tls.c"
+#include "tls/tls.c"
 
 #include "../unit.h"
 

@@ -1,4 +1,4 @@
-#include "../../../src/upstream/upstream.c"
+#include "upstream/upstream.c"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

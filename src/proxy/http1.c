@@ -1,4 +1,15 @@
-#include "proxy/http1.h"
+/*
+ * HTTP/1.1 proxying: the session of one client connection, its
+ * transactions, and the backend connections they borrow.
+ *
+ * Both directions go through the h1 codec. Heads are rewritten (hop-by-hop
+ * headers out, X-Forwarded-* in); bodies are forwarded as the bytes that
+ * came, framing included, once the codec has checked them, so nothing is
+ * re-encoded and nothing is buffered beyond one buffer per direction. The
+ * exceptions are framing an HTTP/1.0 client cannot read (chunked: only the
+ * data goes) and a body that ends at the backend's close (chunked for an
+ * HTTP/1.1 client, so that its connection can stay).
+ */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +27,9 @@
 #include "core/log.h"
 #include "http/h1.h"
 #include "http/http.h"
+#include "proxy/front.h"
+#include "proxy/proxy.h"
+#include "proxy/txn.h"
 #include "route/hook.h"
 #include "route/router.h"
 #include "tls/tls.h"
@@ -38,10 +52,11 @@ enum client_state {
 
 struct txn;
 
+static const struct front_ops h1_front;
+
 struct client {
+	struct session s; /* first: the proxy knows a client as its session */
 	struct conn conn;
-	struct worker *w;
-	struct list link;
 	struct timer timer;
 	struct loop_task resume;
 	struct buf in;	    /* bytes from the client; request body is forwarded from here */
@@ -50,7 +65,6 @@ struct client {
 	bool served;	    /* a request was answered on this connection */
 	bool tls_counted;   /* its handshake is in the counters */
 	bool eof;	    /* the client sent FIN */
-	struct listener *listener; /* one reference held */
 	struct txn *txn;
 	uint64_t state_since_ms;
 	char ip[INET6_ADDRSTRLEN];
@@ -142,7 +156,7 @@ struct txn {
 	char log_inline[LOG_LINE_INLINE];
 };
 
-size_t http1_txn_size(void) { return sizeof(struct txn); }
+size_t txn_size(void) { return sizeof(struct txn); }
 
 /*
  * A transaction runs on the config it started with, timeouts included, as
@@ -150,26 +164,26 @@ size_t http1_txn_size(void) { return sizeof(struct txn); }
  */
 static const struct cfg_timeouts *timeouts(const struct client *c)
 {
-	return &(c->txn ? c->txn->gen : c->w->gen)->cfg->timeouts;
+	return &(c->txn ? c->txn->gen : c->s.px->gen)->cfg->timeouts;
 }
-static struct buf_pool *pool_of(const struct client *c) { return &c->w->bufs; }
+static struct buf_pool *pool_of(const struct client *c) { return &c->s.px->bufs; }
 /* The pool the transaction is routed to (once routed). */
 static const struct cfg_pool *pool_cfg(const struct txn *t) { return &t->gen->cfg->pools[t->pool]; }
-static uint64_t now_ms(const struct client *c) { return loop_now_ms(c->w->loop); }
+static uint64_t now_ms(const struct client *c) { return loop_now_ms(c->s.px->loop); }
 static const char *log_line(const struct txn *t) { return t->log_line ? t->log_line : "-"; }
 
 /* A message head to parse into, from the worker's pool; NULL when out of memory. */
 static struct http_msg *txn_msg(struct txn *t)
 {
 	if (!t->msg)
-		t->msg = buf_pool_get(&t->c->w->msgs);
+		t->msg = buf_pool_get(&t->c->s.px->msgs);
 	return t->msg;
 }
 
 static void txn_msg_release(struct txn *t)
 {
 	if (t->msg) {
-		buf_pool_put(&t->c->w->msgs, t->msg);
+		buf_pool_put(&t->c->s.px->msgs, t->msg);
 		t->msg = NULL;
 	}
 }
@@ -191,7 +205,7 @@ static size_t room_of(const struct buf *b, const struct buf_pool *pool) { return
 static void set_state(struct client *c, enum client_state state)
 {
 	if ((c->state == CS_IDLE) != (state == CS_IDLE)) {
-		stat_t *idle = &c->w->sh->stats[c->w->index].clients_idle;
+		stat_t *idle = &c->s.px->sh->stats[c->s.px->index].clients_idle;
 		if (state == CS_IDLE)
 			stat_add(idle, 1);
 		else
@@ -218,19 +232,19 @@ static void txn_left_queue(struct txn *t)
 		return;
 	struct pool_stats *ps = upstream_pool_stats(&t->gen->up, t->pool);
 	if (ps)
-		stats_hist_add(&ps->queue, loop_now_us(t->c->w->loop) - t->queued_us);
+		stats_hist_add(&ps->queue, loop_now_us(t->c->s.px->loop) - t->queued_us);
 	t->queued_us = 0;
 }
 
 static struct txn *txn_new(struct client *c)
 {
-	struct txn *t = buf_pool_get(&c->w->txns);
+	struct txn *t = buf_pool_get(&c->s.px->txns);
 	if (!t)
 		return NULL;
 	memset(t, 0, offsetof(struct txn, log_inline));
 	t->c = c;
-	t->gen = worker_gen_get(c->w);
-	t->start_us = loop_now_us(c->w->loop);
+	t->gen = proxy_gen_get(c->s.px);
+	t->start_us = loop_now_us(c->s.px->loop);
 	t->forced_server = -1;
 	list_init(&t->ureq.queue_link);
 	return t;
@@ -252,8 +266,8 @@ static void txn_free(struct client *c)
 	if (t->log_line != t->log_inline)
 		free(t->log_line);
 	free(t->owned_body);
-	worker_gen_put(t->gen);
-	buf_pool_put(&c->w->txns, t);
+	proxy_gen_put(t->gen);
+	buf_pool_put(&c->s.px->txns, t);
 	c->txn = NULL;
 }
 
@@ -265,7 +279,7 @@ static void txn_free(struct client *c)
  */
 static uint64_t txn_count_own(struct txn *t)
 {
-	uint64_t now = loop_clock_us(), turn = loop_now_us(t->c->w->loop);
+	uint64_t now = loop_clock_us(), turn = loop_now_us(t->c->s.px->loop);
 	uint64_t from = t->own_held ? t->own_mark_us : MAX(turn, t->own_mark_us);
 	if (now > from)
 		t->own_us += now - from;
@@ -288,12 +302,12 @@ static void count_req(struct req_stats *r, const struct txn *t, enum stats_class
 static void txn_count(struct client *c, struct txn *t, uint64_t total)
 {
 	enum stats_class k = stats_class_of(t->status);
-	struct proc_stats *ps = &c->w->sh->stats[c->w->index];
+	struct proc_stats *ps = &c->s.px->sh->stats[c->s.px->index];
 	stat_add(&ps->responses[k], 1);
 	stat_add(&ps->bytes_in, t->bytes_from_client + t->body_consumed);
 	stat_add(&ps->bytes_out, t->bytes_to_client);
 	struct shared_gen *sg = t->gen->up.sg;
-	uint32_t w = c->w->index;
+	uint32_t w = c->s.px->index;
 	struct req_stats *tr;
 	if (t->site && t->site->metrics &&
 	    (tr = stats_block(sg->tracked[t->site->metrics - 1]->stats, w, sizeof(*tr))))
@@ -313,7 +327,7 @@ static void txn_count(struct client *c, struct txn *t, uint64_t total)
 
 static void access_log_txn(struct client *c, struct txn *t, uint64_t total)
 {
-	if (c->w->access_log.fd < 0)
+	if (c->s.px->access_log.fd < 0)
 		return;
 	const char *mt = t->log_line;
 	struct access_entry e = {
@@ -327,7 +341,7 @@ static void access_log_txn(struct client *c, struct txn *t, uint64_t total)
 		.server = t->srv ? t->srv->cfg->addr.text : NULL,
 		.duration_us = total,
 	};
-	if (c->w->access_log.json) {
+	if (c->s.px->access_log.json) {
 		e.bytes_received = t->bytes_from_client + t->body_consumed;
 		e.site = t->site ? t->site->name : NULL;
 		e.route = t->route ? t->route->prefix : NULL;
@@ -342,7 +356,7 @@ static void access_log_txn(struct client *c, struct txn *t, uint64_t total)
 		e.cipher = tls->cipher;
 		e.verify = tls->verify;
 	}
-	access_log_write(&c->w->access_log, &e);
+	access_log_write(&c->s.px->access_log, &e);
 }
 
 /* The transaction is over, answered or not: its counters and its access-log line. */
@@ -362,7 +376,7 @@ static void count_tls(struct client *c)
 	if (!done && c->state != CS_CLOSED)
 		return;
 	c->tls_counted = true;
-	struct proc_stats *ps = &c->w->sh->stats[c->w->index];
+	struct proc_stats *ps = &c->s.px->sh->stats[c->s.px->index];
 	stat_add(done ? &ps->tls_handshakes : &ps->tls_failures, 1);
 }
 
@@ -375,15 +389,13 @@ static void client_close(struct client *c)
 	txn_free(c);
 	set_state(c, CS_CLOSED);
 	count_tls(c);
-	stat_add(&c->w->sh->stats[c->w->index].clients_closed, 1);
-	timer_cancel(c->w->loop, &c->timer);
-	loop_unqueue(c->w->loop, &c->resume);
+	stat_add(&c->s.px->sh->stats[c->s.px->index].clients_closed, 1);
+	timer_cancel(c->s.px->loop, &c->timer);
+	loop_unqueue(c->s.px->loop, &c->resume);
 	conn_close(&c->conn);
 	buf_release(&c->in, pool_of(c));
-	list_remove(&c->link);
-	c->w->nclients--;
-	loop_free_later(c->w->loop, c);
-	worker_client_closed(c->w, c->listener);
+	loop_free_later(c->s.px->loop, c);
+	proxy_session_close(&c->s);
 }
 
 /* Sends FIN, then drops input until the client closes, so that our last bytes are not lost to a RST. */
@@ -516,7 +528,7 @@ static void client_arm_timer(struct client *c)
 {
 	uint64_t d = client_deadline(c);
 	if (!timer_armed(&c->timer) || d < c->timer.expire_ms)
-		timer_arm_at(c->w->loop, &c->timer, d);
+		timer_arm_at(c->s.px->loop, &c->timer, d);
 }
 
 /* Why an attempt on a backend failed, as retry.on names it. */
@@ -568,7 +580,7 @@ static void client_timer_fired(struct timer *tm)
 	struct client *c = container_of(tm, struct client, timer);
 	uint64_t d = client_deadline(c);
 	if (d > now_ms(c)) {
-		timer_arm_at(c->w->loop, &c->timer, d);
+		timer_arm_at(c->s.px->loop, &c->timer, d);
 		return;
 	}
 	client_timed_out(c);
@@ -585,7 +597,7 @@ static void backend_on_io(struct bconn *bc)
 static void txn_wake(struct upstream_request *r)
 {
 	struct txn *t = container_of(r, struct txn, ureq);
-	loop_queue(t->c->w->loop, &t->c->resume);
+	loop_queue(t->c->s.px->loop, &t->c->resume);
 }
 
 /*
@@ -636,7 +648,7 @@ static void txn_connect(struct client *c)
 				return;
 			}
 			t->phase_since_ms = now_ms(c);
-			t->queued_us = loop_now_us(c->w->loop);
+			t->queued_us = loop_now_us(c->s.px->loop);
 			log_debug("%s %s: queued for pool \"%s\"", c->addr, log_line(t),
 				  pool_cfg(t)->name);
 			return;
@@ -648,7 +660,7 @@ static void txn_connect(struct client *c)
 		struct bconn *bc = upstream_acquire(up, srv, t, backend_on_io, &err);
 		if (bc) {
 			t->bc = bc;
-			t->attempt_us = loop_now_us(c->w->loop);
+			t->attempt_us = loop_now_us(c->s.px->loop);
 			t->connecting = (bc->conn.flags & (CONN_CONNECTING | CONN_HANDSHAKE)) != 0;
 			t->phase_since_ms = now_ms(c);
 			t->last_io_ms = now_ms(c);
@@ -773,7 +785,7 @@ static void req_host_of(const struct http_msg *m, struct req_host *h)
 static int route_request(struct client *c, struct txn *t, const struct http_msg *m,
 			 const struct req_host *host, const char **why)
 {
-	const struct cfg_listener *l = c->listener->cfg;
+	const struct cfg_listener *l = c->s.listener->cfg;
 	if (!l) {
 		*why = "the listener was removed by a reload";
 		return 503;
@@ -844,7 +856,7 @@ static int local_response(struct client *c, struct txn *t, struct http_answer *a
 	struct buf *out = &t->rsp_head;
 	struct buf_pool *pool = pool_of(c);
 	/* A body we will not read would be taken for the next request. */
-	t->close_after = !t->req_keepalive || c->w->draining || t->req_has_body;
+	t->close_after = !t->req_keepalive || c->s.px->draining || t->req_has_body;
 	/* RFC 9110 8.6, 15.3.5: a 204 has no body and no Content-Length; a 304 no body. */
 	if (a->status == 204 || a->status == 304)
 		a->body_len = 0;
@@ -872,7 +884,7 @@ static int local_response(struct client *c, struct txn *t, struct http_answer *a
 static int check_client_cert_policy(struct client *c, struct txn *t, const struct req_host *host,
 				    const char **why)
 {
-	const struct cfg_listener *l = c->listener->cfg;
+	const struct cfg_listener *l = c->s.listener->cfg;
 	const struct config *cfg = t->gen->cfg;
 	bool tls = conn_is_tls(&c->conn);
 	if (!l || !l->routed || (!tls && !cfg->sites_require_certs))
@@ -1067,10 +1079,10 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 {
 	const char *why = NULL;
 	int status = 0;
-	if (t->gen != c->w->gen) {
+	if (t->gen != c->s.px->gen) {
 		/* A reload came while the head arrived: the listener speaks for the new config. */
-		worker_gen_put(t->gen);
-		t->gen = worker_gen_get(c->w);
+		proxy_gen_put(t->gen);
+		t->gen = proxy_gen_get(c->s.px);
 	}
 	take_request(t, m, t->req_parser.msg_done);
 	keep_log_line(t, m);
@@ -1240,13 +1252,13 @@ static int response_head_done(struct client *c, struct txn *t, const struct http
 		t->rechunk = t->client_minor == 1 && t->rsp_until_eof &&
 			     !http_find_header(m, "transfer-encoding", 17);
 		t->close_after = t->close_after || !t->req_keepalive || (t->rsp_until_eof && !t->rechunk) ||
-				 t->dechunk || !t->req_complete || c->w->draining;
+				 t->dechunk || !t->req_complete || c->s.px->draining;
 		if (build_response_head(c, t, m) < 0) {
 			txn_fail(c, 502, "response head too large");
 			return -1;
 		}
 		t->rsp_head_done = true;
-		t->backend_us = MAX(loop_now_us(c->w->loop) - t->attempt_us, 1);
+		t->backend_us = MAX(loop_now_us(c->s.px->loop) - t->attempt_us, 1);
 		if (status == 101) {
 			t->tunnel = true;
 			t->bk_keepalive = false;
@@ -1790,7 +1802,7 @@ static bool client_steps(struct client *c)
 		switch (c->state) {
 		case CS_IDLE:
 		case CS_HEAD:
-			if (c->w->draining && c->state == CS_IDLE && !buf_len(&c->in)) {
+			if (c->s.px->draining && c->state == CS_IDLE && !buf_len(&c->in)) {
 				client_close(c);
 				return false;
 			}
@@ -1812,7 +1824,7 @@ static bool client_steps(struct client *c)
 		}
 	}
 	/* Still busy: let the other sessions have a turn, then carry on. */
-	loop_queue(c->w->loop, &c->resume);
+	loop_queue(c->s.px->loop, &c->resume);
 	client_arm_timer(c);
 	return true;
 }
@@ -1838,24 +1850,22 @@ static void client_resume(struct loop_task *task)
 static enum tls_verify sni_site_policy(struct conn *cn, const char *host, size_t len)
 {
 	const struct client *c = container_of(cn, struct client, conn);
-	const struct config *cfg = c->w->gen->cfg;
+	const struct config *cfg = c->s.px->gen->cfg;
 	const struct site *site = cfg->has_sites ? router_find_site(&cfg->router, host, len) : NULL;
 	return site ? (enum tls_verify)site->tls_verify : TLS_VERIFY_INHERIT;
 }
 
-int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct listener *l)
+static int client_start(struct proxy *px, struct listener *l, int fd, const struct sockaddr *peer)
 {
 	struct client *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		return -ENOMEM;
 	}
-	c->w = w;
-	c->listener = l;
 	c->timer.on_expire = client_timer_fired;
 	c->resume.run = client_resume;
 	c->state = CS_IDLE; /* counted as idle below, once it is a session */
-	c->state_since_ms = loop_now_ms(w->loop);
+	c->state_since_ms = loop_now_ms(px->loop);
 	uint16_t port = 0;
 	if (peer->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
@@ -1868,7 +1878,7 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct l
 		port = ntohs(in4->sin_port);
 		snprintf(c->addr, sizeof(c->addr), "%s:%u", c->ip, port);
 	}
-	int err = conn_attach(&c->conn, w->loop, fd, client_on_io);
+	int err = conn_attach(&c->conn, px->loop, fd, client_on_io);
 	if (err < 0) {
 		free(c);
 		return err;
@@ -1879,29 +1889,28 @@ int http1_accept(struct worker *w, int fd, const struct sockaddr *peer, struct l
 		free(c);
 		return err;
 	}
-	list_insert_tail(&w->clients, &c->link);
-	w->nclients++;
-	stat_add(&w->sh->stats[w->index].clients_opened, 1);
-	stat_add(&w->sh->stats[w->index].clients_idle, 1);
+	proxy_session_open(px, &c->s, l, &h1_front);
+	stat_add(&px->sh->stats[px->index].clients_opened, 1);
+	stat_add(&px->sh->stats[px->index].clients_idle, 1);
 	/* Data may already be waiting (TCP_DEFER_ACCEPT or a fast client): read optimistically. */
 	c->conn.flags |= CONN_READABLE | CONN_WRITABLE;
 	client_run(c);
 	return 0;
 }
 
-void http1_drain(struct worker *w)
+static void client_drain(struct session *s)
 {
-	struct list *it = w->clients.next;
-	while (it != &w->clients) {
-		struct client *c = container_of(it, struct client, link);
-		it = it->next;
-		if (c->state == CS_IDLE && !buf_len(&c->in))
-			client_close(c);
-	}
+	struct client *c = container_of(s, struct client, s);
+	if (c->state == CS_IDLE && !buf_len(&c->in))
+		client_close(c);
 }
 
-void http1_close_all(struct worker *w)
-{
-	while (!list_empty(&w->clients))
-		client_close(container_of(w->clients.next, struct client, link));
-}
+static void client_close_now(struct session *s) { client_close(container_of(s, struct client, s)); }
+
+static const struct front_ops h1_front = {
+	.name = "http/1.1",
+	.start = client_start,
+	.drain = client_drain,
+	.close = client_close_now,
+};
+FRONT_REGISTER(h1_front)

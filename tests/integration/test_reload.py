@@ -40,7 +40,9 @@ def test_reload_switches_routing(env):
     s.signal(signal.SIGHUP)
     s.expected_exit = False
     wait_until(lambda: _backend_of(s) == "B", 10 * env.slow, what="routing to follow the reload")
-    assert "configuration reloaded" in s.stderr_text()
+    # Workers switch as soon as the new config is posted to them, before the line is written.
+    wait_until(lambda: "configuration reloaded" in s.stderr_text(), 5 * env.slow,
+               what="the reload's log line")
 
 
 def test_broken_config_on_reload_keeps_the_running_one(env):

@@ -4,7 +4,6 @@
 #include <strings.h>
 
 #include "core/common.h"
-#include "tls/tls.h"
 
 /* --- llhttp callbacks: record the spans of the head --- */
 
@@ -481,27 +480,6 @@ static void put_status_line(struct out *o, unsigned status)
 	put(o, line, sizeof(line) - 1);
 }
 
-static void put_kv(struct out *o, const struct header_kv *kv, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++) {
-		put(o, kv[i].name, kv[i].name_len);
-		put_lit(o, ": ");
-		put(o, kv[i].value, kv[i].value_len);
-		put_lit(o, "\r\n");
-	}
-}
-
-static void put_rules(struct out *o, const struct http_edit *e)
-{
-	for (size_t k = 0; k < ARRAY_LEN(e->rules); k++) {
-		const struct header_rules *r = e->rules[k];
-		if (r) {
-			put_kv(o, r->set, r->nset);
-			put_kv(o, r->add, r->nadd);
-		}
-	}
-}
-
 static void put_connection(struct out *o, enum h1_connection c)
 {
 	static const char *const line[] = {
@@ -519,147 +497,77 @@ static ssize_t out_end(struct out *o)
 	return o->full ? -1 : (ssize_t)o->len;
 }
 
-/* The end-to-end headers of m (values as llhttp trimmed them) that no one else decides. */
-static void put_headers(struct out *o, const struct http_msg *m, const struct h1_head_opts *opts)
-{
-	const struct http_edit *e = opts->edit;
-	bool any_rules = e->rules[0] || e->rules[1];
-	for (uint32_t i = 0; i < m->nh; i++) {
-		struct http_span name = m->h[i].name;
-		enum http_hdr id = m->h[i].id;
-		if (http_header_hop_by_hop(m, i, e->keep_upgrade))
-			continue;
-		if (opts->reframe == H1_REFRAME_DECHUNK && id == HDR_TRANSFER_ENCODING)
-			continue;
-		/* RFC 9112 3.2.2: an absolute-form target's authority replaces Host. */
-		if (m->absolute_form && id == HDR_HOST)
-			continue;
-		if (m->is_request && http_header_forwarding(id))
-			continue;
-		if (any_rules && http_edit_owns(e, http_str(m, name), name.len))
-			continue;
-		put_span(o, m, name);
-		put_lit(o, ": ");
-		put_span(o, m, m->h[i].value);
-		put_lit(o, "\r\n");
-	}
-	put_rules(o, e);
-}
+/* Where the fields of the header policy go: the head being written, and how its body is framed. */
+struct field_writer {
+	struct out o;
+	enum h1_reframe reframe;
+};
 
-/* Who the client's certificate says it is; the client's own X-Client-* never pass. */
-static void put_client_cert(struct out *o, const struct http_edit *e, const char *name, const char *value)
+static void put_field(void *ctx, enum http_hdr id, const char *name, size_t nlen,
+		      const struct http_part *value, int nparts)
 {
-	if (!value || http_edit_owns(e, name, strlen(name)))
+	struct field_writer *fw = ctx;
+	/* De-chunked, the body is no longer what Transfer-Encoding said: the close ends it. */
+	if (fw->reframe == H1_REFRAME_DECHUNK && id == HDR_TRANSFER_ENCODING)
 		return;
-	put_str(o, name);
-	put_lit(o, ": ");
-	put_str(o, value);
-	put_lit(o, "\r\n");
-}
-
-/* X-Forwarded-For: earlier hops as the client sent them, then the client itself. */
-static void put_forwarded(struct out *o, const struct http_msg *m, const struct http_edit *e)
-{
-	if (!http_edit_owns(e, "x-forwarded-for", 15)) {
-		put_lit(o, "X-Forwarded-For: ");
-		for (uint32_t i = 0; i < m->nh; i++) {
-			if (m->h[i].id != HDR_X_FORWARDED_FOR || m->h[i].value.len == 0)
-				continue;
-			put_span(o, m, m->h[i].value);
-			put_lit(o, ", ");
-		}
-		put_str(o, e->client_ip);
-		put_lit(o, "\r\n");
-	}
-	if (!http_edit_owns(e, "x-real-ip", 9)) {
-		put_lit(o, "X-Real-IP: ");
-		put_str(o, e->client_ip);
-		put_lit(o, "\r\n");
-	}
-	if (!http_edit_owns(e, "x-forwarded-proto", 17)) {
-		put_lit(o, "X-Forwarded-Proto: ");
-		put_str(o, e->proto);
-		put_lit(o, "\r\n");
-	}
-	if (e->tls) {
-		put_client_cert(o, e, "X-Client-Verify", e->tls->verify);
-		put_client_cert(o, e, "X-Client-Subject", e->tls->subject);
-		put_client_cert(o, e, "X-Client-Issuer", e->tls->issuer);
-		put_client_cert(o, e, "X-Client-Serial", e->tls->serial);
-		put_client_cert(o, e, "X-Client-Fingerprint", e->tls->fingerprint);
-	}
+	put(&fw->o, name, nlen);
+	put_lit(&fw->o, ": ");
+	for (int i = 0; i < nparts; i++)
+		put(&fw->o, value[i].p, value[i].len);
+	put_lit(&fw->o, "\r\n");
 }
 
 ssize_t h1_write_request(char *buf, size_t cap, const struct http_msg *m,
 			 const struct h1_head_opts *opts)
 {
-	struct out o = {buf, 0, cap, false};
-	put_span(&o, m, m->method_name);
-	put_lit(&o, " ");
+	struct field_writer fw = {{buf, 0, cap, false}, opts->reframe};
+	struct out *o = &fw.o;
+	put_span(o, m, m->method_name);
+	put_lit(o, " ");
 	/* "http://host" and "http://host?q" have an empty path: it is "/" (RFC 9112 3.2.1). */
 	if (!m->path.len || http_str(m, m->path)[0] == '?')
-		put_lit(&o, "/");
-	put_span(&o, m, m->path);
-	put_lit(&o, " HTTP/1.");
-	put_uint(&o, opts->version_minor);
-	put_lit(&o, "\r\n");
-	put_headers(&o, m, opts);
-	put_forwarded(&o, m, opts->edit);
-	if (m->absolute_form && !http_edit_owns(opts->edit, "host", 4)) {
-		put_lit(&o, "Host: ");
-		put_span(&o, m, m->authority);
-		put_lit(&o, "\r\n");
-	}
-	put_connection(&o, opts->connection);
-	return out_end(&o);
+		put_lit(o, "/");
+	put_span(o, m, m->path);
+	put_lit(o, " HTTP/1.");
+	put_uint(o, opts->version_minor);
+	put_lit(o, "\r\n");
+	http_edit_fields(m, opts->edit, put_field, &fw);
+	put_connection(o, opts->connection);
+	return out_end(o);
 }
 
 ssize_t h1_write_response(char *buf, size_t cap, const struct http_msg *m,
 			  const struct h1_head_opts *opts)
 {
-	struct out o = {buf, 0, cap, false};
-	put_status_line(&o, m->status);
-	put_span(&o, m, m->reason);
-	put_lit(&o, "\r\n");
-	put_headers(&o, m, opts);
+	struct field_writer fw = {{buf, 0, cap, false}, opts->reframe};
+	struct out *o = &fw.o;
+	put_status_line(o, m->status);
+	put_span(o, m, m->reason);
+	put_lit(o, "\r\n");
+	http_edit_fields(m, opts->edit, put_field, &fw);
 	if (opts->reframe == H1_REFRAME_CHUNK)
-		put_lit(&o, "Transfer-Encoding: chunked\r\n");
-	put_connection(&o, opts->connection);
-	return out_end(&o);
+		put_lit(o, "Transfer-Encoding: chunked\r\n");
+	put_connection(o, opts->connection);
+	return out_end(o);
 }
 
 ssize_t h1_write_answer(char *buf, size_t cap, const struct http_answer *a,
 			enum h1_connection connection)
 {
-	struct out o = {buf, 0, cap, false};
-	const struct http_edit e = {.rules = {a->rules}};
-	put_status_line(&o, a->status);
-	put_str(&o, http_reason(a->status));
-	put_lit(&o, "\r\n");
-	/* The route's response rules edit its own fixed headers as they would a backend's. */
-	for (uint32_t i = 0; i < a->nheaders; i++)
-		if (!http_edit_owns(&e, a->headers[i].name, a->headers[i].name_len))
-			put_kv(&o, &a->headers[i], 1);
-	if (a->location) {
-		put_lit(&o, "Location: ");
-		put(&o, a->location, a->location_len);
-		put(&o, a->location_tail, a->location_tail_len);
-		put_lit(&o, "\r\n");
-	}
-	put_rules(&o, &e);
-	if (a->retry_after_s) {
-		put_lit(&o, "Retry-After: ");
-		put_uint(&o, a->retry_after_s);
-		put_lit(&o, "\r\n");
-	}
+	struct field_writer fw = {{buf, 0, cap, false}, H1_REFRAME_NONE};
+	struct out *o = &fw.o;
+	put_status_line(o, a->status);
+	put_str(o, http_reason(a->status));
+	put_lit(o, "\r\n");
+	http_answer_fields(a, put_field, &fw);
 	/* RFC 9110 8.6: a 204 has no Content-Length. */
 	if (a->status != 204) {
-		put_lit(&o, "Content-Length: ");
-		put_uint(&o, a->body_len);
-		put_lit(&o, "\r\n");
+		put_lit(o, "Content-Length: ");
+		put_uint(o, a->body_len);
+		put_lit(o, "\r\n");
 	}
-	put_connection(&o, connection);
-	return out_end(&o);
+	put_connection(o, connection);
+	return out_end(o);
 }
 
 size_t h1_chunk_line(char *out, size_t n)

@@ -1,5 +1,6 @@
 #include "http/http.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -285,4 +286,120 @@ const char *http_cookie_value(const char *v, size_t len, const char *name, size_
 		}
 	}
 	return NULL;
+}
+
+/* --- the header policy --- */
+
+static void emit(http_field_fn *fn, void *ctx, enum http_hdr id, const char *name, size_t nlen,
+		 const char *value, size_t vlen)
+{
+	const struct http_part part = {value, vlen};
+	fn(ctx, id, name, nlen, &part, 1);
+}
+
+#define EMIT_LIT(fn, ctx, name, value, vlen) emit(fn, ctx, HDR_OTHER, name, sizeof(name) - 1, value, vlen)
+
+static void emit_kv(http_field_fn *fn, void *ctx, const struct header_kv *kv, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		emit(fn, ctx, HDR_OTHER, kv[i].name, kv[i].name_len, kv[i].value, kv[i].value_len);
+}
+
+static void emit_rules(http_field_fn *fn, void *ctx, const struct header_rules *const *rules,
+		       size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (rules[k]) {
+			emit_kv(fn, ctx, rules[k]->set, rules[k]->nset);
+			emit_kv(fn, ctx, rules[k]->add, rules[k]->nadd);
+		}
+}
+
+/* Who the client's certificate says it is; the client's own X-Client-* never pass. */
+static void emit_cert_field(http_field_fn *fn, void *ctx, const struct http_edit *e,
+			    const char *name, const char *value)
+{
+	if (value && !http_edit_owns(e, name, strlen(name)))
+		emit(fn, ctx, HDR_OTHER, name, strlen(name), value, strlen(value));
+}
+
+/* X-Forwarded-For: earlier hops as the client sent them, then the client itself. */
+static void emit_forwarded_for(const struct http_msg *m, const struct http_edit *e,
+			       http_field_fn *fn, void *ctx)
+{
+	struct http_part parts[2 * HTTP_MAX_HEADERS + 1];
+	int n = 0;
+	for (uint32_t i = 0; i < m->nh; i++) {
+		if (m->h[i].id != HDR_X_FORWARDED_FOR || m->h[i].value.len == 0)
+			continue;
+		parts[n++] = (struct http_part){http_str(m, m->h[i].value), m->h[i].value.len};
+		parts[n++] = (struct http_part){", ", 2};
+	}
+	parts[n++] = (struct http_part){e->client_ip, strlen(e->client_ip)};
+	fn(ctx, HDR_OTHER, "X-Forwarded-For", 15, parts, n);
+}
+
+static void emit_forwarding(const struct http_msg *m, const struct http_edit *e, http_field_fn *fn,
+			    void *ctx)
+{
+	if (!http_edit_owns(e, "x-forwarded-for", 15))
+		emit_forwarded_for(m, e, fn, ctx);
+	if (!http_edit_owns(e, "x-real-ip", 9))
+		EMIT_LIT(fn, ctx, "X-Real-IP", e->client_ip, strlen(e->client_ip));
+	if (!http_edit_owns(e, "x-forwarded-proto", 17))
+		EMIT_LIT(fn, ctx, "X-Forwarded-Proto", e->proto, strlen(e->proto));
+	if (e->cert) {
+		emit_cert_field(fn, ctx, e, "X-Client-Verify", e->cert->verify);
+		emit_cert_field(fn, ctx, e, "X-Client-Subject", e->cert->subject);
+		emit_cert_field(fn, ctx, e, "X-Client-Issuer", e->cert->issuer);
+		emit_cert_field(fn, ctx, e, "X-Client-Serial", e->cert->serial);
+		emit_cert_field(fn, ctx, e, "X-Client-Fingerprint", e->cert->fingerprint);
+	}
+}
+
+void http_edit_fields(const struct http_msg *m, const struct http_edit *e, http_field_fn *fn,
+		      void *ctx)
+{
+	bool any_rules = e->rules[0] || e->rules[1];
+	for (uint32_t i = 0; i < m->nh; i++) {
+		struct http_span name = m->h[i].name;
+		enum http_hdr id = m->h[i].id;
+		if (http_header_hop_by_hop(m, i, e->keep_upgrade))
+			continue;
+		/* RFC 9112 3.2.2: an absolute-form target's authority replaces Host. */
+		if (m->absolute_form && id == HDR_HOST)
+			continue;
+		if (m->is_request && http_header_forwarding(id))
+			continue;
+		if (any_rules && http_edit_owns(e, http_str(m, name), name.len))
+			continue;
+		emit(fn, ctx, id, http_str(m, name), name.len, http_str(m, m->h[i].value),
+		     m->h[i].value.len);
+	}
+	emit_rules(fn, ctx, e->rules, ARRAY_LEN(e->rules));
+	if (!m->is_request)
+		return;
+	emit_forwarding(m, e, fn, ctx);
+	if (m->absolute_form && !http_edit_owns(e, "host", 4))
+		emit(fn, ctx, HDR_HOST, "Host", 4, http_str(m, m->authority), m->authority.len);
+}
+
+void http_answer_fields(const struct http_answer *a, http_field_fn *fn, void *ctx)
+{
+	const struct http_edit e = {.rules = {a->rules}};
+	/* The route's response rules edit its own fixed headers as they would a backend's. */
+	for (uint32_t i = 0; i < a->nheaders; i++)
+		if (!http_edit_owns(&e, a->headers[i].name, a->headers[i].name_len))
+			emit_kv(fn, ctx, &a->headers[i], 1);
+	if (a->location) {
+		const struct http_part loc[2] = {{a->location, a->location_len},
+						 {a->location_tail, a->location_tail_len}};
+		fn(ctx, HDR_OTHER, "Location", 8, loc, 2);
+	}
+	emit_rules(fn, ctx, e.rules, 1);
+	if (a->retry_after_s) {
+		char digits[12];
+		int n = snprintf(digits, sizeof(digits), "%u", a->retry_after_s);
+		EMIT_LIT(fn, ctx, "Retry-After", digits, (size_t)n);
+	}
 }

@@ -20,6 +20,12 @@ struct http_span {
 	uint32_t off, len;
 };
 
+/* A part of a field value, wherever its bytes are. */
+struct http_part {
+	const char *p;
+	size_t len;
+};
+
 /*
  * The header names sluice acts on, told apart once per head (by
  * http_classify) so that forwarding a header costs no string compare.
@@ -158,20 +164,49 @@ struct header_rules {
 	uint32_t nset, nadd, nremove;
 };
 
-struct tls_info;
+/* Who a client's certificate says it is, for X-Client-*: NULL fields are not sent. */
+struct http_client_cert {
+	const char *verify; /* "SUCCESS", "FAILED", or "NONE" */
+	const char *subject, *issuer, *serial, *fingerprint;
+};
 
 /* How a forwarded message is changed on its way through. */
 struct http_edit {
 	const struct header_rules *rules[2]; /* a route's and a hook's, or NULL */
 	const char *client_ip;		     /* a request: X-Forwarded-For, X-Real-IP */
 	const char *proto;		     /* a request: X-Forwarded-Proto ("http") */
-	const struct tls_info *tls;	     /* a request over TLS: X-Client-*; NULL for plain */
+	const struct http_client_cert *cert; /* a request over TLS: X-Client-*; NULL for plain */
 	bool keep_upgrade;		     /* a protocol switch is under way: Upgrade passes */
 };
 
 /* Is name set or removed by one of the edit's rules? Then the rules decide it. */
 bool http_edit_owns(const struct http_edit *e, const char *name, size_t len);
 bool http_kv_names(const struct header_kv *kv, uint32_t n, const char *name, size_t len);
+
+/*
+ * Receives one field of a message as the next hop gets it: id as
+ * http_header_id() tells it (HDR_OTHER for what sluice adds), the value in
+ * nparts parts to be joined as they are (X-Forwarded-For is the only field
+ * in more than one).
+ */
+typedef void http_field_fn(void *ctx, enum http_hdr id, const char *name, size_t nlen,
+			   const struct http_part *value, int nparts);
+
+/*
+ * The header policy, the same whatever protocol serializes the result:
+ * calls fn for each field of m that the next hop gets, in this order: m's
+ * end-to-end fields that no rule sets or removes (hop-by-hop ones out,
+ * Upgrade only with keep_upgrade; for a request, the client's own
+ * X-Forwarded-*, X-Real-IP and X-Client-* out, and Host when an
+ * absolute-form target names the authority), the rules' set and add
+ * fields, then for a request X-Forwarded-For (earlier hops, then the
+ * client), X-Real-IP, X-Forwarded-Proto, X-Client-* and the absolute-form
+ * authority as Host, each unless a rule decides it. Content-Length and
+ * Transfer-Encoding are passed as they came: re-framing them is the
+ * serializer's, and so is the connection's own Connection header.
+ */
+void http_edit_fields(const struct http_msg *m, const struct http_edit *e, http_field_fn *fn,
+		      void *ctx);
 
 /* The value of cookie name in a Cookie header value ("a=1; b=2"), or NULL. */
 const char *http_cookie_value(const char *v, size_t len, const char *name, size_t nlen,
@@ -189,5 +224,13 @@ struct http_answer {
 	const struct header_rules *rules; /* the route's response rules, or NULL */
 	uint32_t body_len;		  /* Content-Length (none for 204) */
 };
+
+/*
+ * The fields of an answer before its framing, by the same policy: its
+ * configured fields that its rules do not set or remove, Location, the
+ * rules' set and add fields, and Retry-After. Content-Length (body_len) is
+ * the serializer's.
+ */
+void http_answer_fields(const struct http_answer *a, http_field_fn *fn, void *ctx);
 
 #endif

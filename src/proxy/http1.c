@@ -152,9 +152,16 @@ struct txn {
 	uint64_t bytes_to_client;
 	char *log_line;		/* "METHOD TARGET" for the access log: log_inline or allocated */
 	uint32_t log_method_len;
-	/* Not zeroed when a transaction starts: written before it is read. */
+	/*
+	 * Not zeroed when a transaction starts: written before it is read.
+	 * The last field, so that txn_new() clears every other one, whatever
+	 * is added: the assertion below keeps it last.
+	 */
 	char log_inline[LOG_LINE_INLINE];
 };
+_Static_assert(sizeof(struct txn) - (offsetof(struct txn, log_inline) + LOG_LINE_INLINE) <
+		       _Alignof(struct txn),
+	       "log_inline must end struct txn: txn_new() clears everything before it");
 
 size_t txn_size(void) { return sizeof(struct txn); }
 
@@ -750,11 +757,16 @@ static bool build_request_head(struct client *c, struct txn *t, const struct htt
 	struct buf_pool *pool = pool_of(c);
 	if (buf_reserve(out, pool) < 0)
 		return false;
+	const struct tls_info *tls = conn_is_tls(&c->conn) ? tls_info(&c->conn) : NULL;
+	struct http_client_cert cert;
+	if (tls)
+		cert = (struct http_client_cert){tls->verify, tls->subject, tls->issuer, tls->serial,
+						 tls->fingerprint};
 	struct http_edit edit = {
 		.rules = {t->route ? &t->route->req : NULL, t->hook_rules},
 		.client_ip = c->ip,
 		.proto = conn_is_tls(&c->conn) ? "https" : "http",
-		.tls = conn_is_tls(&c->conn) ? tls_info(&c->conn) : NULL,
+		.cert = tls ? &cert : NULL,
 		.keep_upgrade = t->upgrade,
 	};
 	/* An HTTP/1.0 request goes as one, kept alive: the backend may not chunk what it cannot read. */

@@ -22,6 +22,16 @@ static int unit_current_failed;
 		}                                                                              \
 	} while (0)
 
+#define CHECK_STR_EQ(got, want)                                                                \
+	do {                                                                                   \
+		if (strcmp((got), (want))) {                                                   \
+			printf("FAIL %s: %s:%d: got \"%s\", want \"%s\"\n", unit_name, __FILE__,   \
+			       __LINE__, (got), (want));                                          \
+			unit_current_failed = 1;                                               \
+			return;                                                                \
+		}                                                                              \
+	} while (0)
+
 #define CHECK_STR_CONTAINS(hay, needle)                                                        \
 	do {                                                                                   \
 		if (!strstr((hay), (needle))) {                                                \

@@ -144,6 +144,60 @@ TEST(edit_owns_what_its_rules_set_or_remove)
 	CHECK(!http_edit_owns(&e, "X-B", 3));
 }
 
+/* Collects the policy's fields as "Name: value" lines. */
+static void collect(void *ctx, enum http_hdr id, const char *name, size_t nlen,
+		    const struct http_part *value, int nparts)
+{
+	(void)id;
+	char *out = ctx;
+	strncat(out, name, nlen);
+	strcat(out, ": ");
+	for (int i = 0; i < nparts; i++)
+		strncat(out, value[i].p, value[i].len);
+	strcat(out, "\n");
+}
+
+TEST(the_policy_forwards_end_to_end_fields_then_rules_then_who_the_client_is)
+{
+	struct fixture f;
+	static const char *const lines[] = {"Host: a.test",	  "Connection: close, X-Gone",
+					    "X-Gone: 1",	  "X-Forwarded-For: 10.0.0.1",
+					    "X-Real-IP: 6.6.6.6", "X-Client-Verify: SUCCESS",
+					    "X-Set: old",	  "Accept: */*",
+					    NULL};
+	headers(&f, lines);
+	f.m.is_request = true;
+	struct header_kv set[] = {{"X-Set", "new", 5, 3}};
+	struct header_rules route = {set, NULL, NULL, 1, 0, 0};
+	const struct http_client_cert cert = {.verify = "NONE"};
+	struct http_edit e = {.rules = {&route}, .client_ip = "192.0.2.7", .proto = "https", .cert = &cert};
+	char out[1024] = "";
+	http_edit_fields(&f.m, &e, collect, out);
+	CHECK_STR_EQ(out, "Host: a.test\nAccept: */*\nX-Set: new\n"
+			  "X-Forwarded-For: 10.0.0.1, 192.0.2.7\nX-Real-IP: 192.0.2.7\n"
+			  "X-Forwarded-Proto: https\nX-Client-Verify: NONE\n");
+	/* A response keeps what a request's forwarding would replace. */
+	f.m.is_request = false;
+	out[0] = 0;
+	http_edit_fields(&f.m, &(struct http_edit){0}, collect, out);
+	CHECK_STR_EQ(out, "Host: a.test\nX-Forwarded-For: 10.0.0.1\nX-Real-IP: 6.6.6.6\n"
+			  "X-Client-Verify: SUCCESS\nX-Set: old\nAccept: */*\n");
+}
+
+TEST(an_answer_has_its_fields_edited_by_its_rules)
+{
+	struct header_kv fixed[] = {{"X-Keep", "1", 6, 1}, {"X-Drop", "1", 6, 1}};
+	struct header_kv rm[] = {{"x-drop", "", 6, 0}};
+	struct header_kv add[] = {{"X-Added", "2", 7, 1}};
+	struct header_rules rules = {NULL, add, rm, 0, 1, 1};
+	struct http_answer a = {.status = 301, .headers = fixed, .nheaders = 2, .location = "https://a.test",
+				.location_len = 14, .location_tail = "/x?y", .location_tail_len = 4,
+				.retry_after_s = 30, .rules = &rules};
+	char out[512] = "";
+	http_answer_fields(&a, collect, out);
+	CHECK_STR_EQ(out, "X-Keep: 1\nLocation: https://a.test/x?y\nX-Added: 2\nRetry-After: 30\n");
+}
+
 TEST(cookie_values)
 {
 	const char *v = "a=1; sid=abc;x=; other=sid=no";
@@ -184,6 +238,8 @@ int main(void)
 	RUN(header_validity);
 	RUN(forwarding_headers);
 	RUN(edit_owns_what_its_rules_set_or_remove);
+	RUN(the_policy_forwards_end_to_end_fields_then_rules_then_who_the_client_is);
+	RUN(an_answer_has_its_fields_edited_by_its_rules);
 	RUN(cookie_values);
 	RUN(methods_and_reasons);
 	RUN(find_header_is_case_insensitive);

@@ -48,7 +48,7 @@ TEST(test_table_finds_what_was_put_and_refuses_more_than_sized_for)
 	CHECK(host_table_get(&t, "b.example", 9) == 0);
 	CHECK(host_table_get(&t, "c.example", 9) == -1);
 	/* Sized for 3 names: 16 slots, so the table takes 8 before it says it is full. */
-	char name[16];
+	char name[32];
 	int put = 2, rc = 0;
 	while (rc == 0 && put < 100) {
 		snprintf(name, sizeof(name), "n%d.example", put);

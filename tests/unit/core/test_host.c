@@ -14,8 +14,12 @@ static const char *norm_host(const char *host)
 TEST(test_lookup_form_drops_case_port_and_trailing_dots)
 {
 	CHECK(!strcmp(norm_host("Example.COM"), "example.com"));
-	CHECK(!strcmp(norm_host("EXAMPLE.com..:443"), "example.com"));
+	CHECK(!strcmp(norm_host("example.com:8080"), "example.com"));
+	CHECK(!strcmp(norm_host("example.com."), "example.com"));
+	CHECK(!strcmp(norm_host("EXAMPLE.com.:443"), "example.com"));
+	CHECK(!strcmp(norm_host("example.com..:443"), "example.com"));
 	CHECK(!strcmp(norm_host("[::1]:8080"), "[::1]"));
+	CHECK(!strcmp(norm_host("[::1]"), "[::1]"));
 	CHECK(!strcmp(norm_host("127.0.0.1:80"), "127.0.0.1"));
 }
 

@@ -312,6 +312,11 @@ void proxy_drain(struct proxy *px)
 		return;
 	px->draining = true;
 	close_listeners(px);
+	/* Otherwise the last session to close says so (connection_ended()). */
+	if (px->nsessions == 0) {
+		px->on_drained(px);
+		return;
+	}
 	struct list *it = px->sessions.next;
 	while (it != &px->sessions) {
 		struct session *s = container_of(it, struct session, link);
@@ -319,8 +324,6 @@ void proxy_drain(struct proxy *px)
 		/* Draining may close s; the next one is already in hand. */
 		s->front->drain(s);
 	}
-	if (px->nsessions == 0)
-		px->on_drained(px);
 }
 
 void proxy_close_sessions(struct proxy *px)

@@ -47,7 +47,10 @@ def test_metrics_count_every_request_by_status_class_across_four_workers(env):
     paths = ["/status/200"] * 60 + ["/status/404"] * 25 + ["/status/503"] * 15
     for p in paths:  # each on a new connection: the kernel spreads them over the workers
         assert s.get(p).status == int(p[-3:])
-    m = admin.metrics()
+    # A worker counts a request once its response is out: the last may not be counted yet.
+    m = wait_until(lambda: (lambda m: sum(metric(m, "sluice_requests_total", code=c)
+                                          for c in want) == 100 and m)(admin.metrics()),
+                   5 * env.slow, what="100 requests counted")
     pool = {"pool": "web"}
     srv = {"pool": "web", "server": b.addr}
     for code in ("1xx", "2xx", "3xx", "4xx", "5xx", "none"):
@@ -107,7 +110,9 @@ def test_added_time_leaves_out_a_slow_backend(env):
     for t in threads:
         t.join(60 * env.slow)
     assert statuses == [200] * n, statuses
-    m = admin.metrics()
+    m = wait_until(lambda: (lambda m: metric(m, "sluice_pool_request_duration_seconds_count",
+                                             pool="web") == n and m)(admin.metrics()),
+                   5 * env.slow, what="%d requests counted" % n)
     pool = {"pool": "web"}
     total = check_histogram(m, "sluice_pool_request_duration_seconds", n, **pool)
     added = check_histogram(m, "sluice_pool_added_seconds", n, **pool)

@@ -178,3 +178,31 @@ void conn_close(struct conn *c)
 	c->fd = -1;
 	c->flags = 0;
 }
+
+ssize_t conn_fill(struct conn *c, struct buf *b, struct buf_pool *pool, uint32_t *parsed,
+		  uint32_t *fwd)
+{
+	if (!(c->flags & CONN_READABLE))
+		return 0;
+	if (buf_reserve(b, pool) < 0)
+		return -ENOMEM;
+	if (b->head && pool->size - b->tail < pool->size / 4) {
+		*parsed -= b->head;
+		if (fwd)
+			*fwd -= b->head;
+		buf_make_room(b);
+	}
+	size_t room = pool->size - b->tail;
+	if (!room)
+		return 0;
+	ssize_t n = conn_recv(c, buf_end(b), room);
+	if (n > 0)
+		b->tail += (uint32_t)n;
+	else if (b->head == b->tail) {
+		*parsed = 0;
+		if (fwd)
+			*fwd = 0;
+		buf_release(b, pool);
+	}
+	return n;
+}

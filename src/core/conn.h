@@ -2,8 +2,8 @@
  * A non-blocking stream socket and the transport under it.
  *
  * Layers: socket -> transport (struct xprt_ops: plain here, TLS in tls.c,
- * each with a context of its own in xprt_ctx) -> protocol (http1) which owns
- * the conn and gets its events through on_io.
+ * each with a context of its own in xprt_ctx) -> protocol (a front, or a
+ * backend session) which owns the conn and gets its events through on_io.
  *
  * Readiness is edge-triggered: CONN_READABLE/CONN_WRITABLE are set by events
  * and cleared only when the socket says EAGAIN (or a short read/write shows it
@@ -18,6 +18,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "core/buf.h"
 #include "core/loop.h"
 
 enum conn_flags {
@@ -74,6 +75,15 @@ int conn_finish_connect(struct conn *c);
 ssize_t conn_recv(struct conn *c, void *dst, size_t len);
 ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt);
 void conn_shutdown_write(struct conn *c);
+/*
+ * Reads what fits into b (taking a buffer from pool if it has none, and
+ * moving its bytes to the front when little room is left). parsed and fwd
+ * (NULL for none) are indices into b that move with its bytes. Returns bytes
+ * read, 0 (would block, or no room), IO_EOF or -errno; an empty b is given
+ * back to the pool unless bytes came.
+ */
+ssize_t conn_fill(struct conn *c, struct buf *b, struct buf_pool *pool, uint32_t *parsed,
+		  uint32_t *fwd);
 /* Closes the socket (safe to call twice). The owner frees the memory with loop_free_later(). */
 void conn_close(struct conn *c);
 

@@ -8,10 +8,12 @@
 #ifndef SLUICE_FRONT_H
 #define SLUICE_FRONT_H
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "core/common.h"
 
+struct conn;
 struct front_ops;
 struct listener;
 struct proxy;
@@ -22,6 +24,10 @@ struct session {
 	const struct front_ops *front;
 	struct proxy *px;
 	struct listener *listener; /* one reference held while open */
+	/* The client, as its transactions see it. */
+	struct conn *conn;	/* its connection: TLS facts */
+	char ip[INET6_ADDRSTRLEN];
+	char addr[INET6_ADDRSTRLEN + 8]; /* ip:port, for logs */
 };
 
 struct front_ops {

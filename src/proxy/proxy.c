@@ -1,5 +1,6 @@
 #include "proxy/proxy.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,6 @@
 
 #include "http/http.h"
 #include "proxy/front.h"
-#include "proxy/txn.h"
 #include "tls/tls.h"
 
 /* How long to wait before accepting again after running out of file descriptors. */
@@ -289,11 +289,21 @@ static void adopt_listeners(struct proxy *px, struct shared_gen *sg)
 /* --- sessions --- */
 
 void proxy_session_open(struct proxy *px, struct session *s, struct listener *l,
-			const struct front_ops *front)
+			const struct front_ops *front, struct conn *conn, const struct sockaddr *peer)
 {
 	s->front = front;
 	s->px = px;
 	s->listener = l;
+	s->conn = conn;
+	if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+		inet_ntop(AF_INET6, &in6->sin6_addr, s->ip, sizeof(s->ip));
+		snprintf(s->addr, sizeof(s->addr), "[%s]:%u", s->ip, ntohs(in6->sin6_port));
+	} else {
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *)peer;
+		inet_ntop(AF_INET, &in4->sin_addr, s->ip, sizeof(s->ip));
+		snprintf(s->addr, sizeof(s->addr), "%s:%u", s->ip, ntohs(in4->sin_port));
+	}
 	list_insert_tail(&px->sessions, &s->link);
 	px->nsessions++;
 }
@@ -389,7 +399,6 @@ int proxy_init(struct proxy *px, struct shared *sh, uint32_t index, struct loop 
 	px->accept_retry.on_expire = accept_retry_fired;
 	px->access_log.fd = -1;
 	buf_pool_init(&px->bufs, cfg->limits.buffer_size, BUF_POOL_KEEP);
-	buf_pool_init(&px->txns, txn_size(), BUF_POOL_KEEP);
 	buf_pool_init(&px->msgs, sizeof(struct http_msg), BUF_POOL_KEEP);
 	px->flush_hook.run = flush_access_log;
 	loop_add_hook(loop, &px->flush_hook);

@@ -25,8 +25,10 @@
 #include "upstream/shared.h"
 #include "upstream/upstream.h"
 
+struct conn;
 struct front_ops;
 struct session;
+struct sockaddr;
 
 /*
  * A config snapshot with this worker's backend state for it. A reload
@@ -60,7 +62,7 @@ struct proxy {
 	struct generation *gen; /* the current one */
 	struct list gens;	/* every generation still in use, the current one included */
 	struct buf_pool bufs;	/* I/O buffers, limits.buffer_size each */
-	struct buf_pool txns;	/* transactions */
+	struct buf_pool txns;	/* transactions: txn.c sizes it on first use, knowing what one holds */
 	struct buf_pool msgs;	/* message heads being parsed (struct http_msg) */
 	struct access_log access_log;
 	struct loop_hook flush_hook;
@@ -94,11 +96,12 @@ void proxy_kicked(struct proxy *px);
 
 /*
  * For a front's start(): s becomes a session of px, holding the slot of the
- * connection limits and the reference to l that the accept took for it.
- * proxy_session_close() gives both back, once, when the session ends.
+ * connection limits and the reference to l that the accept took for it;
+ * conn and peer are the client's. proxy_session_close() gives both back,
+ * once, when the session ends.
  */
 void proxy_session_open(struct proxy *px, struct session *s, struct listener *l,
-			const struct front_ops *front);
+			const struct front_ops *front, struct conn *conn, const struct sockaddr *peer);
 void proxy_session_close(struct session *s);
 
 /* For a transaction: a reference to the current generation. */

@@ -29,7 +29,7 @@ struct lua_State;
 
 #define HOOK_MAX_HEADERS 32
 
-/* The request as the hook sees it; header lookups call back into http1. */
+/* The request as the hook sees it; header lookups call back into the transaction. */
 struct tls_info;
 
 struct hook_request {

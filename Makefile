@@ -70,13 +70,16 @@ $(1)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $$(
 		$$(filter-out $(1)/obj/config/config.o,$$($(1)/LIB_OBJS)) $(1)/obj/config/config-fuzz.o \
 		$$($(1)/LLHTTP_OBJS) $$(LDLIBS)
 endef
-# A unit test includes the module it tests (to reach its static functions) and links the rest.
+# A unit test includes the module it tests (to reach its static functions) and links the rest,
+# but for the modules it fakes (FAKES_<test>).
 # $(1): the variant's directory, $(2): the test's source.
+FAKES_test_txn = proxy/h1_back
 define unit
 $(1)/tests/$(basename $(notdir $(2))): $(2) tests/unit/unit.h $$($(1)/LIB_OBJS) $$($(1)/LLHTTP_OBJS)
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) -Wno-unused-function -o $$@ $$< \
-		$$(filter-out $(1)/obj/$(patsubst tests/unit/%,%,$(dir $(2)))$(patsubst test_%.c,%,$(notdir $(2))).o,$$($(1)/LIB_OBJS)) \
+		$$(filter-out $(1)/obj/$(patsubst tests/unit/%,%,$(dir $(2)))$(patsubst test_%.c,%,$(notdir $(2))).o \
+			$$(patsubst %,$(1)/obj/%.o,$$(FAKES_$(basename $(notdir $(2))))),$$($(1)/LIB_OBJS)) \
 		$$($(1)/LLHTTP_OBJS) $$(LDLIBS)
 endef
 $(foreach v,build build-asan build-tsan,$(eval $(call variant,$(v))))

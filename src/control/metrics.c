@@ -22,6 +22,7 @@ struct proc_sum {
 	uint64_t responses[STATS_CLASSES], requests;
 	uint64_t clients_opened, clients_open, clients_idle;
 	uint64_t bytes_in, bytes_out, tls_handshakes, tls_failures;
+	uint64_t client_errors[STATS_CLIENT_ERRORS];
 };
 
 struct sums {
@@ -48,6 +49,8 @@ static void sum_proc(struct proc_sum *to, struct shared *sh)
 		to->bytes_out += stat_get(&p->bytes_out);
 		to->tls_handshakes += stat_get(&p->tls_handshakes);
 		to->tls_failures += stat_get(&p->tls_failures);
+		for (unsigned k = 0; k < STATS_CLIENT_ERRORS; k++)
+			to->client_errors[k] += stat_get(&p->client_errors[k]);
 	}
 }
 
@@ -224,6 +227,11 @@ static void process_metrics(struct sbuf *b, const struct metrics_src *src, const
 		    (unsigned long long)p->tls_handshakes);
 	sbuf_printf(b, "sluice_tls_handshakes_total{result=\"failed\"} %llu\n",
 		    (unsigned long long)p->tls_failures);
+	family(b, "sluice_client_errors_total", "counter",
+	       "Requests refused for the client's own mistake, by the status they got (4xx: any other).");
+	for (unsigned k = 0; k < STATS_CLIENT_ERRORS; k++)
+		sbuf_printf(b, "sluice_client_errors_total{status=\"%s\"} %llu\n",
+			    stats_client_error_name[k], (unsigned long long)p->client_errors[k]);
 }
 
 static const char *const hist_help[3] = {

@@ -74,6 +74,30 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	(void)w;
 }
 
+bool log_limit_allow(struct log_limit *l, uint64_t now_ms, uint32_t per_second, const char *what)
+{
+	if (now_ms - l->window_ms >= 1000) {
+		log_limit_flush(l, what);
+		l->window_ms = now_ms;
+		l->lines = 0;
+	}
+	if (l->lines < per_second) {
+		l->lines++;
+		return true;
+	}
+	l->suppressed++;
+	return false;
+}
+
+void log_limit_flush(struct log_limit *l, const char *what)
+{
+	if (!l->suppressed)
+		return;
+	log_warn("%llu similar %s not logged (more than %u a second)", (unsigned long long)l->suppressed,
+		 what, l->lines);
+	l->suppressed = 0;
+}
+
 int access_log_open(struct access_log *al, const char *path, bool json)
 {
 	al->json = json;

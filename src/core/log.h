@@ -28,6 +28,24 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 
+/*
+ * A budget of error-log lines a second for what outsiders can cause at
+ * will (a client's bad requests): past it, lines are only counted, and
+ * one line later says how many were left out.
+ */
+struct log_limit {
+	uint64_t window_ms;  /* the start of the current second */
+	uint32_t lines;	     /* written in it */
+	uint64_t suppressed; /* left out, not yet said */
+};
+/*
+ * Whether a line may be written at now_ms, per_second a second. A new
+ * second first says how many were left out in the ones before.
+ */
+bool log_limit_allow(struct log_limit *l, uint64_t now_ms, uint32_t per_second, const char *what);
+/* Says how many lines about what were left out, if any (the caller's timer ends their second). */
+void log_limit_flush(struct log_limit *l, const char *what);
+
 /* Writes "2026-11-25T14:44:02.123Z" (24 bytes and a NUL; room for any year) for the wall clock now. */
 void log_timestamp(char out[64]);
 

@@ -18,6 +18,22 @@ enum stats_class stats_class_of(unsigned status)
 	return (enum stats_class)(status / 100 - 1);
 }
 
+const char *const stats_client_error_name[STATS_CLIENT_ERRORS] = {
+	"400", "403", "404", "408", "413", "414", "421", "431", "501", "505", "4xx",
+};
+
+static const uint16_t client_error_status[STATS_CLIENT_ERRORS - 1] = {
+	400, 403, 404, 408, 413, 414, 421, 431, 501, 505,
+};
+
+int stats_client_error_of(unsigned status)
+{
+	for (int i = 0; i < STATS_CLIENT_ERRORS - 1; i++)
+		if (client_error_status[i] == status)
+			return i;
+	return status >= 400 && status < 500 ? STATS_CLIENT_ERRORS - 1 : -1;
+}
+
 static unsigned bucket_of(uint64_t us)
 {
 	unsigned lo = 0, hi = STATS_BOUNDS; /* the first bound >= us is in [lo, hi] */

@@ -59,6 +59,15 @@ struct pool_stats {
 	struct stats_hist queue; /* time waiting for a slot, of those that waited */
 };
 
+/*
+ * Requests refused for the client's own mistake, by the status it got:
+ * these, then any other 4xx.
+ */
+#define STATS_CLIENT_ERRORS 11
+extern const char *const stats_client_error_name[STATS_CLIENT_ERRORS];
+/* The index of status among the client errors, or -1 when it is none (2xx, 3xx, the backend's 5xx). */
+int stats_client_error_of(unsigned status);
+
 /* One worker's counts of what belongs to no pool. */
 struct proc_stats {
 	alignas(64) stat_t responses[STATS_CLASSES]; /* every request, routed or not */
@@ -66,6 +75,7 @@ struct proc_stats {
 	stat_t clients_idle; /* gauge: connections between requests */
 	stat_t bytes_in, bytes_out;
 	stat_t tls_handshakes, tls_failures;
+	stat_t client_errors[STATS_CLIENT_ERRORS];
 };
 
 static inline void stat_add(stat_t *c, uint64_t n)

@@ -16,6 +16,8 @@
 #define ACCEPT_RETRY_MS 100
 /* Idle buffers kept for reuse per worker. */
 #define BUF_POOL_KEEP 1024
+/* Lines about clients' mistakes per second and worker; the rest are counted. */
+#define CLIENT_ERROR_LINES 10
 /* What a listener's connections speak: the one front there is, until listeners choose. */
 #define LISTENER_FRONT "http/1.1"
 
@@ -387,6 +389,26 @@ static void flush_access_log(struct loop_hook *hook)
 		access_log_flush(&px->access_log);
 }
 
+bool proxy_client_error(struct proxy *px, unsigned status)
+{
+	int kind = stats_client_error_of(status);
+	if (kind >= 0)
+		stat_add(&px->sh->stats[px->index].client_errors[kind], 1);
+	if (log_limit_allow(&px->client_errors, loop_now_ms(px->loop), CLIENT_ERROR_LINES,
+			    "client errors"))
+		return true;
+	/* The count is said when this second is over, whether more come or not. */
+	if (!timer_armed(&px->client_errors_said))
+		timer_arm_at(px->loop, &px->client_errors_said, px->client_errors.window_ms + 1000);
+	return false;
+}
+
+static void client_errors_said_fired(struct timer *t)
+{
+	struct proxy *px = container_of(t, struct proxy, client_errors_said);
+	log_limit_flush(&px->client_errors, "client errors");
+}
+
 int proxy_init(struct proxy *px, struct shared *sh, uint32_t index, struct loop *loop,
 	       struct shared_gen *sg, char *err, size_t errlen)
 {
@@ -397,6 +419,7 @@ int proxy_init(struct proxy *px, struct shared *sh, uint32_t index, struct loop 
 	list_init(&px->sessions);
 	list_init(&px->gens);
 	px->accept_retry.on_expire = accept_retry_fired;
+	px->client_errors_said.on_expire = client_errors_said_fired;
 	px->access_log.fd = -1;
 	buf_pool_init(&px->bufs, cfg->limits.buffer_size, BUF_POOL_KEEP);
 	buf_pool_init(&px->msgs, sizeof(struct http_msg), BUF_POOL_KEEP);
@@ -433,6 +456,8 @@ void proxy_destroy(struct proxy *px)
 	proxy_close_sessions(px);
 	close_listeners(px);
 	timer_cancel(px->loop, &px->accept_retry);
+	timer_cancel(px->loop, &px->client_errors_said);
+	log_limit_flush(&px->client_errors, "client errors");
 	proxy_gen_put(px->gen);
 	px->gen = NULL;
 	access_log_close(&px->access_log);

@@ -72,6 +72,9 @@ struct proxy {
 	uint64_t accepted;	    /* connections accepted since it started */
 	bool draining; /* stopping: finish in-flight requests, take no new ones */
 	struct timer accept_retry;
+	/* Lines about clients' mistakes: a few a second, then a count (proxy_may_log_client_error()). */
+	struct log_limit client_errors;
+	struct timer client_errors_said;
 	/* Called once draining and the last session ended: the owner stops the loop. */
 	void (*on_drained)(struct proxy *px);
 };
@@ -103,6 +106,13 @@ void proxy_kicked(struct proxy *px);
 void proxy_session_open(struct proxy *px, struct session *s, struct listener *l,
 			const struct front_ops *front, struct conn *conn, const struct sockaddr *peer);
 void proxy_session_close(struct session *s);
+
+/*
+ * A client's mistake (a bad request, no site for its Host, too slow) is
+ * counted by status; returns whether a line about it may go to the error
+ * log: a client that sends them at will must not write the log at will.
+ */
+bool proxy_client_error(struct proxy *px, unsigned status);
 
 /* For a transaction: a reference to the current generation. */
 struct generation *proxy_gen_get(struct proxy *px);

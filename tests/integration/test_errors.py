@@ -220,3 +220,36 @@ def test_error_answer_to_head_has_no_body(env):
         r = c.read_response("HEAD")
         assert r.status == 502 and int(r.header("Content-Length")) > 0, r
         assert c.wait_closed(5 * env.slow), "connection left open"
+
+
+def test_a_flood_of_bad_requests_is_counted_but_writes_few_log_lines(env):
+    """A client's mistakes cost a counter each, not an error-log line each: a few
+    lines a second per worker, then one line that says how many were left out."""
+    import re
+
+    from harness import metric, wait_port, wait_until
+    b = env.backend()
+    block, admin = env.admin_config()
+    s = env.sluice([b], extra={"admin": block, "workers": 1})
+    wait_port("127.0.0.1", admin.port, 10 * env.slow)
+    n = 300
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.1 400 "), "a bad request gets 400"
+    wait_until(lambda: metric(admin.metrics(), "sluice_client_errors_total", status="400") == n,
+               5 * env.slow, what="every bad request counted")
+
+    def lines():
+        text = s.stderr_text()
+        said = len(re.findall(r"400 Bad Request", text))
+        untold = sum(int(x) for x in re.findall(r"(\d+) similar client errors not logged", text))
+        return said, untold
+    # The count of those left out is said once their second is over, with no new request.
+    wait_until(lambda: sum(lines()) == n, 5 * env.slow, what="every bad request logged or counted")
+    said, untold = lines()
+    assert said <= 10 * 4, "%d lines for %d bad requests" % (said, n)
+    assert untold >= n - 40, untold
+    # Backend trouble is not a client's mistake: each one is still logged.
+    assert metric(admin.metrics(), "sluice_client_errors_total", status="4xx") == 0
+    print("# %d bad requests: %d logged, %d counted in 'not logged' lines" % (n, said, untold))

@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	char err[1024];
+	char err[CONFIG_ERR_MAX];
 	if (signal_name && pid_file)
 		return send_signal(signal_name, pid_file);
 	struct config *cfg = config_load(path, err, sizeof(err));

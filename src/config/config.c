@@ -170,33 +170,60 @@ struct vctx {
 	const char *source;
 	size_t source_len;
 	char *text; /* source with comments blanked, once an error needs it */
-	char *err;
+	char *err;	   /* every mistake, a line each */
 	size_t errlen;
 	bool failed;
+	unsigned nerrors;
 	char *warnings; /* handed to the config when it loads */
 	size_t warnings_len;
 };
 
-/* Records the first error only: later ones are usually its consequences. */
+/* Adds a line to err, as much of it as fits. */
+static void append_error(struct vctx *v, const char *msg)
+{
+	size_t used = strnlen(v->err, v->errlen);
+	if (used + 1 >= v->errlen)
+		return;
+	snprintf(v->err + used, v->errlen - used, "%s%s", used ? "\n" : "", msg);
+}
+
+/*
+ * Records a mistake, each on its own line of err, and loading goes on to
+ * find the others: an operator fixes them all in one go. Checks that need
+ * an earlier part to be right (building TLS contexts, the ring of a hash
+ * pool) are skipped once anything failed, so that no message is only the
+ * consequence of another.
+ */
 static void fail(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void fail(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
 {
-	if (v->failed)
-		return;
 	v->failed = true;
+	if (++v->nerrors > CONFIG_MAX_ERRORS)
+		return;
 	/* Only a mistake needs the source searched: blank its comments now, not for every load. */
 	if (path && !v->text)
 		v->text = blank_comments(v->source, v->source_len);
 	int line = path ? path_line(v->text, path) : 0;
-	int n = line ? snprintf(v->err, v->errlen, "%s:%d: ", v->name, line)
-		     : snprintf(v->err, v->errlen, "%s: ", v->name);
-	if (n < 0 || (size_t)n >= v->errlen)
-		return;
+	char msg[1024];
+	int n = line ? snprintf(msg, sizeof(msg), "%s:%d: ", v->name, line)
+		     : snprintf(msg, sizeof(msg), "%s: ", v->name);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(v->err + n, v->errlen - (size_t)n, fmt, ap);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
 	va_end(ap);
+	append_error(v, msg);
+}
+
+/* After loading: how many mistakes the report leaves out, if it left any out. */
+static void count_unreported(struct vctx *v)
+{
+	if (v->nerrors <= CONFIG_MAX_ERRORS)
+		return;
+	char msg[128];
+	snprintf(msg, sizeof(msg), "%s: %u more mistakes not shown (the first %d are)", v->name,
+		 v->nerrors - CONFIG_MAX_ERRORS, CONFIG_MAX_ERRORS);
+	append_error(v, msg);
 }
 
 static void warn(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
@@ -1363,7 +1390,7 @@ static void load_sites(struct vctx *v, struct config *cfg)
 		return;
 	}
 	cfg->has_sites = true;
-	for (size_t i = 1; i <= n && !v->failed; i++) {
+	for (size_t i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, (int)i);
 		if (!lua_istable(L, -1)) {
 			struct cfg_path p = {0};
@@ -1430,7 +1457,7 @@ static void load_certificates(struct vctx *v, const struct subsection *sub, stru
 	if (!lua_isnil(L, -1) && !lua_istable(L, -1))
 		fail(v, &lp, "%s: certificates must be a list of { cert = \"file\", key = \"file\" }",
 		     sub->label);
-	for (size_t i = 1; i <= n && !v->failed; i++) {
+	for (size_t i = 1; i <= n; i++) {
 		lua_rawgeti(L, -1, (int)i);
 		int idx = lua_gettop(L);
 		lua_getfield(L, idx, "cert");
@@ -1450,7 +1477,7 @@ static void load_certificates(struct vctx *v, const struct subsection *sub, stru
 		} else {
 			check_keys(v, idx, &s, keys);
 			tw->path = &s.path;
-			if (!v->failed && tls_server_add_cert(ts, cert_path, key ? key_path : NULL, r) < 0)
+			if (tls_server_add_cert(ts, cert_path, key ? key_path : NULL, r) < 0)
 				fail(v, &s.path, "%s: %s", sub->label, r->err);
 		}
 		lua_pop(L, 3);
@@ -2076,6 +2103,8 @@ static int evaluate(lua_State *L)
 struct config *config_load_string(const char *name, const char *source, char *err, size_t errlen)
 {
 	struct vctx v = {.name = name, .err = err, .errlen = errlen};
+	if (errlen)
+		err[0] = 0;
 	size_t len = strlen(source);
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	v.L = cfg ? new_state(&cfg->lua_mem) : NULL;
@@ -2091,7 +2120,7 @@ struct config *config_load_string(const char *name, const char *source, char *er
 	if (status) {
 		const char *msg = lua_tostring(v.L, -1);
 		if (v.failed)
-			; /* the first mistake found is the one to report */
+			count_unreported(&v); /* the script stopped at what the checks found */
 		else if (status == LUA_ERRMEM) /* Lua's message names no file */
 			snprintf(err, errlen, "%s: out of memory (a config script may use at most %zu MiB)",
 				 name, cfg->lua_mem.limit >> 20);
@@ -2101,8 +2130,10 @@ struct config *config_load_string(const char *name, const char *source, char *er
 			snprintf(err, errlen, "%s: the script raised an error that is not a string", name);
 		goto fail;
 	}
-	if (v.failed)
+	if (v.failed) {
+		count_unreported(&v);
 		goto fail;
+	}
 	free(v.text);
 	cfg->warnings = v.warnings;
 	if (!cfg->has_hook) {
@@ -2218,6 +2249,8 @@ static int evaluate_entry(lua_State *L, lua_CFunction fn, struct lua_entry *x, c
 			  char *err, size_t errlen)
 {
 	struct vctx v = {.L = L, .name = what, .source = "", .err = err, .errlen = errlen};
+	if (errlen)
+		err[0] = 0;
 	x->v = &v;
 	int top = lua_gettop(L);
 	lua_pushcfunction(L, fn);
@@ -2229,6 +2262,7 @@ static int evaluate_entry(lua_State *L, lua_CFunction fn, struct lua_entry *x, c
 		snprintf(err, errlen, "%s: %s", what,
 			 status == LUA_ERRMEM ? "out of memory"
 			 : lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+	count_unreported(&v);
 	lua_settop(L, top);
 	log_warnings(v.warnings);
 	free(v.warnings);

@@ -117,11 +117,13 @@ static int publish_change(void *ud, struct config *cfg, char *err, size_t errlen
 
 static void reload(struct process *p)
 {
-	char err[1024];
+	char err[CONFIG_ERR_MAX];
 	struct config *cfg = config_load(p->config_path, err, sizeof(err));
 	if (!cfg) {
 		p->stats.reload_failures++;
-		log_error("reload failed, the running configuration stays: %s", err);
+		/* A line per mistake: an error-log line holds one. */
+		for (char *save, *line = strtok_r(err, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			log_error("reload failed, the running configuration stays: %s", line);
 		return;
 	}
 	struct shared_gen *g = NULL;

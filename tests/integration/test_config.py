@@ -163,3 +163,37 @@ def test_sluice_refuses_to_start_with_bad_config(env):
                        text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert p.returncode != 0, p
     assert "bad.lua:2:" in p.stderr, p.stderr
+
+
+def test_check_reports_every_mistake_each_with_its_line(env):
+    text = """\
+return {
+  listeners = { { address = "127.0.0.1:8080", pool = "web" } },
+  pools = {
+    web = { servers = { "127.0.0.1:9001" }, balance = "nope" },
+    api = { servers = { "not an address" } },
+  },
+  timeouts = { idle = -1 },
+  limits = { bogus = 1 },
+}
+"""
+    p = env.check_config(text, "many.lua")
+    assert p.returncode == 1, p
+    want = [("many.lua:4:", "balance must be"), ("many.lua:5:", "expected host:port"),
+            ("many.lua:7:", "idle must be a positive number"), ("many.lua:8:", 'unknown key "bogus"')]
+    lines = p.stderr.splitlines()
+    assert len(lines) == len(want), p.stderr
+    for line, (prefix, phrase) in zip(lines, want):
+        assert line.startswith(prefix) and phrase in line, (line, prefix, phrase)
+
+
+def test_check_reports_at_most_50_mistakes_and_counts_the_rest(env):
+    pools = "\n".join('    p%d = { servers = { "bad%d" } },' % (i, i) for i in range(70))
+    text = ('return {\n  listeners = { { address = "127.0.0.1:8080", pool = "p0" } },\n'
+            "  pools = {\n%s\n  },\n}\n" % pools)
+    p = env.check_config(text, "lots.lua")
+    assert p.returncode == 1, p
+    lines = p.stderr.splitlines()
+    assert len(lines) == 51, "%d lines:\n%s" % (len(lines), p.stderr)
+    assert all(l.startswith("lots.lua:") and "expected host:port" in l for l in lines[:50]), lines
+    assert lines[50] == "lots.lua: 20 more mistakes not shown (the first 50 are)", lines[50]

@@ -227,16 +227,14 @@ struct config {
 /* The config used when no file is given (also printed by --default-config). */
 extern const char config_default_source[];
 
-/* Mistakes a failed load reports, at most; one more line counts the rest. */
-#define CONFIG_MAX_ERRORS 50
-/* Room for a report of that many mistakes. */
+/* Room for the report of a failed load: 50 mistakes at most, then a line counting the rest. */
 #define CONFIG_ERR_MAX 16384
 
 /*
  * Runs the Lua config in path (NULL: the embedded default) and validates it.
  * On success returns a snapshot with one reference; on failure returns NULL
- * and writes into err every mistake it found (up to CONFIG_MAX_ERRORS), a
- * "file:line: message" line each.
+ * and writes into err every mistake it found (up to 50), a "file:line:
+ * message" line each.
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 /* Same, from a string; name is used in messages. */

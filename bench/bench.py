@@ -70,8 +70,10 @@ TLS_IDLE = "tls-idle"         # the same over TLS (ECDSA P-256)
 # busy-polling), for the one-client latency only, where waking a sleeping CPU dominates
 # sluice-2, haproxy-2, nginx-2: two workers (threads, processes) given both CPUs, which wrk
 # (-t2) and the backend share with them: what a second core buys, and what it costs per request
-ALL_PROXIES = ["direct", "sluice", "sluice-hook", "sluice-busy", "haproxy", "haproxy-busy", "nginx",
-               "sluice-2", "haproxy-2", "nginx-2"]
+# sluice-base: another sluice binary (--baseline), run with sluice's config in the same session,
+# so that a change is priced against what it changes, under the same noise
+ALL_PROXIES = ["direct", "sluice", "sluice-base", "sluice-hook", "sluice-busy", "haproxy",
+               "haproxy-busy", "nginx", "sluice-2", "haproxy-2", "nginx-2"]
 SPREAD = {"sluice-2", "haproxy-2", "nginx-2"}
 SCALING = {"ka-100B", "close-100B"}
 ONLY_WORKLOADS = {"sluice-busy": {"latency"}, "haproxy-busy": {"latency"},
@@ -826,7 +828,8 @@ class Bench:
             with open(conf, "w") as f:
                 f.write(sluice_conf(tmp, port, bport, tls_ports, hook=name == "sluice-hook",
                                     busy=name == "sluice-busy", workers=workers))
-            argv = pin + [self.args.sluice] + [
+            binary = self.args.baseline if name == "sluice-base" else self.args.sluice
+            argv = pin + [binary] + [
                 a.replace("{config}", conf) for a in self.args.sluice_args.split()]
         elif name.startswith("haproxy"):
             conf = os.path.join(tmp, f"{name}.cfg")
@@ -1014,6 +1017,28 @@ def summarize(runs, idles, proxies, workloads, args):
                          + (fmt(row['cpu_us_per_mb'], 1, 11) if per_mb else "")
                          + f"{fmt(row['backend_conns_per_1k'], 1, 11)}{row['errors']:>8}")
         s = rows.get("sluice")
+        base = rows.get("sluice-base")
+        if s and base:
+            lines.append(f"sluice ÷ sluice-base: CPU/req {ratio(s['cpu_us_per_req'], base['cpu_us_per_req'])}, "
+                         f"req/s {ratio(s['rps'], base['rps'])}, "
+                         f"+p50 {ratio(s['added_p50_us'], base['added_p50_us'])}")
+            for ref in ("haproxy",):
+                if ref not in rows:
+                    continue
+                field = "cpu_us_per_mb" if per_mb else "cpu_us_per_req"
+                per_round = []
+                for rnd in sorted({r["round"] for r in runs}):
+                    one = {r["proxy"]: r for r in runs
+                           if r["workload"] == wl["name"] and r["round"] == rnd}
+                    if {"sluice", "sluice-base", ref} <= one.keys():
+                        per_round.append(f"{ratio(one['sluice'][field], one[ref][field])}"
+                                         f"/{ratio(one['sluice-base'][field], one[ref][field])}")
+                lines.append(f"CPU{'/MB' if per_mb else '/req'} ÷ {ref} per round, sluice/sluice-base: "
+                             + " ".join(per_round))
+                lines.append(f"sluice-base ÷ {ref}: CPU/req "
+                             f"{ratio(base['cpu_us_per_req'], rows[ref]['cpu_us_per_req'])}"
+                             + (f", CPU/MB {ratio(base['cpu_us_per_mb'], rows[ref]['cpu_us_per_mb'])}"
+                                if per_mb else ""))
         for ref in ("haproxy", "nginx"):
             if not s or ref not in rows:
                 continue
@@ -1172,6 +1197,9 @@ def main():
     ap.add_argument("--sluice-args", default="-c {config}",
                     help="sluice arguments; {config} is the generated Lua file")
     ap.add_argument("--skip-sluice", action="store_true", help="do not run sluice")
+    ap.add_argument("--baseline", metavar="SLUICE",
+                    help="another sluice binary to run beside build/sluice as sluice-base "
+                         "(the one before a change), with ratios of both to HAProxy per round")
     ap.add_argument("--proxies", default=",".join(ALL_PROXIES),
                     help="comma list of direct,sluice,haproxy,nginx (default all)")
     ap.add_argument("--only", default=None,
@@ -1202,6 +1230,14 @@ def main():
     bad = [p for p in proxies if p not in ALL_PROXIES]
     if bad:
         ap.error(f"unknown proxy {bad}; choose from {ALL_PROXIES}")
+    if args.baseline:
+        if find_sluice(args.baseline) is None:
+            ap.error(f"--baseline {args.baseline}: not found")
+        args.baseline = find_sluice(args.baseline)
+        if "sluice" in proxies and "sluice-base" not in proxies:
+            proxies.append("sluice-base")
+    else:
+        proxies = [p for p in proxies if p != "sluice-base"]
     proxies = [p for p in ALL_PROXIES if p in proxies]       # canonical order
     names = [w["name"] for w in WORKLOADS] + [IDLE, TLS_IDLE]
     if args.only:

@@ -226,6 +226,19 @@ void timer_cancel(struct loop *loop, struct timer *t)
 		heap_down(loop, i);
 }
 
+void timer_move(struct loop *loop, struct timer *from, struct timer *to)
+{
+	if (!from->heap_index)
+		return;
+	if (to->heap_index) {
+		timer_cancel(loop, from);
+		return;
+	}
+	to->expire_ms = from->expire_ms;
+	heap_set(loop, from->heap_index, to);
+	from->heap_index = 0;
+}
+
 static void run_timers(struct loop *loop)
 {
 	while (loop->heap_len && loop->heap[1]->expire_ms <= loop->now_ms) {

@@ -85,6 +85,13 @@ uint64_t loop_clock_us(void);
 void timer_arm(struct loop *loop, struct timer *t, uint64_t delay_ms);
 void timer_arm_at(struct loop *loop, struct timer *t, uint64_t expire_ms);
 void timer_cancel(struct loop *loop, struct timer *t);
+/*
+ * Hands from's place among the armed timers to to, at from's expiry, and
+ * disarms from; if to is armed already, from is only cancelled. For an
+ * owner that lends its deadline to another for a while and takes it back:
+ * no re-arming each way. Whoever fires early re-arms for its own deadline.
+ */
+void timer_move(struct loop *loop, struct timer *from, struct timer *to);
 static inline bool timer_armed(const struct timer *t) { return t->heap_index != 0; }
 
 #endif

@@ -510,11 +510,27 @@ static void put_field(void *ctx, enum http_hdr id, const char *name, size_t nlen
 	/* De-chunked, the body is no longer what Transfer-Encoding said: the close ends it. */
 	if (fw->reframe == H1_REFRAME_DECHUNK && id == HDR_TRANSFER_ENCODING)
 		return;
-	put(&fw->o, name, nlen);
-	put_lit(&fw->o, ": ");
+	/* Every field of every message passes here: one bound check, then the bytes. */
+	struct out *o = &fw->o;
+	size_t n = nlen + 4;
 	for (int i = 0; i < nparts; i++)
-		put(&fw->o, value[i].p, value[i].len);
-	put_lit(&fw->o, "\r\n");
+		n += value[i].len;
+	if (o->full || n > o->cap - o->len) {
+		o->full = true;
+		return;
+	}
+	char *p = o->p + o->len;
+	memcpy(p, name, nlen);
+	p += nlen;
+	*p++ = ':';
+	*p++ = ' ';
+	for (int i = 0; i < nparts; i++) {
+		memcpy(p, value[i].p, value[i].len);
+		p += value[i].len;
+	}
+	*p++ = '\r';
+	*p = '\n';
+	o->len += n;
 }
 
 ssize_t h1_write_request(char *buf, size_t cap, const struct http_msg *m,

@@ -130,6 +130,7 @@ static void stream_end(struct client *c)
 		st->msg = NULL;
 	}
 	buf_release(&st->rsp_head, pool_of(c));
+	timer_move(c->s.px->loop, &c->txn->timer, &c->timer);
 	txn_free(c->txn);
 	c->txn = NULL;
 	c->st = NULL;
@@ -193,12 +194,15 @@ static uint64_t client_deadline(const struct client *c)
 	}
 }
 
+/*
+ * Arms the timer for the state's deadline if it is earlier than the one
+ * armed; a later one is re-armed when the timer fires. A transaction's
+ * deadlines are its own: the timer is left as it is, and finds none.
+ */
 static void client_arm_timer(struct client *c)
 {
 	uint64_t d = client_deadline(c);
-	if (d == UINT64_MAX)
-		timer_cancel(c->s.px->loop, &c->timer);
-	else if (!timer_armed(&c->timer) || d < c->timer.expire_ms)
+	if (d != UINT64_MAX && (!timer_armed(&c->timer) || d < c->timer.expire_ms))
 		timer_arm_at(c->s.px->loop, &c->timer, d);
 }
 
@@ -584,6 +588,8 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 	buf_pool_put(&c->s.px->msgs, st->msg);
 	st->msg = NULL;
 	set_state(c, CS_TXN);
+	/* The connection has no deadline while a transaction runs: its timer's place goes to the transaction's. */
+	timer_move(c->s.px->loop, &c->timer, &t->timer);
 	txn_begin(t, status, why);
 }
 

@@ -83,6 +83,36 @@ TEST(test_cancel_and_rearm_keep_heap_consistent)
 	loop_destroy(loop);
 }
 
+TEST(test_a_moved_timer_fires_in_its_place_and_the_lender_is_free)
+{
+	struct loop *loop = loop_create();
+	struct numbered_timer lender = {.t = {.on_expire = record}, .id = 1};
+	struct numbered_timer borrower = {.t = {.on_expire = record}, .id = 2};
+	struct numbered_timer other = {.t = {.on_expire = record}, .id = 3};
+	nfired = 0;
+	timer_arm(loop, &lender.t, 50);
+	timer_arm(loop, &other.t, 20);
+	timer_move(loop, &lender.t, &borrower.t);
+	CHECK(!timer_armed(&lender.t) && timer_armed(&borrower.t));
+	CHECK(borrower.t.expire_ms == loop->now_ms + 50 && loop->heap_len == 2);
+	/* Back and forth again: still one place, at the same time. */
+	timer_move(loop, &borrower.t, &lender.t);
+	timer_move(loop, &lender.t, &borrower.t);
+	timer_move(loop, &lender.t, &borrower.t); /* nothing to move */
+	CHECK(loop->heap_len == 2);
+	loop->now_ms += 100;
+	run_timers(loop);
+	CHECK(nfired == 2 && fired_order[0] == 3 && fired_order[1] == 2);
+	/* To an armed timer, a move only cancels. */
+	nfired = 0;
+	timer_arm(loop, &lender.t, 10);
+	timer_arm(loop, &borrower.t, 30);
+	timer_move(loop, &lender.t, &borrower.t);
+	CHECK(!timer_armed(&lender.t) && borrower.t.expire_ms == loop->now_ms + 30);
+	CHECK(loop->heap_len == 1);
+	loop_destroy(loop);
+}
+
 static int task_runs;
 static void count_task(struct loop_task *task)
 {
@@ -111,6 +141,7 @@ int main(void)
 	RUN(test_timers_fire_in_deadline_order);
 	RUN(test_timer_not_due_does_not_fire);
 	RUN(test_cancel_and_rearm_keep_heap_consistent);
+	RUN(test_a_moved_timer_fires_in_its_place_and_the_lender_is_free);
 	RUN(test_queued_task_runs_once_per_queueing);
 	UNIT_EXIT();
 }

@@ -7,10 +7,11 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/h1.h"
 #include "tls/tls.h"
 #include "upstream/upstream.h"
 
-/* What a check keeps of a response: the status line and enough body to search. */
+/* What a check keeps of a response: its head and enough body to search. */
 #define CHECK_BUF 16384
 
 enum { CHECK_IDLE, CHECK_CONNECTING, CHECK_WAITING };
@@ -28,6 +29,8 @@ static void check_finish(struct health_check *hc, bool ok, const char *why)
 	conn_close(&hc->conn);
 	free(hc->buf);
 	hc->buf = NULL;
+	free(hc->msg);
+	hc->msg = NULL;
 	hc->len = hc->sent = 0;
 	hc->phase = CHECK_IDLE;
 	bool down = atomic_load(&st->check_down);
@@ -53,32 +56,61 @@ static void check_finish(struct health_check *hc, bool ok, const char *why)
 }
 
 /*
- * Judges a complete (or closed) response: status in range, body containing
- * the text. No llhttp here: the request says Connection: close, which the
- * server must honour (RFC 9112 9.6), so the close ends the response, and a
- * status line and a substring search are all a check needs.
+ * Reads the response as far as it came, through the h1 codec as every
+ * response sluice reads: the status must be in range and, where a body
+ * text is asked for, the body's data (chunked framing taken out) must
+ * contain it. Finishes the check once it has its answer: at the end of the
+ * message, at the close that ends it, or with a full buffer (enough to
+ * judge; the rest is not ours to read). Returns true when finished.
  */
-static void check_judge(struct health_check *hc)
+static bool check_parse(struct health_check *hc, bool eof)
 {
 	const struct cfg_health *h = cfg_of(hc);
-	hc->buf[hc->len] = 0;
-	unsigned status = 0;
-	if (sscanf(hc->buf, "HTTP/1.%*1[01] %3u", &status) != 1) {
-		check_finish(hc, false, "no HTTP status line");
-		return;
+	struct h1_parser *p = &hc->parser;
+	bool full = hc->len == CHECK_BUF;
+	if (!p->head_done) {
+		enum h1_result r = h1_parse_head(p, hc->msg, hc->buf, hc->len);
+		if (r == H1_ERROR) {
+			check_finish(hc, false, p->error);
+			return true;
+		}
+		if (r == H1_AGAIN) {
+			if (eof || full)
+				check_finish(hc, false, eof ? "closed before a whole response head"
+							    : "response head too large");
+			return eof || full;
+		}
+		unsigned status = hc->msg->status;
+		if (status < h->status_min || status > h->status_max) {
+			char why[64];
+			snprintf(why, sizeof(why), "status %u", status);
+			check_finish(hc, false, why);
+			return true;
+		}
+		if (!h->body) {
+			check_finish(hc, true, NULL);
+			return true;
+		}
+		hc->parsed = hc->body_end = hc->msg->head_len;
 	}
-	if (status < h->status_min || status > h->status_max) {
-		char why[64];
-		snprintf(why, sizeof(why), "status %u", status);
-		check_finish(hc, false, why);
-		return;
+	char *out = hc->buf + hc->body_end;
+	ssize_t n = h1_parse_body(p, hc->buf + hc->parsed, hc->len - hc->parsed, &out);
+	if (n < 0) {
+		check_finish(hc, false, p->error);
+		return true;
 	}
-	const char *body = strstr(hc->buf, "\r\n\r\n");
-	if (h->body && (!body || !strstr(body + 4, h->body))) {
-		check_finish(hc, false, "body lacks the expected text");
-		return;
+	hc->parsed += (uint32_t)n;
+	hc->body_end = p->chunked ? (uint32_t)(out - hc->buf) : hc->parsed;
+	bool ended = p->msg_done || (eof && h1_parse_eof(p));
+	if (!ended && !full) {
+		if (eof)
+			check_finish(hc, false, "closed in the middle of the response body");
+		return eof;
 	}
-	check_finish(hc, true, NULL);
+	const char *body = hc->buf + hc->msg->head_len;
+	bool found = memmem(body, hc->body_end - hc->msg->head_len, h->body, strlen(h->body));
+	check_finish(hc, found, "body lacks the expected text");
+	return true;
 }
 
 static void check_on_io(struct conn *c)
@@ -114,22 +146,17 @@ static void check_on_io(struct conn *c)
 		hc->sent += (uint32_t)n;
 	}
 	while (c->flags & CONN_READABLE) {
-		if (hc->len == CHECK_BUF - 1) {
-			check_judge(hc); /* enough to judge; the rest is not ours to read */
-			return;
-		}
-		ssize_t n = conn_recv(c, hc->buf + hc->len, CHECK_BUF - 1 - hc->len);
-		if (n == IO_EOF) {
-			check_judge(hc);
-			return;
-		}
-		if (n < 0) {
+		ssize_t n = conn_recv(c, hc->buf + hc->len, CHECK_BUF - hc->len);
+		if (n < 0 && n != IO_EOF) {
 			check_finish(hc, false, strerror((int)-n));
 			return;
 		}
 		if (n == 0)
 			break;
-		hc->len += (uint32_t)n;
+		if (n > 0)
+			hc->len += (uint32_t)n;
+		if (check_parse(hc, n == IO_EOF))
+			return;
 	}
 }
 
@@ -143,9 +170,15 @@ static void check_timer(struct timer *t)
 	}
 	/* In maintenance a server is not checked: whatever it answers then says nothing. */
 	if (atomic_load(&hc->srv->st->admin) == SERVER_MAINT ||
-	    (h->http && !(hc->buf = malloc(CHECK_BUF)))) {
+	    (h->http && (!(hc->buf = malloc(CHECK_BUF)) || !(hc->msg = malloc(sizeof(*hc->msg)))))) {
+		free(hc->buf);
+		hc->buf = NULL;
 		timer_arm(hc->up->loop, &hc->timer, h->interval_ms);
 		return;
+	}
+	if (h->http) {
+		struct h1_limits lim = {0, CHECK_BUF};
+		h1_response_parser_init(&hc->parser, &lim, !strcmp(h->method, "HEAD"), true);
 	}
 	const struct cfg_addr *a = &hc->srv->cfg->addr;
 	int rc = conn_connect(&hc->conn, hc->up->loop, (const struct sockaddr *)&a->sa, a->len,
@@ -214,6 +247,7 @@ void health_stop(struct upstream *up)
 			timer_cancel(up->loop, &hc->timer);
 			conn_close(&hc->conn);
 			free(hc->buf);
+			free(hc->msg);
 			free(hc->request);
 			/* Events for its socket may still be queued in this loop turn. */
 			loop_free_later(up->loop, hc);

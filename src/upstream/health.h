@@ -16,6 +16,7 @@
 
 #include "core/conn.h"
 #include "core/loop.h"
+#include "http/h1.h"
 
 struct server_rt;
 struct upstream;
@@ -30,6 +31,10 @@ struct health_check {
 	char *buf; /* the response so far, while a check runs */
 	uint32_t len;
 	uint32_t sent;
+	struct h1_parser parser;
+	struct http_msg *msg; /* its head, while a check runs */
+	uint32_t parsed;      /* index in buf: body bytes before it were checked */
+	uint32_t body_end;    /* index: the body's data so far ends here */
 	uint8_t phase;
 };
 

@@ -78,3 +78,29 @@ def test_health_config_errors_name_their_line(env):
                          "    health = { type = 'udp' } } },\n}\n", "h.lua")
     assert p.returncode == 1 and p.stderr.startswith("h.lua:4: "), p.stderr
     assert 'type must be "http" or "tcp"' in p.stderr, p.stderr
+
+
+def test_health_check_searches_the_data_of_a_chunked_body(env):
+    """The body text is looked for in the body's data, as the h1 codec reads it: chunk
+    framing in the middle of the text does not hide it."""
+    port = free_port()
+    addr = "127.0.0.1:%d" % port
+    # Bytes 65..74 of the pattern are "ABCDEFGHIJ"; chunks of 7 put framing between E and F.
+    s = _checked(env, [addr], path="/size/100?chunked=1&chunk=7", body="ABCDEFGHIJ")
+    wait_until(lambda: "server %s: health check failed 2 times in a row" % addr in s.stderr_text(),
+               10 * env.slow, what="the absent server to be taken out")
+    env.backend("A", port=port)
+    wait_until(lambda: "server %s: health check passed 2 times in a row; back in" % addr
+               in s.stderr_text(), 10 * env.slow, what="the chunked body to pass the check")
+    assert s.get("/").status == 200
+
+
+def test_health_check_fails_a_response_cut_short_or_malformed(env):
+    a, b = env.backend("A"), env.backend("B")
+    s = _checked(env, [a], path="/truncated?size=100&send=50", body="ABC")
+    wait_until(lambda: "(closed in the middle of the response body); taken out"
+               in s.stderr_text(), 10 * env.slow, what="a cut body to fail the check")
+    s2 = _checked(env, [b], path="/malformed")
+    wait_until(lambda: re.search(r"server %s: health check failed 2 times in a row \([^)]+\); "
+                                 r"taken out" % re.escape(b.addr), s2.stderr_text()),
+               10 * env.slow, what="a malformed response to fail the check")

@@ -21,6 +21,7 @@
 #include "control/runtime.h"
 #include "control/status_page.h"
 #include "core/common.h"
+#include "core/conn.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "http/h1.h"
@@ -50,9 +51,8 @@ struct admin {
 };
 
 struct admin_conn {
-	struct io_handler io;
+	struct conn conn;
 	struct admin *a;
-	int fd;
 	struct list link;
 	struct timer timer;
 	char peer[INET6_ADDRSTRLEN + 8];
@@ -163,7 +163,7 @@ static void conn_close_admin(struct admin_conn *c)
 {
 	struct admin *a = c->a;
 	timer_cancel(a->loop, &c->timer);
-	close(c->fd);
+	conn_close(&c->conn);
 	list_remove(&c->link);
 	free(c->in);
 	sbuf_free(&c->out);
@@ -779,16 +779,14 @@ static bool read_in(struct admin_conn *c)
 			c->in = in;
 			c->in_cap = cap;
 		}
-		ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		ssize_t n = conn_recv(&c->conn, c->in + c->in_len, c->in_cap - c->in_len);
 		if (n > 0) {
 			c->in_len += (size_t)n;
 			continue;
 		}
-		if (n == 0) {
+		if (n == IO_EOF)
 			c->eof = true;
-			return true;
-		}
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+		return n == 0 || n == IO_EOF;
 	}
 }
 
@@ -796,10 +794,10 @@ static bool read_in(struct admin_conn *c)
 static int write_out(struct admin_conn *c)
 {
 	while (c->out_sent < c->out.len) {
-		ssize_t n = send(c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
-				 MSG_NOSIGNAL);
-		if (n < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		struct iovec iov = {c->out.data + c->out_sent, c->out.len - c->out_sent};
+		ssize_t n = conn_sendv(&c->conn, &iov, 1);
+		if (n <= 0)
+			return n < 0 ? -1 : 0;
 		c->out_sent += (size_t)n;
 	}
 	sbuf_free(&c->out);
@@ -817,15 +815,15 @@ static void linger(struct admin_conn *c)
 {
 	if (!c->lingering) {
 		c->lingering = true;
-		shutdown(c->fd, SHUT_WR);
+		conn_shutdown_write(&c->conn);
 		timer_arm(c->a->loop, &c->timer, ADMIN_LINGER_MS);
 	}
 	char sink[16384];
 	for (;;) {
-		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+		ssize_t n = conn_recv(&c->conn, sink, sizeof(sink));
 		if (n > 0)
 			continue;
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+		if (n < 0)
 			conn_close_admin(c);
 		return;
 	}
@@ -870,11 +868,7 @@ static void conn_run(struct admin_conn *c)
 	timer_arm(c->a->loop, &c->timer, ADMIN_IDLE_MS);
 }
 
-static void on_conn(struct io_handler *h, uint32_t events)
-{
-	(void)events;
-	conn_run(container_of(h, struct admin_conn, io));
-}
+static void on_conn(struct conn *cn) { conn_run(container_of(cn, struct admin_conn, conn)); }
 
 static void peer_text(const struct sockaddr_storage *ss, char *out, size_t len)
 {
@@ -914,15 +908,14 @@ static void accept_ready(struct admin *a)
 			continue;
 		}
 		c->a = a;
-		c->fd = fd;
-		c->io.on_event = on_conn;
 		c->timer.on_expire = conn_timed_out;
 		peer_text(&ss, c->peer, sizeof(c->peer));
-		if (loop_add_fd(a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, &c->io) < 0) {
-			close(fd);
+		if (conn_attach(&c->conn, a->loop, fd, on_conn) < 0) { /* it closed fd */
 			free(c);
 			continue;
 		}
+		/* A request may be waiting already: read optimistically. */
+		c->conn.flags |= CONN_READABLE | CONN_WRITABLE;
 		list_insert_tail(&a->conns, &c->link);
 		a->nconns++;
 		conn_run(c);

@@ -123,6 +123,7 @@ struct cfg_listener {
 	bool client_ca; /* tls.client_ca is set: client certificates can be checked */
 	uint32_t max_connections; /* of this listener; 0: only the global limit */
 	bool routed; /* no pool of its own: requests go by config.router */
+	const char *protocol; /* what its connections speak: the name of a front ("http/1.1") */
 };
 
 struct cfg_timeouts {

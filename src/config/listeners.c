@@ -207,6 +207,7 @@ void cfg_load_listeners(struct vctx *v, struct config *cfg)
 			cfg_path_push(&s.path, addr, true);
 		cfg_check_keys(v, idx, &s, keys);
 		struct cfg_listener *l = &cfg->listeners[cfg->nlisteners++];
+		l->protocol = "http/1.1"; /* the one there is, until a listener may ask for another */
 		cfg_get_size(v, idx, &s, "max_connections", 1, 10000000, &l->max_connections);
 		char why[160];
 		if (!addr)

@@ -82,12 +82,13 @@ struct client {
 	bool served;	    /* a request was answered on this connection */
 	bool tls_counted;   /* its handshake is in the counters */
 	bool eof;	    /* the client sent FIN */
-	struct txn *txn;
-	struct h1_stream *st; /* the current request's, kept in its transaction's block */
+	struct txn *txn; /* the current request's; its h1_stream is in the same block (stream_of()) */
 	uint64_t state_since_ms;
 };
 
 static struct client *client_of(const struct txn *t) { return container_of(t->s, struct client, s); }
+/* The HTTP/1 side of the current request: only while there is one. */
+static struct h1_stream *stream_of(const struct client *c) { return txn_stream(c->txn); }
 static struct buf_pool *pool_of(const struct client *c) { return &c->s.px->bufs; }
 static uint64_t now_ms(const struct client *c) { return loop_now_ms(c->s.px->loop); }
 
@@ -124,7 +125,7 @@ static void stream_end(struct client *c)
 {
 	if (!c->txn)
 		return;
-	struct h1_stream *st = c->st;
+	struct h1_stream *st = stream_of(c);
 	if (st->msg) {
 		buf_pool_put(&c->s.px->msgs, st->msg);
 		st->msg = NULL;
@@ -133,7 +134,6 @@ static void stream_end(struct client *c)
 	timer_move(c->s.px->loop, &c->txn->timer, &c->timer);
 	txn_free(c->txn);
 	c->txn = NULL;
-	c->st = NULL;
 }
 
 /* A TLS client's handshake counts once: done, or failed (closed before it was done). */
@@ -241,7 +241,7 @@ static enum h1_connection response_connection(const struct h1_stream *st, unsign
 
 static bool write_response_head(struct client *c, const struct http_msg *m)
 {
-	struct h1_stream *st = c->st;
+	struct h1_stream *st = stream_of(c);
 	struct buf *out = &st->rsp_head;
 	struct buf_pool *pool = pool_of(c);
 	if (buf_reserve(out, pool) < 0)
@@ -261,7 +261,7 @@ static bool write_response_head(struct client *c, const struct http_msg *m)
 static bool h1_send_head(struct txn *t, const struct http_msg *m)
 {
 	struct client *c = client_of(t);
-	struct h1_stream *st = c->st;
+	struct h1_stream *st = stream_of(c);
 	unsigned status = m->status;
 	if (status < 200 && status != 101) {
 		/* 1xx goes to HTTP/1.1 clients only (RFC 9110 15.2). */
@@ -289,7 +289,7 @@ static bool h1_send_head(struct txn *t, const struct http_msg *m)
 static int h1_answer(struct txn *t, struct http_answer *a, const char *body, const char **why)
 {
 	struct client *c = client_of(t);
-	struct h1_stream *st = c->st;
+	struct h1_stream *st = stream_of(c);
 	struct buf *out = &st->rsp_head;
 	struct buf_pool *pool = pool_of(c);
 	/* A body we will not read would be taken for the next request. */
@@ -313,7 +313,7 @@ static int h1_answer(struct txn *t, struct http_answer *a, const char *body, con
 static int h1_fail(struct txn *t, int status, uint32_t retry_after_s)
 {
 	struct client *c = client_of(t);
-	struct h1_stream *st = c->st;
+	struct h1_stream *st = stream_of(c);
 	struct buf_pool *pool = pool_of(c);
 	if (t->rsp_head_done || t->tunnel || st->rsp_head.head != 0) {
 		client_close(c);
@@ -350,7 +350,7 @@ static int h1_fail(struct txn *t, int status, uint32_t retry_after_s)
 /* Checks the request body bytes read since. Returns 1 on progress, 0 none, or as txn_fail(). */
 static int request_body_parse(struct client *c, struct txn *t)
 {
-	struct h1_parser *p = &c->st->req_parser;
+	struct h1_parser *p = &stream_of(c)->req_parser;
 	/* Only after a good head; after a bad one, or a bad body, nothing more is read as HTTP. */
 	if (t->req_complete || !p->head_done || p->error_status || !c->in.data ||
 	    c->in_parsed == c->in.tail)
@@ -430,7 +430,7 @@ static bool last_chunk_due(const struct txn *t, const struct h1_stream *st)
 
 static bool h1_output_pending(const struct txn *t)
 {
-	const struct h1_stream *st = client_of(t)->st;
+	const struct h1_stream *st = stream_of(client_of(t));
 	return buf_len(&st->rsp_head) || st->static_body_left || st->chunk.sent < st->chunk.len ||
 	       last_chunk_due(t, st);
 }
@@ -468,7 +468,7 @@ static void rechunk_frame(const struct txn *t, struct h1_stream *st, size_t body
 static int h1_send_body(struct txn *t, const char *data, size_t len, size_t *taken)
 {
 	struct client *c = client_of(t);
-	struct h1_stream *st = c->st;
+	struct h1_stream *st = stream_of(c);
 	if (!(c->conn.flags & CONN_WRITABLE))
 		return 0;
 	size_t body_len = len;
@@ -519,13 +519,13 @@ static int h1_send_body(struct txn *t, const char *data, size_t len, size_t *tak
 	return 1;
 }
 
-static bool h1_ends_stream(const struct txn *t) { return client_of(t)->st->close_after; }
+static bool h1_ends_stream(const struct txn *t) { return stream_of(client_of(t))->close_after; }
 
 static void h1_finish(struct txn *t)
 {
 	struct client *c = client_of(t);
-	bool close = c->st->close_after;
-	bool client_asked_close = !c->st->req_keepalive && t->req_complete;
+	bool close = stream_of(c)->close_after;
+	bool client_asked_close = !stream_of(c)->req_keepalive && t->req_complete;
 	stream_end(c);
 	c->served = true;
 	buf_release_if_empty(&c->in, pool_of(c));
@@ -576,7 +576,7 @@ static const struct stream_ops h1_stream = {
 /* The request head is complete in c->in: hand it to its transaction. */
 static void request_head_done(struct client *c, struct txn *t, const struct http_msg *m)
 {
-	struct h1_stream *st = c->st;
+	struct h1_stream *st = stream_of(c);
 	st->client_minor = m->version_minor;
 	st->req_keepalive = m->keep_alive;
 	t->rsp_as_data = m->version_minor == 0;
@@ -606,8 +606,8 @@ static int client_head_step(struct client *c)
 			return -1;
 		}
 	}
-	struct h1_stream *st = c->st;
-	if (!c->in.data || (c->state == CS_HEAD && st->req_parser.fed == buf_len(&c->in))) {
+	if (!c->in.data ||
+	    (c->state == CS_HEAD && stream_of(c)->req_parser.fed == buf_len(&c->in))) {
 		if (c->eof) {
 			/* An incomplete head from a client that left is no request. */
 			client_close(c);
@@ -622,15 +622,15 @@ static int client_head_step(struct client *c)
 			return -1;
 		}
 		c->txn = t;
-		c->st = st = txn_stream(t);
-		memset(st, 0, sizeof(*st));
+		memset(stream_of(c), 0, sizeof(struct h1_stream));
 		set_state(c, CS_HEAD);
 		c->state_since_ms = now_ms(c);
 		const struct cfg_limits *lim = txn_limits(t);
-		h1_request_parser_init(&st->req_parser,
+		h1_request_parser_init(&stream_of(c)->req_parser,
 				       &(struct h1_limits){lim->max_request_line, lim->max_header_size});
 	}
 	struct txn *t = c->txn;
+	struct h1_stream *st = stream_of(c);
 	if (!st->msg && !(st->msg = buf_pool_get(&c->s.px->msgs))) {
 		client_close(c);
 		return -1;

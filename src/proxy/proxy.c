@@ -18,8 +18,6 @@
 #define BUF_POOL_KEEP 1024
 /* Lines about clients' mistakes per second and worker; the rest are counted. */
 #define CLIENT_ERROR_LINES 10
-/* What a listener's connections speak: the one front there is, until listeners choose. */
-#define LISTENER_FRONT "http/1.1"
 
 static uint64_t bit_of(const struct proxy *px) { return UINT64_C(1) << px->index; }
 
@@ -171,9 +169,9 @@ static void listener_on_event(struct io_handler *h, uint32_t events)
 static struct listener *listener_open(struct proxy *px, struct listen_state *st,
 				      const struct cfg_listener *cl, char *err, size_t errlen)
 {
-	const struct front_ops *front = front_find(LISTENER_FRONT);
+	const struct front_ops *front = front_find(cl->protocol);
 	if (!front) {
-		snprintf(err, errlen, "listener %s: no front speaks %s", cl->addr.text, LISTENER_FRONT);
+		snprintf(err, errlen, "listener %s: no front speaks %s", cl->addr.text, cl->protocol);
 		return NULL;
 	}
 	struct listener *l = calloc(1, sizeof(*l));

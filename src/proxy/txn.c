@@ -31,9 +31,8 @@ enum {
 	STEP_AGAIN = 2, /* an attempt failed and was dealt with: start the step over */
 };
 
-/* The stream's state and the backend session live in the same pool block, after the transaction. */
-#define STREAM_OFFSET ((sizeof(struct txn) + 15) & ~(size_t)15)
-#define BACK_OFFSET (STREAM_OFFSET + TXN_STREAM_ROOM)
+/* The backend session lives in the same pool block, after the stream's room. */
+#define BACK_OFFSET (TXN_STREAM_OFFSET + TXN_STREAM_ROOM)
 /* Idle transactions kept for reuse per worker. */
 #define TXN_POOL_KEEP 1024
 
@@ -41,7 +40,6 @@ uint64_t txn_now_ms(const struct txn *t) { return loop_now_ms(t->s->px->loop); }
 static uint64_t now_us(const struct txn *t) { return loop_now_us(t->s->px->loop); }
 /* The pool the transaction is routed to (once routed). */
 static const struct cfg_pool *pool_cfg(const struct txn *t) { return &t->gen->cfg->pools[t->pool]; }
-void *txn_stream(struct txn *t) { return (char *)t + STREAM_OFFSET; }
 const char *txn_log_line(const struct txn *t) { return t->log_line ? t->log_line : "-"; }
 const struct cfg_timeouts *txn_timeouts(const struct txn *t) { return &t->gen->cfg->timeouts; }
 const struct cfg_limits *txn_limits(const struct txn *t) { return &t->gen->cfg->limits; }

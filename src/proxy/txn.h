@@ -156,7 +156,8 @@ struct txn {
  * block: a connection between requests holds none of it.
  */
 #define TXN_STREAM_ROOM 256
-void *txn_stream(struct txn *t);
+#define TXN_STREAM_OFFSET ((sizeof(struct txn) + 15) & ~(size_t)15)
+static inline void *txn_stream(const struct txn *t) { return (char *)t + TXN_STREAM_OFFSET; }
 
 /* A transaction for a request of session s on the proxy's current config; NULL when out of memory. */
 struct txn *txn_new(struct session *s, const struct stream_ops *ops);

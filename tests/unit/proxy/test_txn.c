@@ -43,7 +43,8 @@ static struct {
 static void script(const struct step *steps, int n)
 {
 	memset(&fb, 0, sizeof(fb));
-	memcpy(fb.script, steps, sizeof(*steps) * (size_t)n);
+	if (n)
+		memcpy(fb.script, steps, sizeof(*steps) * (size_t)n);
 	fb.nsteps = n;
 }
 

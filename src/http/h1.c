@@ -525,7 +525,8 @@ static void put_field(void *ctx, enum http_hdr id, const char *name, size_t nlen
 	*p++ = ':';
 	*p++ = ' ';
 	for (int i = 0; i < nparts; i++) {
-		memcpy(p, value[i].p, value[i].len);
+		if (value[i].len) /* an empty part may have no pointer (a redirect without a tail) */
+			memcpy(p, value[i].p, value[i].len);
 		p += value[i].len;
 	}
 	*p++ = '\r';

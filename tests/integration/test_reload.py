@@ -144,6 +144,9 @@ def reloads_under_load(env, extra=None):
         t.start()
     rss = []
     try:
+        # The load warms up first, so that the first sample holds the working set (buffers and
+        # connections pooled), and what the reloads add is what the two samples differ by.
+        wait_until(lambda: counts["requests"] >= 300, 20 * env.slow, what="300 requests of load")
         for i in range(100):
             want = "AB"[(i + 1) % 2]
             _write(s.config_path, cfgs[(i + 1) % 2])

@@ -97,7 +97,7 @@ check-layers:
 
 test: build check-layers
 	@sh scripts/deps.sh test
-	python3 tests/run.py --sluice build/sluice --unit-dir build/tests
+	/usr/bin/python3 -m pytest -c tests/pytest.ini tests --sluice build/sluice --unit-dir build/tests
 
 # testssl.sh against a TLS listener: no finding of severity MEDIUM or above (tests/scan/tls_scan.py).
 test-tls-scan: build
@@ -110,7 +110,8 @@ asan: deps
 		$(addprefix build-asan/tests/fuzz_,$(FUZZERS))
 	SLUICE_TEST_WORKERS=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		python3 tests/run.py --sluice build-asan/sluice --unit-dir build-asan/tests
+		/usr/bin/python3 -m pytest -c tests/pytest.ini tests --sluice build-asan/sluice \
+		--unit-dir build-asan/tests
 
 # The integration tests with every config at 4 workers, under ThreadSanitizer:
 # a report in any sluice's stderr, or its exit status, fails the test.
@@ -118,7 +119,7 @@ tsan: deps
 	@sh scripts/deps.sh tsan
 	@$(MAKE) --no-print-directory -j$(JOBS) build-tsan/sluice
 	SLUICE_TEST_WORKERS=4 TSAN_OPTIONS=second_deadlock_stack=1 \
-		python3 tests/run.py --sluice build-tsan/sluice --no-unit
+		/usr/bin/python3 -m pytest -c tests/pytest.ini tests/integration --sluice build-tsan/sluice
 
 run: build
 	@sh scripts/deps.sh test

@@ -2,7 +2,7 @@
 # Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz|scan|tsan`.
 set -eu
 build="gcc libc6-dev make libluajit-5.1-dev libssl-dev libcjson-dev node-llhttp"
-test="python3 curl openssl procps chromium python3-prometheus-client"
+test="python3 python3-pytest python3-pytest-forked curl openssl procps chromium python3-prometheus-client"
 bench="haproxy nginx wrk util-linux"
 fuzz="clang libclang-rt-14-dev llvm-14"
 scan="testssl.sh"

@@ -1,7 +1,8 @@
 """Helpers for the sluice integration tests (Python 3.11 standard library only).
 
-Every test function receives an Env (see run.py), which owns the temporary
-directory, the processes started for the test and their cleanup:
+Every test function receives an Env (the env fixture of tests/conftest.py),
+which owns the temporary directory, the processes started for the test and
+their cleanup:
 
     def test_something(env):
         b = env.backend("a")                  # real HTTP backend, waits for "ready"

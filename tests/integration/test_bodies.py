@@ -6,7 +6,12 @@ import os
 import socket
 import time
 
+import pytest
+
 from harness import ConnectionClosed, pattern_bytes, pattern_sha256, wait_until
+
+# About HTTP semantics: each runs once per front protocol (tests/conftest.py).
+pytestmark = pytest.mark.fronts
 
 MB = 1 << 20
 

@@ -3,7 +3,12 @@
 import socket
 import time
 
+import pytest
+
 from harness import ConnectionClosed, free_port
+
+# About HTTP semantics: each runs once per front protocol (tests/conftest.py).
+pytestmark = pytest.mark.fronts
 
 
 def test_backend_down_gives_502(env):

@@ -2,7 +2,12 @@
 more than the message carries, and the requests that follow them on the same
 client connection and backend connection."""
 
+import pytest
+
 from harness import pattern_bytes
+
+# About HTTP semantics: each runs once per front protocol (tests/conftest.py).
+pytestmark = pytest.mark.fronts
 
 
 def next_get_is_intact(c, n, backend_conn=None):

@@ -2,6 +2,11 @@
 
 import time
 
+import pytest
+
+# About HTTP semantics: each runs once per front protocol (tests/conftest.py).
+pytestmark = pytest.mark.fronts
+
 HOP_BY_HOP = {"connection", "keep-alive", "te", "trailer", "proxy-authorization",
               "proxy-authenticate", "proxy-connection", "upgrade", "x-hop-one", "x-hop-two"}
 

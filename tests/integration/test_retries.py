@@ -11,7 +11,12 @@ import re
 import socket
 import time
 
+import pytest
+
 from harness import ONE_WORKER, ConnectionClosed, wait_until
+
+# About HTTP semantics: each runs once per front protocol (tests/conftest.py).
+pytestmark = pytest.mark.fronts
 
 RETRY = {"on": ["error", "timeout"], "budget": 100}
 

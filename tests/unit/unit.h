@@ -1,8 +1,9 @@
 /*
  * A minimal unit test harness: each test prints "PASS name" or
  * "FAIL name: where: what"; the binary exits non-zero if any failed.
- * tests/run.py counts those lines. Each line is flushed at once: a
- * sanitizer's report ends the process without flushing stdio.
+ * tests/unit/test_units.py makes a pytest test of each line. Each line is
+ * flushed at once: a sanitizer's report ends the process without flushing
+ * stdio.
  */
 #ifndef SLUICE_UNIT_H
 #define SLUICE_UNIT_H

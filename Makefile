@@ -93,7 +93,8 @@ unit: build
 
 # Includes run only down the layers, and no modules include each other in a circle.
 check-layers:
-	@python3 scripts/layers.py $(LAYERS)
+	@sh scripts/deps.sh layers
+	@/usr/bin/python3 scripts/layers.py $(LAYERS)
 
 test: build check-layers
 	@sh scripts/deps.sh test

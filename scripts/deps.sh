@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz|scan|tsan`.
+# Installs the Debian packages sluice needs that are missing: `deps.sh build|test|bench|fuzz|scan|tsan|layers`.
 set -eu
 build="gcc libc6-dev make libluajit-5.1-dev libssl-dev libcjson-dev node-llhttp"
 test="python3 python3-pytest python3-pytest-forked curl openssl procps chromium python3-prometheus-client"
@@ -7,6 +7,7 @@ bench="haproxy nginx wrk util-linux"
 fuzz="clang libclang-rt-14-dev llvm-14"
 scan="testssl.sh"
 tsan="libtsan2"
+layers="python3"
 case "${1:-build}" in
 build) want="$build" ;;
 test) want="$build $test" ;;
@@ -14,7 +15,8 @@ bench) want="$build $test $bench" ;;
 fuzz) want="$build $fuzz" ;;
 scan) want="$build $test $scan" ;;
 tsan) want="$build $test $tsan" ;;
-*) echo "usage: deps.sh build|test|bench|fuzz|scan|tsan" >&2; exit 2 ;;
+layers) want="$layers" ;;
+*) echo "usage: deps.sh build|test|bench|fuzz|scan|tsan|layers" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

@@ -158,5 +158,7 @@ def pytest_unconfigure(config):
         pass
     counts = getattr(config, "sluice_counts", None)
     if counts:
-        # Last, after pytest's own summary: the line CI and people look for.
+        # Last, after pytest's own summary (flushed first: stdout is a pipe in CI): the line CI
+        # and people look for.
+        sys.stdout.flush()
         os.write(1, ("%d passed, %d failed\n" % counts).encode())

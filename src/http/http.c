@@ -1,6 +1,7 @@
 #include "http/http.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -219,6 +220,53 @@ void http_classify(struct http_msg *m)
 		if (h->id == HDR_CONNECTION && lists_others(http_str(m, h->value), h->value.len))
 			m->connection_names = true;
 	}
+}
+
+bool http_msg_copy(struct http_msg *m, const char *s, size_t len, uint32_t max_bytes,
+		   struct http_span *out)
+{
+	if (len > max_bytes - m->store_len)
+		return false;
+	uint32_t need = m->store_len + (uint32_t)len;
+	if (need > m->store_cap) {
+		uint32_t cap = m->store_cap ? m->store_cap : 512;
+		while (cap < need)
+			cap *= 2;
+		char *p = realloc(m->store, cap);
+		if (!p)
+			return false;
+		m->store = p;
+		m->store_cap = cap;
+	}
+	if (len)
+		memcpy(m->store + m->store_len, s, len);
+	*out = (struct http_span){m->store_len, (uint32_t)len};
+	m->store_len = need;
+	m->base = m->store;
+	return true;
+}
+
+bool http_msg_add_header(struct http_msg *m, const char *name, size_t nlen, const char *value,
+			 size_t vlen, uint32_t max_bytes)
+{
+	if (m->nh == HTTP_MAX_HEADERS)
+		return false;
+	struct http_header *h = &m->h[m->nh];
+	if (!http_msg_copy(m, name, nlen, max_bytes, &h->name) ||
+	    !http_msg_copy(m, value, vlen, max_bytes, &h->value))
+		return false;
+	h->id = (uint8_t)http_header_id(name, nlen);
+	if (h->id == HDR_CONNECTION && lists_others(value, vlen))
+		m->connection_names = true;
+	m->nh++;
+	return true;
+}
+
+void http_msg_free(struct http_msg *m)
+{
+	free(m->store);
+	m->store = NULL;
+	m->store_len = m->store_cap = 0;
 }
 
 static bool named_by_connection(const struct http_msg *m, struct http_span name)

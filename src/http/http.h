@@ -75,8 +75,11 @@ enum http_framing {
 };
 
 /*
- * One message head, as a codec parsed it. Spans point into the bytes at
- * base, which the owner keeps until it is done with the message.
+ * One message head. Spans are offsets from base: for a head the HTTP/1
+ * codec parsed, the input bytes, which the owner keeps until it is done
+ * with the message; for one built field by field (http_msg_add_header():
+ * fields decoded by HPACK do not lie in one buffer), storage of the
+ * message's own, which may move as it grows without moving any span.
  */
 struct http_msg {
 	const char *base;
@@ -96,9 +99,26 @@ struct http_msg {
 	struct http_span path;		/* a request's origin-form target: path and query; "*" for OPTIONS * */
 	struct http_span authority;	/* Host, or the authority of an absolute-form target */
 	struct http_span reason;	/* a response's */
+	/* A built message's storage (base), or NULL; a parsed head has none (the codec clears it). */
+	char *store;
+	uint32_t store_len, store_cap;
 	uint32_t nh;
 	struct http_header h[HTTP_MAX_HEADERS];
 };
+
+/*
+ * Building a message from fields that arrive apart. http_msg_copy() puts
+ * len bytes of s in m's storage and gives their span; false when the
+ * storage would pass max_bytes (the limit of a head, as for a parsed one)
+ * or memory is short. http_msg_add_header() adds a field, classified as
+ * the codec classifies them; false also past HTTP_MAX_HEADERS.
+ * http_msg_free() frees the storage (nothing for a parsed head).
+ */
+bool http_msg_copy(struct http_msg *m, const char *s, size_t len, uint32_t max_bytes,
+		   struct http_span *out);
+bool http_msg_add_header(struct http_msg *m, const char *name, size_t nlen, const char *value,
+			 size_t vlen, uint32_t max_bytes);
+void http_msg_free(struct http_msg *m);
 
 static inline const char *http_str(const struct http_msg *m, struct http_span s)
 {

@@ -184,6 +184,49 @@ TEST(the_policy_forwards_end_to_end_fields_then_rules_then_who_the_client_is)
 			  "X-Client-Verify: SUCCESS\nX-Set: old\nAccept: */*\n");
 }
 
+TEST(a_message_built_field_by_field_gets_the_same_policy)
+{
+	/* As an HTTP/2 front would build one from HPACK's output: strings that lie nowhere together. */
+	struct http_msg m = {.is_request = true, .method = HTTP_METHOD_GET};
+	CHECK(http_msg_copy(&m, "a.test", 6, 65536, &m.authority));
+	static const char *const fields[][2] = {{"accept", "*/*"},
+						{"connection", "x-gone"},
+						{"x-gone", "1"},
+						{"x-forwarded-for", "10.0.0.1"}};
+	for (size_t i = 0; i < ARRAY_LEN(fields); i++)
+		CHECK(http_msg_add_header(&m, fields[i][0], strlen(fields[i][0]), fields[i][1],
+					  strlen(fields[i][1]), 65536));
+	CHECK(m.connection_names && m.h[1].id == HDR_CONNECTION);
+	const struct http_header *h = http_find_header(&m, "Accept", 6);
+	CHECK(h && h->value.len == 3 && !memcmp(http_str(&m, h->value), "*/*", 3));
+	char out[512] = "";
+	http_edit_fields(&m, &(struct http_edit){.client_ip = "192.0.2.7", .proto = "https"}, collect,
+			 out);
+	CHECK_STR_EQ(out, "accept: */*\nX-Forwarded-For: 10.0.0.1, 192.0.2.7\n"
+			  "X-Real-IP: 192.0.2.7\nX-Forwarded-Proto: https\n");
+	http_msg_free(&m);
+}
+
+TEST(a_built_message_grows_without_moving_its_spans_and_keeps_its_limits)
+{
+	struct http_msg m = {0};
+	char value[100];
+	memset(value, 'v', sizeof(value));
+	uint32_t n = 0;
+	while (http_msg_add_header(&m, "x-field", 7, value, sizeof(value), 8192))
+		n++;
+	/* 8192 bytes hold 76 fields of 107 bytes; the store moved as it grew. */
+	CHECK(n == 76 && m.store_len <= 8192);
+	CHECK(m.h[0].value.len == 100 && !memcmp(http_str(&m, m.h[0].value), value, 100));
+	CHECK(!memcmp(http_str(&m, m.h[75].name), "x-field", 7));
+	http_msg_free(&m);
+	struct http_msg few = {0};
+	for (n = 0; http_msg_add_header(&few, "a", 1, "b", 1, 1 << 20); n++)
+		;
+	CHECK(n == HTTP_MAX_HEADERS);
+	http_msg_free(&few);
+}
+
 TEST(an_answer_has_its_fields_edited_by_its_rules)
 {
 	struct header_kv fixed[] = {{"X-Keep", "1", 6, 1}, {"X-Drop", "1", 6, 1}};
@@ -239,6 +282,8 @@ int main(void)
 	RUN(forwarding_headers);
 	RUN(edit_owns_what_its_rules_set_or_remove);
 	RUN(the_policy_forwards_end_to_end_fields_then_rules_then_who_the_client_is);
+	RUN(a_message_built_field_by_field_gets_the_same_policy);
+	RUN(a_built_message_grows_without_moving_its_spans_and_keeps_its_limits);
 	RUN(an_answer_has_its_fields_edited_by_its_rules);
 	RUN(cookie_values);
 	RUN(methods_and_reasons);

@@ -145,7 +145,7 @@ static int on_headers_complete(llhttp_t *l)
 	return skip ? 1 : HPE_PAUSED;
 }
 
-/* While dechunking: the data of each chunk moves down over the framing before it. */
+/* While dechunking: the body's data moves down over the framing before it (a chunked body's). */
 static int on_body(llhttp_t *l, const char *at, size_t len)
 {
 	struct h1_parser *p = parser_of(l);
@@ -405,7 +405,7 @@ enum h1_result h1_parse_head(struct h1_parser *p, struct http_msg *m, const char
 ssize_t h1_parse_body(struct h1_parser *p, const char *data, size_t len, char **out)
 {
 	BUG_ON(!p->head_done || p->msg_done);
-	p->out = p->dechunk && p->chunked && out ? *out : NULL;
+	p->out = p->dechunk && out ? *out : NULL;
 	llhttp_errno_t err = llhttp_execute(&p->llh, len ? data : "", len);
 	if (p->out)
 		*out = p->out;

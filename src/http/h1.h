@@ -37,14 +37,14 @@ struct h1_parser {
 	uint32_t fed;	      /* bytes of the current head already parsed */
 	bool is_request;
 	bool head_request;    /* a response parser whose request was HEAD: no body */
-	bool dechunk;	      /* a response parser: hand out only the data of chunks */
+	bool dechunk;	      /* a response parser: hand out only the body's data */
 	bool chunked;	      /* the current message's body is chunked */
 	bool in_name;	      /* the last header name span is still open */
 	bool too_many;	      /* more than HTTP_MAX_HEADERS */
 	bool line_too_long;
 	bool head_done;
 	bool msg_done; /* the last byte of the current message was parsed */
-	char *out;     /* while dechunking: where the next chunk data goes */
+	char *out;     /* while dechunking: where the next body data goes */
 	uint16_t error_status;
 	const char *error;
 };
@@ -74,9 +74,9 @@ enum h1_result h1_parse_head(struct h1_parser *p, struct http_msg *msg, const ch
  * last. Returns how many belong to it (fewer than len when it ended there:
  * the rest belongs to the next message), with p->msg_done at its end; or -1
  * with error_status and error. Called with len 0 it may still end a message
- * whose body is empty. While dechunking, the data of the chunks is also
- * copied to *out, which is advanced; *out may overlap data but not lie after
- * it.
+ * whose body is empty. While dechunking, the body's data (a chunked body's
+ * without its framing) is also copied to *out, which is advanced: *out ends
+ * the data whatever the framing. *out may overlap data but not lie after it.
  */
 ssize_t h1_parse_body(struct h1_parser *p, const char *data, size_t len, char **out);
 

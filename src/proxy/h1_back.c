@@ -164,15 +164,13 @@ static enum back_event parse_body(struct txn *t, const char **why)
 		return BACK_ERROR;
 	}
 	b->parsed += (uint32_t)n;
-	/* Only chunked framing is taken out: other bodies are their data. */
-	bool dechunk = t->rsp_as_data && b->parser.chunked;
-	b->fwd = dechunk ? (uint32_t)(out - b->rsp.data) : b->parsed;
+	b->fwd = t->rsp_as_data ? (uint32_t)(out - b->rsp.data) : b->parsed;
 	/*
 	 * Taking the framing out, framing parsed while no data waits goes now:
 	 * a buffer full of it (a long chunk extension) would otherwise leave
 	 * nothing to write and no room to read.
 	 */
-	if (dechunk && b->fwd == b->rsp.head) {
+	if (t->rsp_as_data && b->fwd == b->rsp.head) {
 		buf_consume(&b->rsp, b->parsed - b->fwd);
 		b->parsed = b->fwd = b->rsp.head;
 	}

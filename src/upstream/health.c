@@ -100,7 +100,7 @@ static bool check_parse(struct health_check *hc, bool eof)
 		return true;
 	}
 	hc->parsed += (uint32_t)n;
-	hc->body_end = p->chunked ? (uint32_t)(out - hc->buf) : hc->parsed;
+	hc->body_end = (uint32_t)(out - hc->buf);
 	bool ended = p->msg_done || (eof && h1_parse_eof(p));
 	if (!ended && !full) {
 		if (eof)

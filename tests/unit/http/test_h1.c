@@ -364,6 +364,19 @@ TEST(dechunking_leaves_only_the_data)
 	CHECK(out - buf == 7 && !memcmp(buf, "abcdefg", 7));
 }
 
+TEST(dechunking_a_body_without_chunks_hands_out_all_of_it)
+{
+	char buf[] = "abcdefg";
+	const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n";
+	struct h1_parser p;
+	struct http_msg m;
+	h1_response_parser_init(&p, &limits, false, true);
+	CHECK(h1_parse_head(&p, &m, head, strlen(head)) == H1_DONE);
+	char *out = buf;
+	CHECK(h1_parse_body(&p, buf, 3, &out) == 3 && out == buf + 3);
+	CHECK(h1_parse_body(&p, buf + 3, 4, &out) == 4 && out == buf + 7 && p.msg_done);
+}
+
 /* --- writing --- */
 
 static struct parsed parsed_request;
@@ -540,6 +553,7 @@ int main(void)
 	RUN(switching_protocols_is_an_upgrade);
 	RUN(bad_responses_are_502);
 	RUN(dechunking_leaves_only_the_data);
+	RUN(dechunking_a_body_without_chunks_hands_out_all_of_it);
 	RUN(forwarded_request_drops_hop_by_hop_and_adds_forwarding);
 	RUN(connection_cannot_drop_framing_or_host);
 	RUN(absolute_form_is_forwarded_in_origin_form_with_its_authority_as_host);

@@ -119,21 +119,28 @@ static void append_error(struct vctx *v, const char *msg)
 	snprintf(v->err + used, v->errlen - used, "%s%s", used ? "\n" : "", msg);
 }
 
+/* "file:line: " (or "file: " where the path leads to no line), kind, then the message, into msg. */
+static void locate(struct vctx *v, const struct cfg_path *path, const char *kind, char *msg,
+		   size_t cap, const char *fmt, va_list ap)
+{
+	/* Only a message needs the source searched: blank its comments now, not for every load. */
+	if (path && !v->text)
+		v->text = blank_comments(v->source, v->source_len);
+	int line = path ? path_line(v->text, path) : 0;
+	int n = line ? snprintf(msg, cap, "%s:%d: %s", v->name, line, kind)
+		     : snprintf(msg, cap, "%s: %s", v->name, kind);
+	vsnprintf(msg + n, cap - (size_t)n, fmt, ap);
+}
+
 void cfg_fail(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
 {
 	v->failed = true;
 	if (++v->nerrors > CONFIG_MAX_ERRORS)
 		return;
-	/* Only a mistake needs the source searched: blank its comments now, not for every load. */
-	if (path && !v->text)
-		v->text = blank_comments(v->source, v->source_len);
-	int line = path ? path_line(v->text, path) : 0;
 	char msg[1024];
-	int n = line ? snprintf(msg, sizeof(msg), "%s:%d: ", v->name, line)
-		     : snprintf(msg, sizeof(msg), "%s: ", v->name);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	locate(v, path, "", msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	append_error(v, msg);
 }
@@ -193,15 +200,10 @@ void cfg_report_done(struct vctx *v)
 
 void cfg_warn(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
 {
-	if (!v->text)
-		v->text = blank_comments(v->source, v->source_len);
-	int line = path_line(v->text, path);
 	char msg[1024];
-	int n = line ? snprintf(msg, sizeof(msg), "%s:%d: warning: ", v->name, line)
-		     : snprintf(msg, sizeof(msg), "%s: warning: ", v->name);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	locate(v, path, "warning: ", msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	size_t len = strlen(msg);
 	char *p = realloc(v->warnings, v->warnings_len + len + 2);

@@ -78,7 +78,7 @@ endef
 # $(1): the variant's directory, $(2): the test's source.
 FAKES_test_txn = proxy/h1_back
 define unit
-$(1)/tests/$(basename $(notdir $(2))): $(2) tests/unit/unit.h $$($(1)/LIB_OBJS) $$($(1)/LLHTTP_OBJS)
+$(1)/tests/$(basename $(notdir $(2))): $(2) $(wildcard tests/unit/*.h) $$($(1)/LIB_OBJS) $$($(1)/LLHTTP_OBJS)
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS_COMMON) $$($(1)/CFLAGS) -fno-lto -Wno-unused-function -o $$@ $$< \
 		$$(filter-out $(1)/obj/$(patsubst tests/unit/%,%,$(dir $(2)))$(patsubst test_%.c,%,$(notdir $(2))).o \

@@ -7,10 +7,9 @@
  */
 #include "proxy/txn.c"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
+#include "../loopback.h"
 #include "../unit.h"
 #include "http/h1.h"
 
@@ -241,18 +240,6 @@ static const struct stream_ops fake_ops = {
 };
 
 /* --- a worker's proxy on a config of the test --- */
-
-static int listen_loopback(int *port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 64) ||
-	    getsockname(fd, (struct sockaddr *)&a, &len))
-		return -1;
-	*port = ntohs(a.sin_port);
-	return fd;
-}
 
 struct fixture {
 	struct config *cfg;

@@ -1,9 +1,8 @@
 #include "upstream/upstream.c"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
+#include "../loopback.h"
 #include "../unit.h"
 
 /* One pick for a new request with no key, whose slot (if counted) is given back at once. */
@@ -375,19 +374,6 @@ TEST(test_a_waiter_that_cannot_use_a_free_server_does_not_hold_up_newcomers)
 	upstream_server_failed(up, a, "test");
 	CHECK(upstream_pick(up, &retry, &busy) == NULL && !busy && !retry.granted && a->st->claimed == 0);
 	teardown(&f);
-}
-
-/* A listening socket on a free loopback port, so that connects succeed; -1 on failure. */
-static int listen_loopback(int *port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 64) ||
-	    getsockname(fd, (struct sockaddr *)&a, &len))
-		return -1;
-	*port = ntohs(a.sin_port);
-	return fd;
 }
 
 static void ignore_io(struct bconn *bc) { (void)bc; }

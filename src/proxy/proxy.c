@@ -387,11 +387,9 @@ static void flush_access_log(struct loop_hook *hook)
 		access_log_flush(&px->access_log);
 }
 
-bool proxy_client_error(struct proxy *px, unsigned status)
+bool proxy_client_error(struct proxy *px, int kind)
 {
-	int kind = stats_client_error_of(status);
-	if (kind >= 0)
-		stat_add(&px->sh->stats[px->index].client_errors[kind], 1);
+	stat_add(&px->sh->stats[px->index].client_errors[kind], 1);
 	if (log_limit_allow(&px->client_errors, loop_now_ms(px->loop), CLIENT_ERROR_LINES,
 			    "client errors"))
 		return true;

@@ -109,10 +109,11 @@ void proxy_session_close(struct session *s);
 
 /*
  * A client's mistake (a bad request, no site for its Host, too slow) is
- * counted by status; returns whether a line about it may go to the error
- * log: a client that sends them at will must not write the log at will.
+ * counted by its kind (stats_client_error_of() of its status); returns
+ * whether a line about it may go to the error log: a client that sends
+ * them at will must not write the log at will.
  */
-bool proxy_client_error(struct proxy *px, unsigned status);
+bool proxy_client_error(struct proxy *px, int kind);
 
 /* For a transaction: a reference to the current generation. */
 struct generation *proxy_gen_get(struct proxy *px);

@@ -230,8 +230,8 @@ void txn_free(struct txn *t)
 int txn_fail(struct txn *t, int status, const char *why)
 {
 	/* The client's own mistakes are counted, and logged only a few a second. */
-	bool clients = stats_client_error_of((unsigned)status) >= 0;
-	if (!clients || proxy_client_error(t->s->px, (unsigned)status))
+	int kind = stats_client_error_of((unsigned)status);
+	if (kind < 0 || proxy_client_error(t->s->px, kind))
 		log_warn("%s %s: %d %s: %s%s%s", client_addr(t), txn_log_line(t), status,
 			 http_reason((unsigned)status), why, t->srv ? " server " : "",
 			 t->srv ? t->srv->cfg->addr.text : "");

@@ -111,12 +111,19 @@ static int path_line(const char *text, const struct cfg_path *path)
 }
 
 /* Adds a line to err, as much of it as fits. */
-static void append_error(struct vctx *v, const char *msg)
+/*
+ * Appends msg as a line of its own when it fits whole with `room` bytes to
+ * spare, since a cut line would sort as one without a line number; only the
+ * first message is cut to fit, so that the report is never empty.
+ */
+static bool append_error(struct vctx *v, const char *msg, size_t room)
 {
 	size_t used = strnlen(v->err, v->errlen);
-	if (used + 1 >= v->errlen)
-		return;
+	size_t need = used + (used ? 1 : 0) + strlen(msg) + 1;
+	if (used ? need + room > v->errlen : v->errlen == 0)
+		return false;
 	snprintf(v->err + used, v->errlen - used, "%s%s", used ? "\n" : "", msg);
+	return true;
 }
 
 /* "file:line: " (or "file: " where the path leads to no line), kind, then the message, into msg. */
@@ -142,7 +149,9 @@ void cfg_fail(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	locate(v, path, "", msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	append_error(v, msg);
+	/* Room stays for the line that counts the mistakes not shown. */
+	if (append_error(v, msg, strlen(v->name) + 64))
+		v->shown++;
 }
 
 /* The line number of a report line, "name:LINE: ...", or 0 for one without. */
@@ -187,15 +196,15 @@ void cfg_report_done(struct vctx *v)
 		qsort(e, n, sizeof(*e), by_line);
 		v->err[0] = 0;
 		for (size_t i = 0; i < n; i++)
-			append_error(v, e[i].msg);
+			append_error(v, e[i].msg, 0);
 		free(copy);
 	}
-	if (v->nerrors <= CONFIG_MAX_ERRORS)
+	if (v->nerrors <= v->shown)
 		return;
 	char msg[128];
-	snprintf(msg, sizeof(msg), "%s: %u more mistakes not shown (the first %d are)", v->name,
-		 v->nerrors - CONFIG_MAX_ERRORS, CONFIG_MAX_ERRORS);
-	append_error(v, msg);
+	snprintf(msg, sizeof(msg), "%s: %u more mistakes not shown (the first %u are)", v->name,
+		 v->nerrors - v->shown, v->shown);
+	append_error(v, msg, 0);
 }
 
 void cfg_warn(struct vctx *v, const struct cfg_path *path, const char *fmt, ...)

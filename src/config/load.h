@@ -36,6 +36,7 @@ struct vctx {
 	size_t errlen;
 	bool failed;
 	unsigned nerrors;
+	unsigned shown; /* of them, those in err */
 	char *warnings; /* handed to the config when it loads */
 	size_t warnings_len;
 };

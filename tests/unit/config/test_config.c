@@ -384,6 +384,32 @@ TEST(test_the_jit_cannot_be_turned_back_on)
 	CHECK_STR_CONTAINS(err, "module 'jit' not found");
 }
 
+/* More mistakes than err holds: whole lines only, each naming its place, then the count of the rest. */
+TEST(test_a_report_larger_than_its_buffer_keeps_whole_lines)
+{
+	char src[8192] = "return {\n  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+			 "  sites = {\n";
+	for (int i = 0; i < 30; i++)
+		snprintf(src + strlen(src), sizeof(src) - strlen(src),
+			 "    { hosts = { 'site%02d.example.com' }, pool = 'web', a_rather_long_unknown_key_%02d = 1 },\n",
+			 i, i);
+	strcat(src, "  },\n}\n");
+	CHECK(!load(src));
+	int lines = 0;
+	const char *last = err;
+	for (char *l = err; l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		CHECK(!strncmp(l, "x.lua:", 6));
+		last = l;
+		lines++;
+	}
+	CHECK(lines > 1 && lines < 30);
+	CHECK(strstr(err, "x.lua:5: site \"site00.example.com\": unknown key") == err);
+	char expect[128];
+	snprintf(expect, sizeof(expect), "x.lua: %d more mistakes not shown (the first %d are)", 31 - lines,
+		 lines - 1);
+	CHECK(!strcmp(last, expect));
+}
+
 int main(void)
 {
 	RUN(test_minimal_config_gets_defaults);
@@ -408,5 +434,6 @@ int main(void)
 	RUN(test_tables_that_change_while_read_are_refused);
 	RUN(test_infinite_and_nan_sizes_are_refused);
 	RUN(test_the_jit_cannot_be_turned_back_on);
+	RUN(test_a_report_larger_than_its_buffer_keeps_whole_lines);
 	UNIT_EXIT();
 }

@@ -96,6 +96,8 @@ static void conn_on_event(struct io_handler *h, uint32_t events)
 	c->on_io(c);
 }
 
+#define CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP)
+
 int conn_attach(struct conn *c, struct loop *loop, int fd, void (*on_io)(struct conn *c))
 {
 	c->io.on_event = conn_on_event;
@@ -104,7 +106,7 @@ int conn_attach(struct conn *c, struct loop *loop, int fd, void (*on_io)(struct 
 	c->xprt = &xprt_plain;
 	c->xprt_ctx = NULL;
 	c->on_io = on_io;
-	int err = loop_add_fd(loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, &c->io);
+	int err = loop_add_fd(loop, fd, CONN_EVENTS, &c->io);
 	if (err < 0) {
 		close(fd);
 		c->fd = -1;
@@ -151,6 +153,22 @@ int conn_finish_connect(struct conn *c)
 		c->flags &= (uint16_t)~CONN_CONNECTING;
 	}
 	return c->flags & CONN_HANDSHAKE ? c->xprt->handshake(c) : 0;
+}
+
+int conn_move(struct conn *to, struct conn *from, struct loop *loop, void (*on_io)(struct conn *c))
+{
+	*to = *from;
+	to->on_io = on_io;
+	/* An event already taken for from finds it closed and is dropped. */
+	from->fd = -1;
+	from->xprt = &xprt_plain;
+	from->xprt_ctx = NULL;
+	if (to->xprt->moved)
+		to->xprt->moved(to);
+	int err = loop_mod_fd(loop, to->fd, CONN_EVENTS, &to->io);
+	if (err < 0)
+		conn_close(to);
+	return err;
 }
 
 ssize_t conn_recv(struct conn *c, void *dst, size_t len) { return c->xprt->recv(c, dst, len); }

@@ -42,8 +42,10 @@ struct xprt_ops {
 	ssize_t (*sendv)(struct conn *c, const struct iovec *iov, int iovcnt);
 	void (*shutdown_write)(struct conn *c);
 	void (*close)(struct conn *c); /* frees the context and closes the socket */
-	/* A step of a client's handshake once connected: 0 done, 1 under way, or -errno. */
+	/* A step of the handshake: 0 done, 1 under way, or -errno. */
 	int (*handshake)(struct conn *c);
+	/* The conn is at a new address (conn_move()); NULL where nothing points at it. */
+	void (*moved)(struct conn *c);
 };
 
 extern const struct xprt_ops xprt_plain;
@@ -71,6 +73,12 @@ int conn_connect(struct conn *c, struct loop *loop, const struct sockaddr *addr,
  * handshake done), 1 still connecting, or -errno.
  */
 int conn_finish_connect(struct conn *c);
+
+/*
+ * Moves the open conn from into to (its new owner's), its events going to
+ * on_io from here; from is left closed. 0, or -errno with both closed.
+ */
+int conn_move(struct conn *to, struct conn *from, struct loop *loop, void (*on_io)(struct conn *c));
 
 ssize_t conn_recv(struct conn *c, void *dst, size_t len);
 ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt);

@@ -77,6 +77,14 @@ int loop_add_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h
 	return 0;
 }
 
+int loop_mod_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h)
+{
+	struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = h};
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
 void loop_add_hook(struct loop *loop, struct loop_hook *hook)
 {
 	hook->next = loop->hooks;

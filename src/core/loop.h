@@ -47,6 +47,8 @@ void loop_destroy(struct loop *loop);
 
 /* Registers fd for edge-triggered events; returns 0 or -errno. */
 int loop_add_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h);
+/* Its events go to h from here (and events that are due are reported again). 0 or -errno. */
+int loop_mod_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h);
 
 void loop_add_hook(struct loop *loop, struct loop_hook *hook);
 

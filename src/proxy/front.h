@@ -1,9 +1,10 @@
 /*
  * Fronts: the protocol a client connection speaks (HTTP/1.1 now), chosen
- * per listener. A front makes a session of each connection it is given and
+ * per listener, or on a TLS listener by what ALPN settled in the
+ * handshake. A front makes a session of each connection it is given and
  * one transaction (txn.h) per request on it; the proxy sees a session only
  * through the ops below, and never names a front: each front registers
- * itself under the name a listener asks for (an ALPN token or a mode).
+ * itself under the name a listener or ALPN asks for.
  */
 #ifndef SLUICE_FRONT_H
 #define SLUICE_FRONT_H
@@ -30,18 +31,29 @@ struct session {
 	char addr[INET6_ADDRSTRLEN + 8]; /* ip:port, for logs */
 };
 
+/* A client connection as the proxy hands it to a front. */
+struct accepted {
+	int fd;		   /* a plain socket, not yet attached; or -1 with: */
+	struct conn *conn; /* a TLS conn whose handshake is done, to conn_move() into the session */
+	const struct sockaddr *peer;
+	uint64_t since_ms; /* accepted then: the first request's deadline counts from it */
+};
+
 struct front_ops {
-	const char *name; /* "http/1.1" */
+	const char *name; /* "http/1.1": an ALPN token where there is one */
 	/*
-	 * Starts a session on an accepted, non-blocking socket of l. The
-	 * session owns fd from here (closed on failure). Returns 0 or -errno.
+	 * Starts a session on connection a of l, which it owns from here
+	 * (closed on failure). Returns 0 or -errno.
 	 */
-	int (*start)(struct proxy *px, struct listener *l, int fd, const struct sockaddr *peer);
+	int (*start)(struct proxy *px, struct listener *l, const struct accepted *a);
 	/* Graceful stop: close now if nothing is under way, else once the current request is answered. */
 	void (*drain)(struct session *s);
 	/* Closes at once; what is under way is cut. */
 	void (*close)(struct session *s);
 };
+
+/* Before any front: the handshake of a TLS listener's connection, which then goes to the front ALPN chose. */
+extern const struct front_ops tls_handshake_phase;
 
 /* The front registered under name, or NULL. */
 const struct front_ops *front_find(const char *name);

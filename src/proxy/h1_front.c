@@ -28,8 +28,6 @@
 #include "proxy/front.h"
 #include "proxy/proxy.h"
 #include "proxy/txn.h"
-#include "route/router.h"
-#include "tls/tls.h"
 
 /* Rounds of work one session may do per event before letting others run. */
 #define FAIR_ROUNDS 32
@@ -80,7 +78,6 @@ struct client {
 	uint32_t in_parsed; /* index in in.data: body bytes before it are checked, to forward */
 	uint8_t state;
 	bool served;	    /* a request was answered on this connection */
-	bool tls_counted;   /* its handshake is in the counters */
 	bool eof;	    /* the client sent FIN */
 	struct txn *txn; /* the current request's; its h1_stream is in the same block (stream_of()) */
 	uint64_t state_since_ms;
@@ -136,27 +133,12 @@ static void stream_end(struct client *c)
 	c->txn = NULL;
 }
 
-/* A TLS client's handshake counts once: done, or failed (closed before it was done). */
-static void count_tls(struct client *c)
-{
-	if (c->tls_counted || !conn_is_tls(&c->conn))
-		return;
-	bool done = !(c->conn.flags & CONN_HANDSHAKE);
-	if (!done && c->state != CS_CLOSED)
-		return;
-	c->tls_counted = true;
-	struct proc_stats *ps = &c->s.px->sh->stats[c->s.px->index];
-	stat_add(done ? &ps->tls_handshakes : &ps->tls_failures, 1);
-}
-
 static void client_close(struct client *c)
 {
 	if (c->state == CS_CLOSED)
 		return;
 	stream_end(c);
 	set_state(c, CS_CLOSED);
-	count_tls(c);
-	stat_add(&c->s.px->sh->stats[c->s.px->index].clients_closed, 1);
 	timer_cancel(c->s.px->loop, &c->timer);
 	loop_unqueue(c->s.px->loop, &c->resume);
 	conn_close(&c->conn);
@@ -181,8 +163,6 @@ static uint64_t client_deadline(const struct client *c)
 	const struct cfg_timeouts *to = &c->s.px->gen->cfg->timeouts;
 	switch (c->state) {
 	case CS_IDLE:
-		if (c->conn.flags & CONN_HANDSHAKE)
-			return c->state_since_ms + MIN(to->tls_handshake_ms, to->client_header_ms);
 		return c->state_since_ms + (c->served ? to->client_keepalive_ms : to->client_header_ms);
 	case CS_HEAD:
 		/* The head's deadline is the config's the request started on. */
@@ -712,7 +692,6 @@ static bool client_steps(struct client *c)
 static void client_run(struct client *c)
 {
 	bool yielded = client_steps(c);
-	count_tls(c);
 	if (c->state != CS_CLOSED && c->txn)
 		txn_ran(c->txn, yielded);
 }
@@ -724,39 +703,27 @@ static void client_resume(struct loop_task *task)
 	client_run(container_of(task, struct client, resume));
 }
 
-/* During a handshake: the policy of the site the client's TLS name leads to, by the current config. */
-static enum tls_verify sni_site_policy(struct conn *cn, const char *host, size_t len)
-{
-	const struct client *c = container_of(cn, struct client, conn);
-	const struct config *cfg = c->s.px->gen->cfg;
-	const struct site *site = cfg->has_sites ? router_find_site(&cfg->router, host, len) : NULL;
-	return site ? (enum tls_verify)site->tls_verify : TLS_VERIFY_INHERIT;
-}
-
-static int client_start(struct proxy *px, struct listener *l, int fd, const struct sockaddr *peer)
+static int client_start(struct proxy *px, struct listener *l, const struct accepted *a)
 {
 	struct client *c = calloc(1, sizeof(*c));
 	if (!c) {
-		close(fd);
+		if (a->conn)
+			conn_close(a->conn);
+		else
+			close(a->fd);
 		return -ENOMEM;
 	}
 	c->timer.on_expire = client_timer_fired;
 	c->resume.run = client_resume;
 	c->state = CS_IDLE; /* counted as idle below, once it is a session */
-	c->state_since_ms = loop_now_ms(px->loop);
-	int err = conn_attach(&c->conn, px->loop, fd, client_on_io);
+	c->state_since_ms = a->since_ms;
+	int err = a->conn ? conn_move(&c->conn, a->conn, px->loop, client_on_io)
+			  : conn_attach(&c->conn, px->loop, a->fd, client_on_io);
 	if (err < 0) {
 		free(c);
 		return err;
 	}
-	if (l->cfg->tls &&
-	    (err = tls_accept(&c->conn, l->cfg->tls, l->cfg->routed ? sni_site_policy : NULL)) < 0) {
-		conn_close(&c->conn);
-		free(c);
-		return err;
-	}
-	proxy_session_open(px, &c->s, l, &h1_front, &c->conn, peer);
-	stat_add(&px->sh->stats[px->index].clients_opened, 1);
+	proxy_session_open(px, &c->s, l, &h1_front, &c->conn, a->peer);
 	stat_add(&px->sh->stats[px->index].clients_idle, 1);
 	/* Data may already be waiting (TCP_DEFER_ACCEPT or a fast client): read optimistically. */
 	c->conn.flags |= CONN_READABLE | CONN_WRITABLE;

@@ -103,6 +103,7 @@ static void listener_put(struct listener *l)
 /* A connection accepted on l is over (or never became a session): its slot and reference go. */
 static void connection_ended(struct proxy *px, struct listener *l)
 {
+	stat_add(&px->sh->stats[px->index].clients_closed, 1);
 	release_slot(px, l);
 	listener_put(l);
 	if (px->draining) {
@@ -149,8 +150,11 @@ static void accept_ready(struct listener *l)
 			return;
 		}
 		px->accepted++;
+		stat_add(&px->sh->stats[px->index].clients_opened, 1);
 		l->refs++;
-		int rc = l->front->start(px, l, fd, (struct sockaddr *)&peer);
+		const struct front_ops *first = l->cfg->tls ? &tls_handshake_phase : l->front;
+		struct accepted a = {fd, NULL, (struct sockaddr *)&peer, loop_now_ms(px->loop)};
+		int rc = first->start(px, l, &a);
 		if (rc < 0) {
 			log_error("listener %s: cannot start a session: %s", l->cfg->addr.text,
 				  strerror(-rc));
@@ -306,6 +310,20 @@ void proxy_session_open(struct proxy *px, struct session *s, struct listener *l,
 	}
 	list_insert_tail(&px->sessions, &s->link);
 	px->nsessions++;
+}
+
+void proxy_session_pass(struct session *s, const struct front_ops *front, const struct accepted *a)
+{
+	struct proxy *px = s->px;
+	struct listener *l = s->listener;
+	list_remove(&s->link);
+	px->nsessions--;
+	int rc = front->start(px, l, a);
+	if (rc < 0) {
+		log_error("listener %s: cannot start a session: %s", l->cfg ? l->cfg->addr.text : "(removed)",
+			  strerror(-rc));
+		connection_ended(px, l);
+	}
 }
 
 void proxy_session_close(struct session *s)

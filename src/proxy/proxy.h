@@ -106,6 +106,12 @@ void proxy_kicked(struct proxy *px);
 void proxy_session_open(struct proxy *px, struct session *s, struct listener *l,
 			const struct front_ops *front, struct conn *conn, const struct sockaddr *peer);
 void proxy_session_close(struct session *s);
+/*
+ * Ends session s (the TLS handshake's) by handing its connection, a, to a
+ * session of front, which takes over its slot and listener reference.
+ */
+struct accepted;
+void proxy_session_pass(struct session *s, const struct front_ops *front, const struct accepted *a);
 
 /*
  * A client's mistake (a bad request, no site for its Host, too slow) is

@@ -1123,6 +1123,9 @@ static int tls_handshake(struct conn *c)
 	int err = SSL_get_error(t->ssl, rc);
 	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 		return 1;
+	if (SSL_is_server(t->ssl) && err == SSL_ERROR_SSL &&
+	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST)
+		answer_plain_http(c);
 	long verdict = SSL_get_verify_result(t->ssl);
 	unsigned long e = ERR_peek_error();
 	t->why = verdict != X509_V_OK ? X509_verify_cert_error_string(verdict)
@@ -1166,13 +1169,34 @@ static void tls_close(struct conn *c)
 	close(c->fd);
 }
 
+/* OpenSSL calls back with the conn: its BIO and the SSL's app data follow it. */
+static void tls_moved(struct conn *c)
+{
+	SSL *ssl = ssl_of(c);
+	BIO_set_data(SSL_get_rbio(ssl), c);
+	SSL_set_app_data(ssl, c);
+}
+
 const struct xprt_ops xprt_tls = {
 	.recv = tls_recv,
 	.sendv = tls_sendv,
 	.shutdown_write = tls_shutdown_write,
 	.close = tls_close,
 	.handshake = tls_handshake,
+	.moved = tls_moved,
 };
+
+bool tls_alpn(const struct conn *c, char *out, size_t cap)
+{
+	const unsigned char *p;
+	unsigned int len;
+	SSL_get0_alpn_selected(ssl_of(c), &p, &len);
+	if (!len || len >= cap)
+		return false;
+	memcpy(out, p, len);
+	out[len] = 0;
+	return true;
+}
 
 enum tls_verify tls_applied_verify(const struct conn *c)
 {

@@ -116,6 +116,8 @@ struct tls_info {
 	const char *subject, *issuer, *serial, *fingerprint;
 };
 
+/* The protocol ALPN settled, into out; false when none was (or it does not fit). */
+bool tls_alpn(const struct conn *c, char *out, size_t cap);
 /* Computed on the first call, kept with the conn. NULL if out of memory. */
 const struct tls_info *tls_info(struct conn *c);
 /* The client-certificate policy the handshake applied (never INHERIT). */

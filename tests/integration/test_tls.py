@@ -11,7 +11,7 @@ import time
 
 import hashlib
 
-from harness import free_port, lua_config, pattern_sha256, wait_until
+from harness import ONE_WORKER, free_port, lua_config, pattern_sha256, wait_until
 from tlsutil import CA, TLSClient, client_hello, curl_https, peer_subject, s_client
 
 
@@ -164,6 +164,37 @@ def test_handshake_timeout_cuts_a_stalled_client_while_others_are_served(env):
         took = time.monotonic() - t0
         assert 0.8 <= took < 5 * env.slow, took
         sock.close()
+
+
+def test_alpn_picks_the_front_and_a_client_without_alpn_gets_the_listeners(env):
+    ca = CA(env.dir)
+    s, port, _ = _start(env, [ca.issue("a", ["a.test"])])
+    req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+    for alpn, settled in (("http/1.1", "http/1.1"), ("http/1.0", "http/1.0"), (None, None)):
+        rc, out = s_client(port, ["-ign_eof"] + (["-alpn", alpn] if alpn else []), input=req)
+        assert rc == 0 and "HTTP/1.1 200" in out, (alpn, out)
+        assert ("ALPN protocol: %s" % settled if settled else "No ALPN negotiated") in out, out
+    assert s.alive()
+
+
+def test_a_stop_does_not_wait_for_a_handshake_under_way(env):
+    ca = CA(env.dir)
+    port = free_port()
+    cfg = env.config([env.backend()], listeners=[_tls_listener(port, [ca.issue("a", ["a.test"])])],
+                     timeouts={"tls_handshake": 30, "client_header": 30, "shutdown": 30},
+                     extra=ONE_WORKER)
+    s = env.sluice(config=cfg)
+    stalled = socket.create_connection(("127.0.0.1", port), timeout=15)
+    stalled.sendall(client_hello()[:10])  # a ClientHello's first bytes, then nothing
+    # One worker accepts in order: once a later client is served, the stalled one is a session.
+    with TLSClient(port, "a.test", cafile=ca.crt) as c:
+        assert c.get("/")[0] == 200
+    t0 = time.monotonic()
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit(20 * env.slow) == 0
+    assert time.monotonic() - t0 < 5 * env.slow, "a handshake held up the stop"
+    assert stalled.recv(100) == b""
+    stalled.close()
 
 
 def test_plain_http_and_garbage_on_a_tls_port(env):

@@ -1,6 +1,10 @@
 #include "core/loop.c"
 
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/conn.h"
 
 #include "../unit.h"
 
@@ -136,6 +140,52 @@ TEST(test_queued_task_runs_once_per_queueing)
 	loop_destroy(loop);
 }
 
+/* --- conns on the loop --- */
+
+struct owner {
+	struct conn conn;
+	struct loop *loop;
+	int events;
+};
+
+static struct owner *woken;
+
+static void owner_on_io(struct conn *c)
+{
+	struct owner *o = container_of(c, struct owner, conn);
+	o->events++;
+	woken = o;
+	loop_stop(o->loop);
+}
+
+TEST(test_a_moved_conn_reports_to_its_new_owner_only)
+{
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+	struct loop *loop = loop_create();
+	struct owner *from = calloc(1, sizeof(*from)), *to = calloc(1, sizeof(*to));
+	from->loop = to->loop = loop;
+	CHECK(conn_attach(&from->conn, loop, sv[0], owner_on_io) == 0);
+	/* The first event (writable) goes to the first owner. */
+	CHECK(loop_run(loop) == 0 && woken == from);
+	from->conn.flags |= CONN_READABLE; /* state travels with the conn */
+	loop->stopping = false;
+	CHECK(conn_move(&to->conn, &from->conn, loop, owner_on_io) == 0);
+	CHECK(from->conn.fd == -1 && to->conn.fd == sv[0] && (to->conn.flags & CONN_READABLE));
+	/* Its old place may be freed: nothing reaches it any more. */
+	memset(&from->conn, 0xa5, sizeof(from->conn));
+	free(from);
+	CHECK(write(sv[1], "x", 1) == 1);
+	woken = NULL;
+	CHECK(loop_run(loop) == 0 && woken == to && to->events == 1);
+	char c;
+	CHECK(conn_recv(&to->conn, &c, 1) == 1 && c == 'x');
+	conn_close(&to->conn);
+	free(to);
+	close(sv[1]);
+	loop_destroy(loop);
+}
+
 int main(void)
 {
 	RUN(test_timers_fire_in_deadline_order);
@@ -143,5 +193,6 @@ int main(void)
 	RUN(test_cancel_and_rearm_keep_heap_consistent);
 	RUN(test_a_moved_timer_fires_in_its_place_and_the_lender_is_free);
 	RUN(test_queued_task_runs_once_per_queueing);
+	RUN(test_a_moved_conn_reports_to_its_new_owner_only);
 	UNIT_EXIT();
 }

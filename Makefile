@@ -9,7 +9,7 @@ LAYERS  = core tls http route config upstream proxy control
 # llhttp is built strict: lenient chunk framing forwarded as it came is how two parsers come to disagree.
 CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werror -Wshadow \
 	-Wstrict-prototypes -I/usr/share/include/llhttp -I/usr/include/luajit-2.1 -Isrc
-LDLIBS  = -lluajit-5.1 -lssl -lcrypto -lcjson -lm -ldl
+LDLIBS  = -lluajit-5.1 -lssl -lcrypto -lcjson -lnghttp2 -lm -ldl
 
 LIB_SRCS = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 SRCS     = $(LIB_SRCS) src/main.c

@@ -181,7 +181,8 @@ static void load_limits(struct vctx *v, struct config *cfg)
 {
 	static const char *const keys[] = {"max_request_line", "max_header_size",   "buffer_size",
 					   "max_connections",  "hook_instructions", "busy_poll",
-					   NULL};
+					   "h2_max_concurrent_streams", "h2_initial_window",
+					   "h2_max_header_list", NULL};
 	struct cfg_limits *l = &cfg->limits;
 	struct section top = {.label = ""};
 	if (!cfg_get_table(v, 1, &top, "limits", false))
@@ -199,6 +200,10 @@ static void load_limits(struct vctx *v, struct config *cfg)
 	cfg_get_size(v, idx, &s, "hook_instructions", 1000, 1e9, &l->hook_instructions);
 	cfg_get_number(v, idx, &s, "busy_poll", 1e6, 0, 0.01, "a number of seconds from 0 to 0.01",
 		       &l->busy_poll_us);
+	cfg_get_size(v, idx, &s, "h2_max_concurrent_streams", 1, 10000, &l->h2_max_concurrent_streams);
+	/* RFC 9113 6.9.2: a window is at most 2^31 - 1; below a frame's worth, uploads crawl. */
+	cfg_get_size(v, idx, &s, "h2_initial_window", 16384, 16 << 20, &l->h2_initial_window);
+	cfg_get_size(v, idx, &s, "h2_max_header_list", 1024, 1 << 20, &l->h2_max_header_list);
 	if (l->max_request_line > l->max_header_size) {
 		struct cfg_path p = s.path;
 		cfg_path_push(&p, "max_request_line", false);
@@ -417,6 +422,9 @@ static void set_defaults(struct config *cfg)
 		.buffer_size = 16384,
 		.max_connections = 10000,
 		.hook_instructions = 1000000,
+		.h2_max_concurrent_streams = 100,
+		.h2_initial_window = 65535,
+		.h2_max_header_list = 65536,
 	};
 	cfg->log_level = LOG_INFO;
 	cpu_set_t cpus;

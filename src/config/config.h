@@ -124,6 +124,7 @@ struct cfg_listener {
 	uint32_t max_connections; /* of this listener; 0: only the global limit */
 	bool routed; /* no pool of its own: requests go by config.router */
 	const char *protocol; /* what its connections speak: the name of a front ("http/1.1") */
+	bool http2;	      /* TLS: ALPN offers h2 as well */
 };
 
 struct cfg_timeouts {
@@ -143,6 +144,10 @@ struct cfg_limits {
 	uint32_t max_connections;
 	uint32_t hook_instructions; /* Lua instructions one hook call may run */
 	uint32_t busy_poll_us;	    /* the loop polls without sleeping this long after an event; 0: off */
+	/* HTTP/2 clients: streams at once, each one's request-body window, and a request head's size. */
+	uint32_t h2_max_concurrent_streams;
+	uint32_t h2_initial_window;
+	uint32_t h2_max_header_list;
 };
 
 /* The admin listener (admin.h): metrics, the status page, the runtime API. */

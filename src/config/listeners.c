@@ -115,7 +115,7 @@ static void load_listener_tls(struct vctx *v, const struct config *cfg, struct c
 	if (!cfg_get_subsection(v, idx, ls, "tls", keys, &sub))
 		return;
 	lua_State *L = v->L;
-	struct tls_server_opts o = {TLS1_2_VERSION, TLS1_3_VERSION, TLS_VERIFY_OFF, NULL};
+	struct tls_server_opts o = {TLS1_2_VERSION, TLS1_3_VERSION, TLS_VERIFY_OFF, NULL, l->http2};
 	load_protocols(v, &sub, &o);
 	cfg_load_verify(v, sub.idx, &sub.s, &l->tls_verify);
 	o.verify = (enum tls_verify)l->tls_verify;
@@ -174,7 +174,7 @@ static void load_listener_tls(struct vctx *v, const struct config *cfg, struct c
 
 void cfg_load_listeners(struct vctx *v, struct config *cfg)
 {
-	static const char *const keys[] = {"address", "pool", "max_connections", "tls", NULL};
+	static const char *const keys[] = {"address", "pool", "max_connections", "tls", "http2", NULL};
 	lua_State *L = v->L;
 	struct section top = {.label = ""};
 	if (!cfg_get_table(v, 1, &top, "listeners", true))
@@ -234,6 +234,20 @@ void cfg_load_listeners(struct vctx *v, struct config *cfg)
 			}
 		}
 		lua_pop(L, 1);
+		lua_getfield(L, idx, "tls");
+		l->http2 = !lua_isnil(L, -1); /* on by default where ALPN can offer it */
+		lua_pop(L, 1);
+		cfg_get_bool(v, idx, &s, "http2", &l->http2);
+		if (l->http2) {
+			lua_getfield(L, idx, "tls");
+			if (lua_isnil(L, -1)) {
+				struct cfg_path hp = s.path;
+				cfg_path_push(&hp, "http2", false);
+				cfg_fail(v, &hp, "%s: http2 needs tls (HTTP/2 without TLS, by prior knowledge, "
+					 "is not supported yet)", label);
+			}
+			lua_pop(L, 1);
+		}
 		load_listener_tls(v, cfg, l, idx, &s);
 		lua_pop(L, 1);
 	}

@@ -340,6 +340,21 @@ void cfg_get_size(struct vctx *v, int idx, const struct section *s, const char *
 	cfg_get_number(v, idx, s, key, 1.0, min, max, what, out);
 }
 
+void cfg_get_bool(struct vctx *v, int idx, const struct section *s, const char *key, bool *out)
+{
+	lua_getfield(v->L, idx, key);
+	if (lua_isboolean(v->L, -1)) {
+		*out = lua_toboolean(v->L, -1);
+	} else if (!lua_isnil(v->L, -1)) {
+		struct cfg_path p = s->path;
+		cfg_path_push(&p, key, false);
+		char d[64];
+		cfg_fail(v, &p, "%s%s%s must be true or false, got %s", s->label, *s->label ? ": " : "",
+			 key, cfg_describe(v->L, -1, d, sizeof(d)));
+	}
+	lua_pop(v->L, 1);
+}
+
 bool cfg_get_table(struct vctx *v, int idx, const struct section *s, const char *key, bool required)
 {
 	lua_getfield(v->L, idx, key);

@@ -108,6 +108,8 @@ void cfg_get_number(struct vctx *v, int idx, const struct section *s, const char
 void cfg_get_seconds(struct vctx *v, int idx, const struct section *s, const char *key,
 		     uint32_t *ms);
 
+/* key = true or false, into *out; left as it is when unset. */
+void cfg_get_bool(struct vctx *v, int idx, const struct section *s, const char *key, bool *out);
 void cfg_get_size(struct vctx *v, int idx, const struct section *s, const char *key, double min,
 		  double max, uint32_t *out);
 

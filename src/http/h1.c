@@ -549,6 +549,8 @@ ssize_t h1_write_request(char *buf, size_t cap, const struct http_msg *m,
 	put_uint(o, opts->version_minor);
 	put_lit(o, "\r\n");
 	http_edit_fields(m, opts->edit, put_field, &fw);
+	if (opts->reframe == H1_REFRAME_CHUNK)
+		put_lit(o, "Transfer-Encoding: chunked\r\n");
 	put_connection(o, opts->connection);
 	return out_end(o);
 }

@@ -65,6 +65,22 @@ const struct http_header *http_find_header(const struct http_msg *m, const char 
 	return NULL;
 }
 
+enum http_method http_method_named(const char *name, size_t len)
+{
+	static const struct {
+		const char *name;
+		enum http_method m;
+	} known[] = {
+	    {"GET", HTTP_METHOD_GET},	  {"HEAD", HTTP_METHOD_HEAD},	    {"POST", HTTP_METHOD_POST},
+	    {"PUT", HTTP_METHOD_PUT},	  {"DELETE", HTTP_METHOD_DELETE}, {"OPTIONS", HTTP_METHOD_OPTIONS},
+	    {"TRACE", HTTP_METHOD_TRACE}, {"CONNECT", HTTP_METHOD_CONNECT},
+	};
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strlen(known[i].name) == len && !memcmp(known[i].name, name, len))
+			return known[i].m;
+	return HTTP_METHOD_OTHER;
+}
+
 bool http_method_idempotent(enum http_method m)
 {
 	switch (m) {

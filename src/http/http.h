@@ -133,6 +133,8 @@ void http_classify(struct http_msg *m);
 const struct http_header *http_find_header(const struct http_msg *m, const char *name, size_t len);
 
 bool http_method_idempotent(enum http_method m); /* RFC 9110 9.2.2 */
+/* The method called name (case matters: RFC 9110 9.1). */
+enum http_method http_method_named(const char *name, size_t len);
 /* The reason phrase sluice writes for a status of its own ("" if it has none). */
 const char *http_reason(unsigned status);
 

@@ -29,6 +29,18 @@ struct back {
 	uint32_t fwd;		/* index: bytes from head to here go to the client */
 	bool parsing;		/* the parser is set up for this attempt */
 	bool keepalive;		/* the response lets the connection carry another request */
+	/*
+	 * A body of unknown length from a stream that gives its data only
+	 * (HTTP/2): it goes chunked, each piece the stream gives a chunk.
+	 */
+	struct {
+		bool on;
+		bool open;  /* a chunk's data went out: a CRLF ends it */
+		bool ended; /* the last chunk is written out */
+		char line[2 + H1_CHUNK_LINE_MAX + 5]; /* CRLF, a size line or the last chunk */
+		uint8_t len, sent;
+		size_t left; /* data bytes of the current chunk still to write */
+	} chunk;
 };
 
 size_t back_size(void) { return sizeof(struct back); }
@@ -66,11 +78,13 @@ bool back_prepare(struct txn *t, const struct http_msg *m)
 		.keep_upgrade = t->upgrade,
 	};
 	/* An HTTP/1.0 request goes as one, kept alive: the backend may not chunk what it cannot read. */
+	b->chunk.on = t->req_as_data && m->framing == HTTP_FRAMING_CHUNKED;
 	struct h1_head_opts opts = {
 		.edit = &edit,
 		.connection = t->upgrade ? H1_CONN_UPGRADE
 			      : m->version_minor == 0 ? H1_CONN_KEEP_ALIVE
 						      : H1_CONN_NONE,
+		.reframe = b->chunk.on ? H1_REFRAME_CHUNK : H1_REFRAME_NONE,
 		.version_minor = m->version_minor,
 	};
 	ssize_t n = h1_write_request(buf_end(out), pool->size - out->tail, m, &opts);
@@ -84,6 +98,9 @@ void back_reset(struct txn *t)
 {
 	struct back *b = t->back;
 	b->req_head_sent = 0;
+	bool chunked = b->chunk.on;
+	memset(&b->chunk, 0, sizeof(b->chunk));
+	b->chunk.on = chunked;
 	buf_release(&b->rsp, bufs(t));
 	b->parsed = b->fwd = 0;
 	msg_release(t);
@@ -97,6 +114,32 @@ void back_release(struct txn *t)
 	buf_release(&t->back->req_head, bufs(t));
 }
 
+/* Chunking: the framing due before the next len bytes of data, or the last chunk once all are out. */
+static void chunk_frame(struct txn *t, struct back *b, size_t len)
+{
+	if (b->chunk.sent < b->chunk.len || b->chunk.left || b->chunk.ended)
+		return;
+	bool last = !len && t->req_complete;
+	if (!len && !last)
+		return;
+	size_t n = 0;
+	if (b->chunk.open) {
+		memcpy(b->chunk.line, "\r\n", 2);
+		n = 2;
+	}
+	if (last) {
+		memcpy(b->chunk.line + n, "0\r\n\r\n", 5);
+		n += 5;
+		b->chunk.ended = true;
+	} else {
+		n += h1_chunk_line(b->chunk.line + n, len);
+		b->chunk.left = len;
+	}
+	b->chunk.open = !last;
+	b->chunk.len = (uint8_t)n;
+	b->chunk.sent = 0;
+}
+
 ssize_t back_write(struct txn *t, const struct iovec *body, bool *progress)
 {
 	struct back *b = t->back;
@@ -108,11 +151,20 @@ ssize_t back_write(struct txn *t, const struct iovec *body, bool *progress)
 	size_t head_left = b->req_head.data ? b->req_head.tail - b->req_head_sent : 0;
 	if (head_left)
 		iov[n++] = (struct iovec){b->req_head.data + b->req_head_sent, head_left};
+	/* A replay's bytes, then the body's: the data sent, framed as it was, or chunked here. */
 	size_t replay_left = t->replay.len - t->replay.sent;
-	if (replay_left)
-		iov[n++] = (struct iovec){t->replay.data + t->replay.sent, replay_left};
-	else if (body->iov_len)
-		iov[n++] = *body;
+	struct iovec data = replay_left ? (struct iovec){t->replay.data + t->replay.sent, replay_left}
+					: *body;
+	size_t frame_left = 0;
+	if (b->chunk.on) {
+		chunk_frame(t, b, data.iov_len);
+		frame_left = (size_t)(b->chunk.len - b->chunk.sent);
+		if (frame_left)
+			iov[n++] = (struct iovec){b->chunk.line + b->chunk.sent, frame_left};
+		data.iov_len = MIN_SIZE(data.iov_len, b->chunk.left);
+	}
+	if (data.iov_len)
+		iov[n++] = data;
 	if (n == 0)
 		return 0;
 	ssize_t w = conn_sendv(&bc->conn, iov, n);
@@ -120,17 +172,27 @@ ssize_t back_write(struct txn *t, const struct iovec *body, bool *progress)
 		return w;
 	*progress = true;
 	t->last_io_ms = txn_now_ms(t);
-	size_t from_head = MIN_SIZE((size_t)w, head_left);
+	size_t left = (size_t)w;
+	size_t from_head = MIN_SIZE(left, head_left);
 	b->req_head_sent += (uint32_t)from_head;
-	size_t from_replay = MIN_SIZE((size_t)w - from_head, replay_left);
-	t->replay.sent += (uint32_t)from_replay;
-	return (ssize_t)((size_t)w - from_head - from_replay);
+	left -= from_head;
+	size_t from_frame = MIN_SIZE(left, frame_left);
+	b->chunk.sent += (uint8_t)from_frame;
+	left -= from_frame;
+	if (b->chunk.on)
+		b->chunk.left -= left;
+	if (replay_left) {
+		t->replay.sent += (uint32_t)left;
+		return 0;
+	}
+	return (ssize_t)left;
 }
 
 bool back_request_out(const struct txn *t)
 {
 	const struct back *b = t->back;
-	return b->req_head_sent == b->req_head.tail && t->replay.sent == t->replay.len;
+	return b->req_head_sent == b->req_head.tail && t->replay.sent == t->replay.len &&
+	       (!b->chunk.on || (b->chunk.ended && b->chunk.sent == b->chunk.len));
 }
 
 void back_request_drop(struct txn *t)

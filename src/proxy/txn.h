@@ -34,7 +34,8 @@ struct stream_ops {
 	/*
 	 * The request body bytes ready to go on, read from the client as far
 	 * as there is room; as they came, framing included, when the backend
-	 * takes the same framing (in a tunnel: every byte). Sets
+	 * takes the same framing (in a tunnel: every byte), else their data
+	 * only (t->req_as_data: the back frames them). Sets
 	 * t->req_complete once its last byte is among them. Returns 1 when
 	 * something was read, 0, -1, or 2 when the body was invalid and the
 	 * request failed (txn_fail(): its answer is queued).
@@ -110,6 +111,7 @@ struct txn {
 	bool upgrade;		/* the request asks for a protocol switch */
 	bool tunnel;		/* switched: bytes flow raw both ways */
 	bool rsp_as_data;	/* the stream takes the response body's data, not its framing */
+	bool req_as_data;	/* the stream gives the request body's data, not its framing */
 	bool interim_sent;	/* a 1xx head went to the client */
 	bool rsp_head_done;	/* the final response head is queued for the client */
 	bool rsp_complete;	/* the response's last byte was read (or the local answer is queued) */

@@ -69,6 +69,7 @@ struct tls_server {
 	struct host_table exact, wildcard; /* -> index into names; "*.example.com" as "example.com" */
 	struct tls_name fallback;	   /* the listener's first certificate, and its name's other kind */
 	enum tls_verify verify;
+	bool h2; /* ALPN offers h2 */
 	/* While certificates load: one decoder for every key (making one per key is most of the time). */
 	OSSL_DECODER_CTX *key_decoder;
 	EVP_PKEY *decoded;
@@ -322,11 +323,13 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
 		   unsigned int inlen, void *arg)
 {
 	(void)ssl;
-	(void)arg;
-	static const unsigned char ours[] = "\x08http/1.1\x08http/1.0";
+	const struct tls_server *ts = arg;
+	/* In our order of preference: SSL_select_next_proto() takes the first of ours the client offers. */
+	static const unsigned char h2[] = "\x02h2\x08http/1.1\x08http/1.0";
+	const unsigned char *ours = ts->h2 ? h2 : h2 + 3;
+	unsigned ours_len = ts->h2 ? sizeof(h2) - 1 : sizeof(h2) - 4;
 	unsigned char *chosen;
-	if (SSL_select_next_proto(&chosen, outlen, ours, sizeof(ours) - 1, in, inlen) !=
-	    OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto(&chosen, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	*out = chosen;
 	return SSL_TLSEXT_ERR_OK;
@@ -404,6 +407,7 @@ struct tls_server *tls_server_new(const struct tls_server_opts *o, struct tls_re
 		return NULL;
 	}
 	ts->ctx = ctx;
+	ts->h2 = o->h2;
 	if (!SSL_CTX_set_ex_data(ctx, ctx_ex_index, ts)) {
 		free(ts);
 		SSL_CTX_free(ctx);
@@ -444,7 +448,7 @@ struct tls_server *tls_server_new(const struct tls_server_opts *o, struct tls_re
 	}
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, ts);
 	SSL_CTX_set_cert_cb(ctx, cert_cb, ts);
-	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, ts);
 	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
 	/* A TLS 1.3 client takes one ticket per connection; a second would be CPU spent for nothing. */
 	SSL_CTX_set_num_tickets(ctx, 1);

@@ -33,6 +33,7 @@ struct tls_server_opts {
 	int min_version, max_version; /* TLS1_2_VERSION, TLS1_3_VERSION */
 	enum tls_verify verify;	      /* the listener's policy */
 	const char *client_ca;	      /* PEM file of the CAs client certificates must chain to */
+	bool h2;		      /* ALPN offers h2 before http/1.1 */
 };
 
 /* What building a tls_server has to say: the first error, and warnings (an expired certificate). */

@@ -72,15 +72,30 @@ def test_protocols_alpn_and_no_renegotiation(env):
     for flag, proto in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
         rc, out = s_client(port, [flag, "-alpn", "h2,http/1.1"])
         assert rc == 0 and "New, %s" % proto in out, out
-        assert "ALPN protocol: http/1.1" in out, out
+        assert "ALPN protocol: h2" in out, out
+        rc, out = s_client(port, [flag, "-alpn", "http/1.1"])
+        assert rc == 0 and "ALPN protocol: http/1.1" in out, out
     # A client that speaks none of what sluice does is told so.
-    rc, out = s_client(port, ["-tls1_3", "-alpn", "h2"])
+    rc, out = s_client(port, ["-tls1_3", "-alpn", "spdy/3.1"])
     assert "no application protocol" in out, out
     # "R" asks s_client to renegotiate; the request after it must not be served.
     rc, out = s_client(port, ["-tls1_2"], input=b"R\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert "RENEGOTIATING" in out and "no renegotiation" in out, out
     assert "HTTP/1.1 200" not in out, out
     assert s.alive()
+
+
+def test_http2_false_leaves_h2_out_of_alpn(env):
+    ca = CA(env.dir)
+    b = env.backend()
+    port = free_port()
+    listener = _tls_listener(port, [ca.issue("a", ["a.test"])])
+    listener["http2"] = False
+    env.sluice(config=env.config([b], listeners=[listener]))
+    rc, out = s_client(port, ["-alpn", "h2,http/1.1"])
+    assert rc == 0 and "ALPN protocol: http/1.1" in out, out
+    rc, out = s_client(port, ["-alpn", "h2"])
+    assert "no application protocol" in out, out
 
 
 def test_protocols_key_limits_versions(env):

@@ -410,6 +410,29 @@ TEST(test_a_report_larger_than_its_buffer_keeps_whole_lines)
 	CHECK(!strcmp(last, expect));
 }
 
+TEST(test_http2_is_on_for_tls_listeners_and_checked)
+{
+	struct config *cfg = load("return {\n"
+				  "  listeners = {{ address = '127.0.0.1:8080', pool = 'web' }},\n" MINIMAL_POOLS
+				  "  limits = { h2_max_concurrent_streams = 10, h2_initial_window = 1048576 },\n"
+				  "}\n");
+	CHECK(cfg);
+	CHECK(!cfg->listeners[0].http2); /* plain: no ALPN to offer it with */
+	CHECK(cfg->limits.h2_max_concurrent_streams == 10 && cfg->limits.h2_initial_window == 1048576);
+	CHECK(cfg->limits.h2_max_header_list == 65536);
+	config_unref(cfg);
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web',\n"
+		    "                 http2 = true }},\n" MINIMAL_POOLS "}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:3: listener \"127.0.0.1:8080\": http2 needs tls");
+	CHECK(!load("return {\n"
+		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web', http2 = 'yes' }},\n" MINIMAL_POOLS
+		    "  limits = { h2_initial_window = 100 },\n"
+		    "}\n"));
+	CHECK_STR_CONTAINS(err, "x.lua:2: listener \"127.0.0.1:8080\": http2 must be true or false, got \"yes\"");
+	CHECK_STR_CONTAINS(err, "x.lua:4: limits: h2_initial_window must be an integer from 16384");
+}
+
 int main(void)
 {
 	RUN(test_minimal_config_gets_defaults);
@@ -435,5 +458,6 @@ int main(void)
 	RUN(test_infinite_and_nan_sizes_are_refused);
 	RUN(test_the_jit_cannot_be_turned_back_on);
 	RUN(test_a_report_larger_than_its_buffer_keeps_whole_lines);
+	RUN(test_http2_is_on_for_tls_listeners_and_checked);
 	UNIT_EXIT();
 }

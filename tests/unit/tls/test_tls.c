@@ -30,7 +30,7 @@ static uint32_t add_fake_cert(struct tls_server *ts, bool ec, const char *file)
 
 static struct tls_server *server(struct tls_report *r)
 {
-	struct tls_server_opts o = {TLS1_2_VERSION, TLS1_3_VERSION, TLS_VERIFY_OFF, NULL};
+	struct tls_server_opts o = {TLS1_2_VERSION, TLS1_3_VERSION, TLS_VERIFY_OFF, NULL, false};
 	return tls_server_new(&o, r);
 }
 

@@ -1,0 +1,236 @@
+#include "http/h2.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "http/http.h"
+
+struct h2 {
+	nghttp2_session *ng;
+	const struct h2_events *ev;
+	void *ud;
+};
+
+/* A callback's answer for a reset code: the stream is reset with it, the session goes on. */
+static int reset_with(struct h2 *h, int32_t id, int code)
+{
+	if (!code)
+		return 0;
+	nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, id, (uint32_t)code);
+	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+static bool is_request_head(const nghttp2_frame *f)
+{
+	return f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST;
+}
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct h2 *h = ud;
+	if (!is_request_head(f))
+		return 0; /* trailers: their fields are not forwarded (yet) */
+	void *stream = h->ev->stream_open(h->ud, f->hd.stream_id);
+	if (!stream)
+		return reset_with(h, f->hd.stream_id, H2_REFUSED_STREAM);
+	nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, stream);
+	return 0;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+		     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+	(void)flags;
+	struct h2 *h = ud;
+	void *stream = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+	if (!stream || !is_request_head(f))
+		return 0;
+	return reset_with(h, f->hd.stream_id,
+			  h->ev->header(h->ud, stream, (const char *)name, nlen, (const char *)value, vlen));
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct h2 *h = ud;
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+		return 0;
+	void *stream = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+	if (!stream)
+		return 0;
+	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+	int code = 0;
+	if (is_request_head(f))
+		code = h->ev->head_done(h->ud, stream, end);
+	else if (end)
+		code = h->ev->body_done(h->ud, stream);
+	if (code)
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, (uint32_t)code);
+	return 0;
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+		   void *ud)
+{
+	(void)flags;
+	struct h2 *h = ud;
+	void *stream = nghttp2_session_get_stream_user_data(ng, id);
+	if (!stream) {
+		/* A stream that is being reset: its bytes still count against the connection's window. */
+		nghttp2_session_consume_connection(ng, len);
+		return 0;
+	}
+	int code = h->ev->data(h->ud, stream, (const char *)data, len);
+	if (code)
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, (uint32_t)code);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error, void *ud)
+{
+	struct h2 *h = ud;
+	void *stream = nghttp2_session_get_stream_user_data(ng, id);
+	if (stream)
+		h->ev->stream_close(h->ud, stream, error);
+	return 0;
+}
+
+static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud)
+{
+	(void)src;
+	struct h2 *h = ud;
+	void *stream = nghttp2_session_get_stream_user_data(ng, id);
+	if (!stream)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	bool eof = false;
+	ssize_t n = h->ev->body(h->ud, stream, (char *)buf, len, &eof);
+	if (n < 0)
+		return NGHTTP2_ERR_DEFERRED;
+	if (eof)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return n;
+}
+
+struct h2 *h2_server_new(const struct h2_settings *s, const struct h2_events *ev, void *ud)
+{
+	struct h2 *h = calloc(1, sizeof(*h));
+	nghttp2_session_callbacks *cb = NULL;
+	nghttp2_option *opt = NULL;
+	if (!h || nghttp2_session_callbacks_new(&cb) || nghttp2_option_new(&opt))
+		goto fail;
+	h->ev = ev;
+	h->ud = ud;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+	/* Request bodies are given back as the backend takes them, not as they arrive. */
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_option_set_max_send_header_block_length(opt, 65536);
+	int rc = nghttp2_session_server_new2(&h->ng, cb, h, opt);
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	cb = NULL;
+	opt = NULL;
+	if (rc)
+		goto fail;
+	nghttp2_settings_entry set[] = {
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->max_concurrent_streams},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, s->initial_window},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, s->max_header_list},
+	};
+	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, set, sizeof(set) / sizeof(set[0])))
+		goto fail;
+	return h;
+fail:
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	h2_free(h);
+	return NULL;
+}
+
+void h2_free(struct h2 *h)
+{
+	if (!h)
+		return;
+	nghttp2_session_del(h->ng);
+	free(h);
+}
+
+ssize_t h2_recv(struct h2 *h, const char *in, size_t len)
+{
+	ssize_t n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)in, len);
+	return n < 0 ? -1 : n;
+}
+
+ssize_t h2_pending(struct h2 *h, const char **out)
+{
+	const uint8_t *p;
+	ssize_t n = nghttp2_session_mem_send(h->ng, &p);
+	if (n < 0)
+		return -1;
+	*out = (const char *)p;
+	return n;
+}
+
+bool h2_alive(const struct h2 *h)
+{
+	return nghttp2_session_want_read(h->ng) || nghttp2_session_want_write(h->ng);
+}
+
+/* Lower-case field names, as HTTP/2 requires; at most HTTP_MAX_HEADERS of them. */
+static size_t to_nv(nghttp2_nv *nv, char status[4], unsigned code, const struct h2_field *f, size_t n)
+{
+	snprintf(status, 4, "%03u", code % 1000);
+	nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+	size_t k = 1;
+	for (size_t i = 0; i < n && k <= HTTP_MAX_HEADERS; i++)
+		nv[k++] = (nghttp2_nv){(uint8_t *)f[i].name, (uint8_t *)f[i].value, f[i].name_len,
+				       f[i].value_len, NGHTTP2_NV_FLAG_NONE};
+	return k;
+}
+
+int h2_respond(struct h2 *h, int32_t id, unsigned status, const struct h2_field *f, size_t n, bool body)
+{
+	nghttp2_nv nv[HTTP_MAX_HEADERS + 1];
+	char code[4];
+	size_t k = to_nv(nv, code, status, f, n);
+	nghttp2_data_provider prd = {.read_callback = read_body};
+	return nghttp2_submit_response(h->ng, id, nv, k, body ? &prd : NULL) ? -1 : 0;
+}
+
+int h2_interim(struct h2 *h, int32_t id, unsigned status, const struct h2_field *f, size_t n)
+{
+	nghttp2_nv nv[HTTP_MAX_HEADERS + 1];
+	char code[4];
+	size_t k = to_nv(nv, code, status, f, n);
+	return nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, id, NULL, nv, k, NULL) < 0 ? -1 : 0;
+}
+
+void h2_resume(struct h2 *h, int32_t id) { nghttp2_session_resume_data(h->ng, id); }
+
+void h2_consumed(struct h2 *h, int32_t id, size_t n) { nghttp2_session_consume(h->ng, id, n); }
+
+void h2_reset(struct h2 *h, int32_t id, enum h2_error error)
+{
+	nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, id, error);
+}
+
+void h2_goaway(struct h2 *h, enum h2_error error)
+{
+	if (error == H2_NO_ERROR)
+		nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(h->ng), error, NULL, 0);
+	else
+		nghttp2_session_terminate_session(h->ng, error);
+}
+
+bool h2_can_send(const struct h2 *h, int32_t id)
+{
+	return nghttp2_session_get_stream_remote_window_size(h->ng, id) > 0 &&
+	       nghttp2_session_get_remote_window_size(h->ng) > 0;
+}

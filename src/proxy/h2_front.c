@@ -770,7 +770,10 @@ static void session_resume(struct loop_task *task)
 	session_run(container_of(task, struct h2_session, resume));
 }
 
-/* Nothing open for client_keepalive: GOAWAY, and the session ends once it is out. */
+/*
+ * Nothing open for client_keepalive: GOAWAY, as far as the socket takes it,
+ * and the session ends (a client that reads nothing does not keep it).
+ */
 static void session_idle(struct timer *tm)
 {
 	struct h2_session *c = container_of(tm, struct h2_session, timer);
@@ -778,8 +781,7 @@ static void session_idle(struct timer *tm)
 		return;
 	h2_goaway(c->h2, H2_NO_ERROR);
 	session_run(c);
-	if (!c->closed && c->out_len == 0)
-		session_close(c);
+	session_close(c);
 }
 
 static int session_start(struct proxy *px, struct listener *l, const struct accepted *a)

@@ -322,3 +322,17 @@ def test_a_chunked_body_is_replayed_whole_on_another_server(env):
         assert status == 200 and h["x-backend"] == "B" and rbody == body, (i, status, h, len(rbody))
     assert len(a.request_lines()) >= 1, "no attempt reached A: nothing was replayed"
     c.close()
+
+
+def test_an_idle_connection_gets_goaway_and_is_closed(env):
+    import time
+    from hyperframe.frame import GoAwayFrame
+    s, port, ca, b = _start(env, timeouts={"client_keepalive": 1})
+    c = H2Client(port)
+    sid = c.request("GET", "/")
+    assert c.response(sid)[0] == 200
+    t0 = time.monotonic()
+    frames = list(_frames(c.sock))  # until sluice closes
+    took = time.monotonic() - t0
+    assert any(isinstance(f, GoAwayFrame) and f.error_code == 0 for f in frames), frames
+    assert 0.5 <= took < 5 * env.slow, took

@@ -234,3 +234,167 @@ bool h2_can_send(const struct h2 *h, int32_t id)
 	return nghttp2_session_get_stream_remote_window_size(h->ng, id) > 0 &&
 	       nghttp2_session_get_remote_window_size(h->ng) > 0;
 }
+
+/* --- request heads, as HTTP/1.1 would carry them --- */
+
+void h2_head_init(struct h2_head *h, struct http_msg *m, uint32_t max)
+{
+	memset(m, 0, offsetof(struct http_msg, h));
+	m->is_request = true;
+	m->version_minor = 1; /* what an HTTP/1.1 backend is asked in */
+	m->keep_alive = true;
+	*h = (struct h2_head){.m = m, .max = max};
+}
+
+static int mistake(struct h2_head *h, int status, const char *why)
+{
+	if (!h->status) {
+		h->status = (uint16_t)status;
+		h->why = why;
+	}
+	return 0;
+}
+
+static bool has_space(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == ' ' || s[i] == '\t' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return true;
+	return false;
+}
+
+static bool is(const char *name, size_t nlen, const char *lit)
+{
+	return nlen == strlen(lit) && !memcmp(name, lit, nlen);
+}
+
+int h2_head_field(struct h2_head *h, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	struct http_msg *m = h->m;
+	/* An HPACK bomb decodes to much from little: what it decodes to is what counts. */
+	h->bytes += (uint32_t)MIN_SIZE(nlen + vlen + 32, h->max + 1);
+	if (h->bytes > h->max)
+		return mistake(h, 431, "request head larger than h2_max_header_list");
+	if (h->status)
+		return 0;
+	if (nlen && name[0] == ':') {
+		struct http_span *span;
+		if (is(name, nlen, ":method")) {
+			if (has_space(value, vlen))
+				return H2_PROTOCOL_ERROR;
+			m->method = http_method_named(value, vlen);
+			span = &m->method_name;
+		} else if (is(name, nlen, ":path")) {
+			if (!vlen || has_space(value, vlen))
+				return H2_PROTOCOL_ERROR;
+			span = &m->path;
+		} else if (is(name, nlen, ":authority")) {
+			span = &m->authority;
+		} else {
+			return 0; /* :scheme: the listener says which */
+		}
+		if (!http_msg_copy(m, value, vlen, h->max, span))
+			return mistake(h, 431, "request head too large");
+		m->target = m->path;
+		return 0;
+	}
+	if (!http_msg_add_header(m, name, nlen, value, vlen, h->max))
+		return mistake(h, 431, "request head too large");
+	if (m->h[m->nh - 1].id == HDR_CONTENT_LENGTH) {
+		h->has_content_length = true;
+		uint64_t n = 0;
+		for (size_t i = 0; i < vlen && n < UINT64_MAX / 10 - 9; i++)
+			n = n * 10 + (uint64_t)(value[i] - '0'); /* the codec has checked it is digits */
+		m->content_length = n;
+	}
+	return 0;
+}
+
+/* Puts len bytes of the message's own storage, at s, in it again: a copy first, as it may move. */
+static bool copy_own(struct http_msg *m, const char *s, size_t len, uint32_t max, struct http_span *out)
+{
+	char *tmp = malloc(len ? len : 1);
+	if (!tmp)
+		return false;
+	memcpy(tmp, s, len);
+	bool ok = http_msg_copy(m, tmp, len, max, out);
+	free(tmp);
+	return ok;
+}
+
+/* RFC 9113 8.2.3: a client may send a cookie in pieces; HTTP/1.1 wants one field, "; " between. */
+static bool join_cookies(struct http_msg *m, uint32_t max)
+{
+	uint32_t first = UINT32_MAX, n = 0;
+	size_t len = 0;
+	for (uint32_t i = 0; i < m->nh; i++)
+		if (m->h[i].id == HDR_COOKIE) {
+			first = MIN(first, i);
+			len += m->h[i].value.len + (n++ ? 2 : 0);
+		}
+	if (n < 2)
+		return true;
+	char *joined = malloc(len);
+	if (!joined)
+		return false;
+	size_t off = 0;
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < m->nh; i++) {
+		struct http_header f = m->h[i];
+		if (f.id == HDR_COOKIE) {
+			if (off) {
+				memcpy(joined + off, "; ", 2);
+				off += 2;
+			}
+			memcpy(joined + off, http_str(m, f.value), f.value.len);
+			off += f.value.len;
+			if (i != first)
+				continue; /* the first carries them all */
+		}
+		m->h[kept++] = f;
+	}
+	m->nh = kept;
+	bool ok = http_msg_copy(m, joined, len, max, &m->h[first].value);
+	free(joined);
+	return ok;
+}
+
+int h2_head_finish(struct h2_head *h, bool end_stream)
+{
+	struct http_msg *m = h->m;
+	const struct http_header *host = NULL;
+	for (uint32_t i = 0; i < m->nh; i++)
+		if (m->h[i].id == HDR_HOST) {
+			if (host)
+				return H2_PROTOCOL_ERROR;
+			host = &m->h[i];
+		}
+	/* Two hosts that differ: which one routes is a guess an attacker makes. */
+	if (host && m->authority.len &&
+	    (host->value.len != m->authority.len ||
+	     strncasecmp(http_str(m, host->value), http_str(m, m->authority), m->authority.len)))
+		return H2_PROTOCOL_ERROR;
+	if (h->status)
+		return 0;
+	if (!m->authority.len && host)
+		m->authority = host->value;
+	struct http_span value;
+	if (!host && m->authority.len) {
+		if (m->nh == HTTP_MAX_HEADERS ||
+		    !copy_own(m, http_str(m, m->authority), m->authority.len, h->max, &value))
+			return mistake(h, 431, "request head too large");
+		struct http_header *added = &m->h[m->nh];
+		if (!http_msg_copy(m, "Host", 4, h->max, &added->name))
+			return mistake(h, 431, "request head too large");
+		added->value = value;
+		added->id = HDR_HOST;
+		m->nh++;
+	}
+	if (!join_cookies(m, h->max))
+		return mistake(h, 431, "request head too large");
+	m->framing = end_stream		     ? HTTP_FRAMING_NONE
+		     : h->has_content_length ? HTTP_FRAMING_LENGTH
+					     : HTTP_FRAMING_CHUNKED; /* HTTP/1.1's body of unknown length */
+	m->head_len = h->bytes;
+	return 0;
+}

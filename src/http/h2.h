@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "http/http.h"
+
 struct h2;
 
 struct h2_settings {
@@ -67,6 +69,29 @@ struct h2_events {
 	/* The stream is over: error is H2_NO_ERROR when it ended well, else why it was reset (by either side). */
 	void (*stream_close)(void *ud, void *stream, uint32_t error);
 };
+
+/*
+ * A request head built from a stream's fields, as HTTP/1.1 would have
+ * carried it: Host from :authority, one Cookie field (RFC 9113 8.2.3), the
+ * framing its body takes. The codec has checked what RFC 9113 asks; these
+ * check what a translation to HTTP/1.1 needs besides (whitespace in
+ * :method or :path, a host that disagrees with :authority).
+ */
+struct h2_head {
+	struct http_msg *m; /* built in its own storage */
+	uint32_t max;	    /* h2_max_header_list */
+	uint32_t bytes;	    /* the head's size as RFC 9113 6.5.2 counts it */
+	uint16_t status;    /* a mistake to answer once the head is whole (431), or 0 */
+	const char *why;
+	bool has_content_length;
+};
+
+/* Starts h on m (cleared here) for a head of at most max bytes. */
+void h2_head_init(struct h2_head *h, struct http_msg *m, uint32_t max);
+/* A field, in the order the codec gives them. Returns 0, or a reset code for the stream. */
+int h2_head_field(struct h2_head *h, const char *name, size_t nlen, const char *value, size_t vlen);
+/* The head is whole; end_stream: no body follows. Returns 0, or a reset code. */
+int h2_head_finish(struct h2_head *h, bool end_stream);
 
 /* A server session with settings s, whose SETTINGS frame is queued. NULL when out of memory. */
 struct h2 *h2_server_new(const struct h2_settings *s, const struct h2_events *ev, void *ud);

@@ -61,14 +61,7 @@ struct h2_stream {
 	int32_t id;
 	struct list link, run_link;
 	bool queued;
-	/* The request head, field by field. */
-	struct http_msg *msg;
-	uint32_t head_bytes;   /* as RFC 9113 6.5.2 counts them */
-	uint16_t head_status;  /* a mistake found in the head, answered once it is whole */
-	const char *head_why;
-	struct http_span host; /* a host field, to check against :authority */
-	bool has_host, has_content_length;
-	struct http_span cookie; /* cookie fields, joined ("; ") into one for HTTP/1.1 */
+	struct h2_head head; /* the request head, field by field; its message until the transaction has it */
 	/* The request body, held until the backend takes it. */
 	char *body;
 	uint32_t body_off, body_len, body_cap;
@@ -120,9 +113,9 @@ static void stream_free(struct h2_stream *st)
 {
 	struct h2_session *c = st->c;
 	end_txn(st);
-	if (st->msg) {
-		http_msg_free(st->msg);
-		buf_pool_put(&c->s.px->msgs, st->msg);
+	if (st->head.m) {
+		http_msg_free(st->head.m);
+		buf_pool_put(&c->s.px->msgs, st->head.m);
 	}
 	buf_release(&st->rsp, pool_of(c));
 	free(st->body);
@@ -158,147 +151,24 @@ static void *on_stream_open(void *ud, int32_t id)
 		free(st);
 		return NULL;
 	}
-	memset(m, 0, offsetof(struct http_msg, h));
-	m->is_request = true;
-	m->version_minor = 1; /* what the backend is asked in */
-	m->keep_alive = true;
+	h2_head_init(&st->head, m, limits_of(c)->h2_max_header_list);
 	st->c = c;
 	st->id = id;
-	st->msg = m;
 	list_insert_tail(&c->streams, &st->link);
 	return st;
 }
 
-/* A mistake in the head: the first is the one answered. */
-static int head_mistake(struct h2_stream *st, int status, const char *why)
-{
-	if (!st->head_status) {
-		st->head_status = (uint16_t)status;
-		st->head_why = why;
-	}
-	return 0;
-}
-
-static bool has_space(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == ' ' || s[i] == '\t' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return true;
-	return false;
-}
-
 static int on_header(void *ud, void *sp, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-	struct h2_session *c = ud;
-	struct h2_stream *st = sp;
-	struct http_msg *m = st->msg;
-	uint32_t max = limits_of(c)->h2_max_header_list;
-	st->head_bytes += (uint32_t)MIN_SIZE(nlen + vlen + 32, UINT32_MAX / 2);
-	/* An HPACK bomb decodes to much from little: what it decodes to is what counts. */
-	if (st->head_bytes > max)
-		return head_mistake(st, 431, "request head larger than h2_max_header_list");
-	if (st->head_status)
-		return 0;
-	/* The codec has checked the rest (RFC 9113 8.2, 8.3); these are where translation to HTTP/1.1 bites. */
-	if (nlen && name[0] == ':') {
-		struct http_span *span = NULL;
-		if (nlen == 7 && !memcmp(name, ":method", 7)) {
-			if (has_space(value, vlen))
-				return H2_PROTOCOL_ERROR;
-			m->method = http_method_named(value, vlen);
-			span = &m->method_name;
-		} else if (nlen == 5 && !memcmp(name, ":path", 5)) {
-			if (!vlen || has_space(value, vlen))
-				return H2_PROTOCOL_ERROR;
-			span = &m->path;
-		} else if (nlen == 10 && !memcmp(name, ":authority", 10)) {
-			span = &m->authority;
-		} else {
-			return 0; /* :scheme: the listener says which */
-		}
-		if (!http_msg_copy(m, value, vlen, max, span))
-			return head_mistake(st, 431, "request head too large");
-		if (span == &m->path)
-			m->target = m->path;
-		return 0;
-	}
-	if (nlen == 6 && !memcmp(name, "cookie", 6)) {
-		/* RFC 9113 8.2.3: a client may split it; HTTP/1.1 wants one field. */
-		if (st->cookie.len) {
-			struct http_span sep;
-			if (!http_msg_copy(m, "; ", 2, max, &sep) || !http_msg_copy(m, value, vlen, max, &sep))
-				return head_mistake(st, 431, "request head too large");
-			/* Joined only when the copies are adjacent, which they are unless other fields came between. */
-			if (sep.off - 2 == st->cookie.off + st->cookie.len) {
-				st->cookie.len += 2 + (uint32_t)vlen;
-				return 0;
-			}
-		}
-		if (!http_msg_copy(m, value, vlen, max, &st->cookie))
-			return head_mistake(st, 431, "request head too large");
-		return 0;
-	}
-	if (!http_msg_add_header(m, name, nlen, value, vlen, max))
-		return head_mistake(st, 431, "request head too large");
-	struct http_header *h = &m->h[m->nh - 1];
-	if (h->id == HDR_HOST) {
-		if (st->has_host)
-			return H2_PROTOCOL_ERROR;
-		st->has_host = true;
-		st->host = h->value;
-	} else if (h->id == HDR_CONTENT_LENGTH) {
-		st->has_content_length = true;
-		uint64_t n = 0;
-		for (size_t i = 0; i < vlen && n < UINT64_MAX / 10 - 9; i++)
-			n = n * 10 + (uint64_t)(value[i] - '0'); /* the codec has checked it is digits */
-		m->content_length = n;
-	}
-	return 0;
-}
-
-/* Completes the message: Host and Cookie as HTTP/1.1 has them, the framing of its body. */
-static int finish_head(struct h2_stream *st, bool end_stream)
-{
-	struct http_msg *m = st->msg;
-	uint32_t max = limits_of(st->c)->h2_max_header_list;
-	if (st->has_host && m->authority.len &&
-	    (st->host.len != m->authority.len ||
-	     strncasecmp(http_str(m, st->host), http_str(m, m->authority), m->authority.len)))
-		return H2_PROTOCOL_ERROR; /* two hosts: which one routes is a guess an attacker makes */
-	if (st->head_status)
-		return 0;
-	if (!m->authority.len && st->has_host)
-		m->authority = st->host;
-	if (!st->has_host && m->authority.len &&
-	    !http_msg_add_header(m, "Host", 4, http_str(m, m->authority), m->authority.len, max))
-		return head_mistake(st, 431, "request head too large");
-	if (st->cookie.len) {
-		/* A span of the message's own storage: copy it out first, as adding may move the storage. */
-		char *joined = malloc(st->cookie.len);
-		bool ok = joined;
-		if (ok) {
-			memcpy(joined, http_str(m, st->cookie), st->cookie.len);
-			ok = http_msg_add_header(m, "Cookie", 6, joined, st->cookie.len, max);
-			free(joined);
-		}
-		if (!ok)
-			return head_mistake(st, 431, "request head too large");
-	}
-	if (end_stream)
-		m->framing = HTTP_FRAMING_NONE;
-	else if (st->has_content_length)
-		m->framing = HTTP_FRAMING_LENGTH;
-	else
-		m->framing = HTTP_FRAMING_CHUNKED; /* as HTTP/1.1 carries a body of unknown length */
-	m->head_len = st->head_bytes;
-	return 0;
+	(void)ud;
+	return h2_head_field(&((struct h2_stream *)sp)->head, name, nlen, value, vlen);
 }
 
 static int on_head_done(void *ud, void *sp, bool end_stream)
 {
 	struct h2_session *c = ud;
 	struct h2_stream *st = sp;
-	int code = finish_head(st, end_stream);
+	int code = h2_head_finish(&st->head, end_stream);
 	if (code)
 		return code;
 	struct txn *t = txn_new(&c->s, &h2_stream_ops);
@@ -311,11 +181,12 @@ static int on_head_done(void *ud, void *sp, bool end_stream)
 	t->rsp_as_data = true;
 	t->req_as_data = true;
 	t->req_complete = end_stream;
-	const char *why = st->head_why;
-	int status = st->head_status ? st->head_status : txn_request(t, st->msg, &why);
-	http_msg_free(st->msg);
-	buf_pool_put(&c->s.px->msgs, st->msg);
-	st->msg = NULL;
+	struct http_msg *m = st->head.m;
+	const char *why = st->head.why;
+	int status = st->head.status ? st->head.status : txn_request(t, m, &why);
+	http_msg_free(m);
+	buf_pool_put(&c->s.px->msgs, m);
+	st->head.m = NULL;
 	st->begin_due = true;
 	st->begin_status = status;
 	st->begin_why = why;

@@ -133,8 +133,8 @@ def test_many_streams_at_once_on_one_connection(env):
 def test_the_backend_gets_http1_with_host_cookie_and_forwarding_headers(env):
     s, port, ca, b = _start(env)
     c = H2Client(port)
-    sid = c.request("GET", "/headers?x=1", headers=[("cookie", "a=1"), ("cookie", "b=2"),
-                                                    ("x-custom", "v")])
+    sid = c.request("GET", "/headers?x=1", headers=[("cookie", "a=1"), ("x-custom", "v"),
+                                                    ("cookie", "b=2")])
     status, h, body = c.response(sid)
     assert status == 200
     got = json.loads(body)

@@ -219,6 +219,8 @@ static void access_log_json(struct access_log *al, const struct access_entry *e)
 	p = json_str(p, e->method, MIN_SIZE(e->method_len, 32));
 	p = put(p, ",\"target\":");
 	p = json_str(p, e->target, MIN_SIZE(e->target_len, 8192));
+	p = put(p, ",\"protocol\":");
+	p = json_cstr(p, e->protocol);
 	p += sprintf(p, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"site\":", e->status,
 		     (unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent);
 	p = json_cstr(p, e->site);
@@ -264,11 +266,12 @@ void access_log_write(struct access_log *al, const struct access_entry *e)
 	log_timestamp(ts);
 	int target_len = (int)MIN_SIZE(e->target_len, 8192);
 	int n = snprintf(al->buf + al->len, al->cap - al->len,
-			 "%s %s %.*s %.*s %d %llu %s %llu %s %.*s\n", ts, e->client, (int)MIN_SIZE(e->method_len, 32),
+			 "%s %s %.*s %.*s %d %llu %s %llu %s %.*s %s\n", ts, e->client, (int)MIN_SIZE(e->method_len, 32),
 			 e->method ? e->method : "-", target_len, e->target ? e->target : "-", e->status,
 			 (unsigned long long)e->bytes_sent, e->server ? e->server : "-",
 			 (unsigned long long)e->duration_us, e->tls ? e->tls : "-",
-			 e->sni ? (int)MIN_SIZE(strlen(e->sni), 255) : 1, e->sni ? e->sni : "-");
+			 e->sni ? (int)MIN_SIZE(strlen(e->sni), 255) : 1, e->sni ? e->sni : "-",
+			 e->protocol ? e->protocol : "-");
 	if (n > 0)
 		al->len += MIN_SIZE((size_t)n, al->cap - al->len - 1);
 }

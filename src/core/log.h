@@ -73,6 +73,7 @@ struct access_entry {
 	uint64_t duration_us;
 	const char *tls;      /* "TLSv1.3", or NULL for plain HTTP */
 	const char *sni;      /* the name the TLS client asked for, or NULL */
+	const char *protocol; /* "HTTP/1.1", "HTTP/2.0"; NULL: no request came */
 	/* In JSON lines only: */
 	uint64_t bytes_received; /* the request's head and body */
 	const char *site;	 /* its first host, or NULL */
@@ -84,7 +85,7 @@ struct access_entry {
 };
 
 /*
- * Text: TIME CLIENT METHOD TARGET STATUS BYTES SERVER DURATION_US TLS SNI ("-" for none).
+ * Text: TIME CLIENT METHOD TARGET STATUS BYTES SERVER DURATION_US TLS SNI PROTOCOL ("-" for none).
  * JSON: one object per line, every field a client sent escaped (README, "Access log").
  */
 void access_log_write(struct access_log *al, const struct access_entry *e);

@@ -558,6 +558,7 @@ static void request_head_done(struct client *c, struct txn *t, const struct http
 {
 	struct h1_stream *st = stream_of(c);
 	st->client_minor = m->version_minor;
+	t->protocol = m->version_minor ? "HTTP/1.1" : "HTTP/1.0";
 	st->req_keepalive = m->keep_alive;
 	t->rsp_as_data = m->version_minor == 0;
 	t->req_complete = st->req_parser.msg_done;

@@ -182,6 +182,7 @@ static int on_head_done(void *ud, void *sp, bool end_stream)
 	t->req_as_data = true;
 	t->req_complete = end_stream;
 	struct http_msg *m = st->head.m;
+	t->protocol = "HTTP/2.0";
 	const char *why = st->head.why;
 	int status = st->head.status ? st->head.status : txn_request(t, m, &why);
 	http_msg_free(m);

@@ -168,6 +168,7 @@ static void access_log(struct txn *t, uint64_t total)
 	const char *mt = t->log_line;
 	struct access_entry e = {
 		.client = client_addr(t),
+		.protocol = t->protocol,
 		.method = mt ? mt : "-",
 		.method_len = mt ? t->log_method_len : 1,
 		.target = mt ? mt + t->log_method_len + 1 : "-",
@@ -591,6 +592,7 @@ static int run_hook(struct txn *t, const struct http_msg *m, const struct req_ho
 		.host = host->len > 0 ? host->name : NULL,
 		.host_len = host->len > 0 ? (size_t)host->len : 0,
 		.client = t->s->ip,
+		.protocol = t->protocol,
 		.tls = conn_is_tls(t->s->conn) ? tls_info(t->s->conn) : NULL,
 		.ctx = (void *)m,
 		.header = hook_header,

@@ -95,6 +95,7 @@ struct txn {
 	struct back *back;	/* the backend session, once proxied */
 	struct bconn *bc;	/* the backend connection of the current attempt */
 	struct server_rt *srv;
+	const char *protocol;	/* as the client spoke: "HTTP/1.1", "HTTP/2.0"; set before txn_request() */
 	/* The request body sent so far, kept (up to retry.buffer) to send it again. */
 	struct {
 		char *data;

@@ -117,6 +117,8 @@ static int req_index(lua_State *L)
 		push_field(L, q ? q + 1 : NULL, q ? r->target_len - path_len - 1 : 0);
 	else if (!strcmp(key, "client"))
 		lua_pushstring(L, r->client);
+	else if (!strcmp(key, "protocol"))
+		lua_pushstring(L, r->protocol ? r->protocol : "HTTP/1.1");
 	else if (!strcmp(key, "tls"))
 		push_tls(L, r->tls);
 	else if (!strcmp(key, "header"))

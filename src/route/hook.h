@@ -34,6 +34,7 @@ struct tls_info;
 
 struct hook_request {
 	const char *method, *target, *host, *client;
+	const char *protocol; /* "HTTP/1.1", "HTTP/2.0" */
 	size_t method_len, target_len, host_len;
 	const struct tls_info *tls; /* r.tls; NULL over plain HTTP */
 	void *ctx;

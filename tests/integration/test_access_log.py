@@ -1,10 +1,10 @@
-"""The access log: TIME CLIENT_ADDR METHOD TARGET STATUS BYTES_SENT SERVER DURATION_US TLS SNI."""
+"""The access log: TIME CLIENT_ADDR METHOD TARGET STATUS BYTES_SENT SERVER DURATION_US TLS SNI PROTOCOL."""
 
 import re
 
 from harness import wait_until
 
-LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (\S+) (\S+) (\d{3}) (\d+) (\S+) (\d+) (\S+) (\S+)$")
+LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (\S+) (\S+) (\d{3}) (\d+) (\S+) (\d+) (\S+) (\S+) (\S+)$")
 
 
 def _find(env, s, pred, what):
@@ -31,8 +31,8 @@ def test_access_log_line_has_documented_fields(env):
         c.request("HEAD", "/size/99")
         assert c.read_response("HEAD").status == 200
     m = _find(env, s, lambda m: m.group(4) == "/size/1234?x=1", "the GET line")
-    ts, addr, method, target, status, sent, server, dur, tls, sni = m.groups()
-    assert tls == "-" and sni == "-", m.group(0)
+    ts, addr, method, target, status, sent, server, dur, tls, sni, protocol = m.groups()
+    assert tls == "-" and sni == "-" and protocol == "HTTP/1.1", m.group(0)
     assert addr == client, (addr, client)
     assert method == "GET" and status == "200", m.group(0)
     assert 1234 <= int(sent) < 1234 + 1024, "BYTES_SENT %s for a 1234-byte body" % sent

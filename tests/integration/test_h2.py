@@ -8,7 +8,7 @@ import h2.config
 import h2.connection
 import h2.events
 
-from harness import free_port, pattern_sha256
+from harness import free_port, lua_config, pattern_sha256, wait_until
 from tlsutil import CA, curl_https
 
 
@@ -336,3 +336,30 @@ def test_an_idle_connection_gets_goaway_and_is_closed(env):
     took = time.monotonic() - t0
     assert any(isinstance(f, GoAwayFrame) and f.error_code == 0 for f in frames), frames
     assert 0.5 <= took < 5 * env.slow, took
+
+
+def test_the_access_log_and_the_hook_say_http2(env):
+    ca = CA(env.dir)
+    crt, key = ca.issue("a", ["a.test"])
+    b = env.backend()
+    port = free_port()
+    log = env.path("access.log")
+    cfg = env.config([b], listeners=[{"address": "127.0.0.1:%d" % port, "pool": "web",
+                                      "tls": {"certificates": [{"cert": crt, "key": key}]}}],
+                     access_log=log, extra={"access_log_format": "json"})
+    text = lua_config(cfg).replace("return {", """return {
+  hook = function(r) return { set_headers = { ["X-Protocol"] = r.protocol } } end,""", 1)
+    s = env.sluice(config_text=text, listeners=cfg["listeners"])
+    c = H2Client(port)
+    sid = c.request("GET", "/headers")
+    status, h, body = c.response(sid)
+    assert status == 200
+    assert ["X-Protocol", "HTTP/2.0"] in json.loads(body)["headers"], body
+    r = curl_https(port, "a.test", "/headers", cacert=ca.crt, extra=["--http1.1"])
+    assert '["X-Protocol", "HTTP/1.1"]' in r.stdout, r.stdout
+    def logged():
+        with open(log) as f:
+            return [json.loads(l) for l in f.read().splitlines()]
+    lines = wait_until(lambda: len(logged()) >= 2 and logged(), 10 * env.slow, what="two access-log lines")
+    assert [l["protocol"] for l in lines] == ["HTTP/2.0", "HTTP/1.1"], lines
+    c.close()

@@ -147,7 +147,7 @@ def test_https_request_reaches_backend_with_forwarded_proto_and_is_logged(env):
     assert r.returncode == 0, r.stderr
     hdrs = [(n.lower(), v) for n, v in json.loads(r.stdout)["headers"]]
     assert ("x-forwarded-proto", "https") in hdrs and ("x-forwarded-proto", "http") not in hdrs, hdrs
-    wait_until(lambda: any(l.endswith(" TLSv1.3 a.test") and " /headers " in l for l in s.access_lines()),
+    wait_until(lambda: any(l.endswith(" TLSv1.3 a.test HTTP/2.0") and " /headers " in l for l in s.access_lines()),
                10 * env.slow, what="the access log line with TLS and SNI")
     # Keep-alive over TLS, and a body bigger than a record.
     with TLSClient(port, "a.test", cafile=ca.crt) as c:

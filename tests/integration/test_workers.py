@@ -205,7 +205,7 @@ def test_access_log_lines_stay_whole_across_workers(env):
     assert all(r == [True] * 4 for r in rs), rs
     wait_until(lambda: len(s.access_lines()) >= 3200, 10 * env.slow, what="3200 access log lines")
     lines = s.access_lines()
-    pattern = re.compile(r"^\S+ 127\.0\.0\.1:\d+ GET /\?k=\d+&n=\d+&pad=x{3000} 200 \d+ \S+ \d+ - -$")
+    pattern = re.compile(r"^\S+ 127\.0\.0\.1:\d+ GET /\?k=\d+&n=\d+&pad=x{3000} 200 \d+ \S+ \d+ - - HTTP/1\.1$")
     bad = [l[:120] for l in lines if not pattern.match(l)]
     assert not bad and len(lines) == 3200, (len(lines), bad[:3])
     accepts = stop(env, s)

@@ -182,7 +182,7 @@ static void load_limits(struct vctx *v, struct config *cfg)
 	static const char *const keys[] = {"max_request_line", "max_header_size",   "buffer_size",
 					   "max_connections",  "hook_instructions", "busy_poll",
 					   "h2_max_concurrent_streams", "h2_initial_window",
-					   "h2_max_header_list", NULL};
+					   "h2_max_header_list", "h2_max_glitches", NULL};
 	struct cfg_limits *l = &cfg->limits;
 	struct section top = {.label = ""};
 	if (!cfg_get_table(v, 1, &top, "limits", false))
@@ -204,6 +204,7 @@ static void load_limits(struct vctx *v, struct config *cfg)
 	/* RFC 9113 6.9.2: a window is at most 2^31 - 1; below a frame's worth, uploads crawl. */
 	cfg_get_size(v, idx, &s, "h2_initial_window", 16384, 16 << 20, &l->h2_initial_window);
 	cfg_get_size(v, idx, &s, "h2_max_header_list", 1024, 1 << 20, &l->h2_max_header_list);
+	cfg_get_size(v, idx, &s, "h2_max_glitches", 1, 1e9, &l->h2_max_glitches);
 	if (l->max_request_line > l->max_header_size) {
 		struct cfg_path p = s.path;
 		cfg_path_push(&p, "max_request_line", false);
@@ -425,6 +426,7 @@ static void set_defaults(struct config *cfg)
 		.h2_max_concurrent_streams = 100,
 		.h2_initial_window = 65535,
 		.h2_max_header_list = 65536,
+		.h2_max_glitches = 1000,
 	};
 	cfg->log_level = LOG_INFO;
 	cpu_set_t cpus;

@@ -148,6 +148,7 @@ struct cfg_limits {
 	uint32_t h2_max_concurrent_streams;
 	uint32_t h2_initial_window;
 	uint32_t h2_max_header_list;
+	uint32_t h2_max_glitches; /* protocol mistakes a connection may make (http/h2.h) */
 };
 
 /* The admin listener (admin.h): metrics, the status page, the runtime API. */

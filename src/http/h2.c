@@ -12,7 +12,15 @@ struct h2 {
 	nghttp2_session *ng;
 	const struct h2_events *ev;
 	void *ud;
+	uint32_t glitches, max_glitches;
 };
+
+/* One more protocol mistake; past the limit, the connection ends (GOAWAY ENHANCE_YOUR_CALM). */
+static void glitch(struct h2 *h)
+{
+	if (++h->glitches == h->max_glitches + 1)
+		nghttp2_session_terminate_session(h->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+}
 
 /* A callback's answer for a reset code: the stream is reset with it, the session goes on. */
 static int reset_with(struct h2 *h, int32_t id, int code)
@@ -55,6 +63,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct h2 *h = ud;
+	if (f->hd.type == NGHTTP2_DATA && f->hd.length == 0 && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		glitch(h);
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
 	void *stream = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
@@ -85,6 +95,24 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	int code = h->ev->data(h->ud, stream, (const char *)data, len);
 	if (code)
 		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, (uint32_t)code);
+	return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int error, void *ud)
+{
+	(void)ng;
+	(void)f;
+	(void)error;
+	glitch(ud);
+	return 0;
+}
+
+/* A stream the server resets is work the client made it do (MadeYouReset): it counts. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	(void)ng;
+	if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR)
+		glitch(ud);
 	return 0;
 }
 
@@ -123,11 +151,14 @@ struct h2 *h2_server_new(const struct h2_settings *s, const struct h2_events *ev
 		goto fail;
 	h->ev = ev;
 	h->ud = ud;
+	h->max_glitches = s->max_glitches;
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+	nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
 	/* Request bodies are given back as the backend takes them, not as they arrive. */
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	nghttp2_option_set_max_send_header_block_length(opt, 65536);
@@ -164,7 +195,12 @@ void h2_free(struct h2 *h)
 ssize_t h2_recv(struct h2 *h, const char *in, size_t len)
 {
 	ssize_t n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)in, len);
-	return n < 0 ? -1 : n;
+	if (n >= 0)
+		return n;
+	/* Some errors the library leaves to us to tell the client (floods, endless CONTINUATION). */
+	bool calm = n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+	nghttp2_session_terminate_session(h->ng, calm ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
+	return -1;
 }
 
 ssize_t h2_pending(struct h2 *h, const char **out)

@@ -25,6 +25,13 @@ struct h2_settings {
 	uint32_t max_concurrent_streams;
 	uint32_t initial_window;  /* of each stream the client opens: request body bytes in flight */
 	uint32_t max_header_list; /* decoded size of a request head (names, values, 32 each) */
+	/*
+	 * Protocol mistakes a connection may make (each a "glitch": an empty
+	 * DATA frame that ends nothing, a frame the codec refuses, a stream it
+	 * has to reset) before it ends with ENHANCE_YOUR_CALM: cheap frames
+	 * that cost the server work are how the 2019 and 2025 floods work.
+	 */
+	uint32_t max_glitches;
 };
 
 /* A field to send. */
@@ -99,7 +106,8 @@ void h2_free(struct h2 *h);
 
 /*
  * Takes len bytes from the client. Returns how many were taken, or -1 on a
- * connection error (a GOAWAY is queued; send what is pending, then close).
+ * connection error: a GOAWAY is queued where one can still be sent; send
+ * what is pending, then close.
  */
 ssize_t h2_recv(struct h2 *h, const char *in, size_t len);
 /*

@@ -35,6 +35,8 @@
 
 /* Rounds of work one session may do per event before letting others run. */
 #define FAIR_ROUNDS 32
+/* How long an ending session has to get its last frames (a GOAWAY) to the client. */
+#define ENDING_MS 5000
 
 static const struct front_ops h2_front;
 static const struct stream_ops h2_stream_ops;
@@ -53,6 +55,7 @@ struct h2_session {
 	uint32_t active;      /* streams with a transaction */
 	uint64_t idle_since_ms;
 	bool running, rerun, closed;
+	bool ending; /* the codec is done: last frames out, then FIN, input dropped */
 };
 
 struct h2_stream {
@@ -84,13 +87,21 @@ static const struct cfg_limits *limits_of(const struct h2_session *c) { return &
 
 static void session_run(struct h2_session *c);
 
+/* Something is queued for the session's pump: this round runs it again, or the loop does. */
+static void want_run(struct h2_session *c)
+{
+	c->rerun = true;
+	if (!c->running && !c->closed)
+		loop_queue(c->s.px->loop, &c->resume);
+}
+
 static void queue_stream(struct h2_stream *st)
 {
 	if (st->queued || !st->t)
 		return;
 	st->queued = true;
 	list_insert_tail(&st->c->runnable, &st->run_link);
-	st->c->rerun = true;
+	want_run(st->c);
 }
 
 /* The transaction is over (or cut): the stream lives on until the codec closes it. */
@@ -364,6 +375,7 @@ static bool h2_send_head(struct txn *t, const struct http_msg *m)
 	}
 	st->rsp_body = m->framing != HTTP_FRAMING_NONE && !t->is_head;
 	st->rsp_head_sent = true;
+	want_run(c);
 	return h2_respond(c->h2, st->id, m->status, fs.f, fs.n, st->rsp_body) == 0;
 }
 
@@ -380,6 +392,7 @@ static int respond(struct txn *t, const struct http_answer *a, const char *body)
 	st->static_left = t->is_head ? 0 : a->body_len;
 	st->rsp_body = st->static_left > 0;
 	st->rsp_head_sent = true;
+	want_run(st->c);
 	return h2_respond(st->c->h2, st->id, a->status, fs.f, fs.n, st->rsp_body);
 }
 
@@ -396,8 +409,10 @@ static int h2_answer(struct txn *t, struct http_answer *a, const char *body, con
 static int cut(struct txn *t, enum h2_error error)
 {
 	struct h2_stream *st = stream_of(t);
-	h2_reset(st->c->h2, st->id, error);
+	struct h2_session *c = st->c;
+	h2_reset(c->h2, st->id, error);
 	end_txn(st);
+	want_run(c);
 	return -1;
 }
 
@@ -455,7 +470,7 @@ static int h2_send_body(struct txn *t, const char *data, size_t len, size_t *tak
 	st->rsp.tail += (uint32_t)n;
 	*taken = n;
 	h2_resume(c->h2, st->id);
-	c->rerun = true;
+	want_run(c);
 	return 1;
 }
 
@@ -478,7 +493,7 @@ static void h2_finish(struct txn *t)
 	st->rsp_end = true;
 	if (st->rsp_body)
 		h2_resume(st->c->h2, st->id); /* the last DATA frame, empty, ends the stream */
-	st->c->rerun = true;
+	want_run(st->c);
 	end_txn(st);
 }
 
@@ -518,7 +533,7 @@ static const struct stream_ops h2_stream_ops = {
 
 /* --- the session's pump --- */
 
-/* Reads what the client sent and hands it to the codec. Returns -1 when the session is over. */
+/* Reads what the client sent and hands it to the codec. Returns 1 after a connection error, -1 when the session is over. */
 static int read_input(struct h2_session *c)
 {
 	for (int i = 0; i < FAIR_ROUNDS && (c->conn.flags & CONN_READABLE); i++) {
@@ -531,11 +546,14 @@ static int read_input(struct h2_session *c)
 		ssize_t used = h2_recv(c->h2, buf_start(&c->in), buf_len(&c->in));
 		if (used < 0) {
 			log_debug("client %s: HTTP/2 connection error", c->s.addr);
-			return 0; /* the GOAWAY goes out, then the session ends */
+			return 1; /* the GOAWAY goes out, then the session ends */
 		}
 		buf_consume(&c->in, (size_t)used);
 		buf_release_if_empty(&c->in, pool_of(c));
 	}
+	/* More waits: the next round reads it (the socket's edge is spent). */
+	if (c->conn.flags & CONN_READABLE)
+		c->rerun = true;
 	return 0;
 }
 
@@ -607,29 +625,67 @@ static void arm_timer(struct h2_session *c)
 	timer_arm_at(c->s.px->loop, &c->timer, c->idle_since_ms + to->client_keepalive_ms);
 }
 
+/*
+ * The codec is done (a GOAWAY went or came, and no stream is left): what is
+ * queued goes out, then a FIN; what the client still sends is read and
+ * dropped until it closes, so that no RST destroys the GOAWAY on its way.
+ * ENDING_MS at most.
+ */
+static void session_ending(struct h2_session *c)
+{
+	if (!c->ending) {
+		c->ending = true;
+		timer_arm(c->s.px->loop, &c->timer, ENDING_MS);
+	}
+	if (flush(c) < 0) {
+		session_close(c);
+		return;
+	}
+	if (c->out_len)
+		return; /* the rest when the socket takes it */
+	conn_shutdown_write(&c->conn);
+	char sink[4096];
+	for (int i = 0; i < FAIR_ROUNDS && (c->conn.flags & CONN_READABLE); i++) {
+		ssize_t n = conn_recv(&c->conn, sink, sizeof(sink));
+		if (n < 0) {
+			session_close(c);
+			return;
+		}
+	}
+	if (c->conn.flags & CONN_READABLE)
+		loop_queue(c->s.px->loop, &c->resume);
+}
+
 static void session_run(struct h2_session *c)
 {
 	if (c->closed)
 		return;
+	if (c->ending) {
+		session_ending(c);
+		return;
+	}
 	if (c->running) {
 		c->rerun = true;
 		return;
 	}
 	c->running = true;
 	int round = 0;
+	bool failed = false;
 	do {
 		c->rerun = false;
-		if (read_input(c) < 0 || (run_streams(c), flush(c)) < 0) {
+		int r = read_input(c);
+		if (r < 0 || (run_streams(c), flush(c)) < 0) {
 			c->running = false;
 			session_close(c);
 			return;
 		}
-	} while (c->rerun && ++round < FAIR_ROUNDS);
+		failed = r > 0;
+	} while (!failed && c->rerun && ++round < FAIR_ROUNDS);
 	c->running = false;
-	if (c->rerun)
+	if (c->rerun && !failed)
 		loop_queue(c->s.px->loop, &c->resume);
-	if (!c->out_len && !h2_alive(c->h2)) {
-		session_close(c);
+	if (failed || !h2_alive(c->h2)) {
+		session_ending(c);
 		return;
 	}
 	arm_timer(c);
@@ -643,17 +699,22 @@ static void session_resume(struct loop_task *task)
 }
 
 /*
- * Nothing open for client_keepalive: GOAWAY, as far as the socket takes it,
- * and the session ends (a client that reads nothing does not keep it).
+ * Nothing open for client_keepalive: GOAWAY, and the session ends (at once
+ * if the client reads nothing); or the end of ENDING_MS.
  */
 static void session_idle(struct timer *tm)
 {
 	struct h2_session *c = container_of(tm, struct h2_session, timer);
+	if (c->ending) {
+		session_close(c); /* ENDING_MS is over */
+		return;
+	}
 	if (c->active)
 		return;
 	h2_goaway(c->h2, H2_NO_ERROR);
 	session_run(c);
-	session_close(c);
+	if (!c->closed && c->out_len)
+		session_close(c); /* a client that reads nothing does not keep it */
 }
 
 static int session_start(struct proxy *px, struct listener *l, const struct accepted *a)
@@ -679,7 +740,7 @@ static int session_start(struct proxy *px, struct listener *l, const struct acce
 	}
 	const struct cfg_limits *lim = &px->gen->cfg->limits;
 	struct h2_settings set = {lim->h2_max_concurrent_streams, lim->h2_initial_window,
-				  lim->h2_max_header_list};
+				  lim->h2_max_header_list, lim->h2_max_glitches};
 	if (!(c->h2 = h2_server_new(&set, &events, c))) {
 		conn_close(&c->conn);
 		free(c);

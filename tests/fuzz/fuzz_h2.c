@@ -155,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
 	memcpy(data_in, preface, sizeof(preface) - 1);
 	memcpy(data_in + sizeof(preface) - 1, in + 1, size - 1);
 	struct session s = {0};
-	struct h2_settings set = {100, 65535, 4096};
+	struct h2_settings set = {100, 65535, 4096, 50};
 	s.h2 = h2_server_new(&set, &events, &s);
 	FUZZ_CHECK(s.h2, "no session");
 	for (size_t off = 0; off < len;) {

@@ -3,7 +3,7 @@
 set -eu
 build="gcc libc6-dev make libluajit-5.1-dev libssl-dev libcjson-dev libnghttp2-dev node-llhttp"
 test="python3 python3-pytest python3-pytest-forked curl openssl procps chromium python3-prometheus-client
-	nghttp2-client python3-h2 python3-hyperframe python3-hpack"
+	nghttp2-client python3-h2 python3-hyperframe python3-hpack libnss3-tools"
 bench="haproxy nginx wrk util-linux"
 fuzz="clang libclang-rt-14-dev llvm-14"
 scan="testssl.sh"

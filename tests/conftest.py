@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "integration"))
 import harness  # noqa: E402
 
 # The protocols clients speak to sluice, for the tests marked `fronts`.
-FRONTS = ["http/1.1"]
+FRONTS = ["http/1.1", "h2"]
 
 
 def pytest_addoption(parser):

@@ -249,6 +249,7 @@ int h2_interim(struct h2 *h, int32_t id, unsigned status, const struct h2_field 
 
 void h2_resume(struct h2 *h, int32_t id) { nghttp2_session_resume_data(h->ng, id); }
 
+/* On a stream closed meanwhile, the library gives back the connection's window only. */
 void h2_consumed(struct h2 *h, int32_t id, size_t n) { nghttp2_session_consume(h->ng, id, n); }
 
 void h2_reset(struct h2 *h, int32_t id, enum h2_error error)

@@ -74,6 +74,7 @@ struct h2_stream {
 	uint32_t static_left;
 	char fail_body[64];
 	bool rsp_head_sent, rsp_body, rsp_end;
+	bool codec_closed; /* both sides ended it while its transaction still sends the body on */
 	/* What txn_request() decided, for txn_begin() in the pump. */
 	bool begin_due;
 	int begin_status;
@@ -104,7 +105,12 @@ static void queue_stream(struct h2_stream *st)
 	want_run(st->c);
 }
 
-/* The transaction is over (or cut): the stream lives on until the codec closes it. */
+static void stream_free(struct h2_stream *st);
+
+/*
+ * The transaction is over (or cut): the stream lives on until the codec
+ * closes it, or goes now if the codec already has.
+ */
 static void end_txn(struct h2_stream *st)
 {
 	struct txn *t = st->t;
@@ -118,11 +124,14 @@ static void end_txn(struct h2_stream *st)
 	if (--st->c->active == 0)
 		st->c->idle_since_ms = now_ms(st->c);
 	txn_free(t);
+	if (st->codec_closed)
+		stream_free(st);
 }
 
 static void stream_free(struct h2_stream *st)
 {
 	struct h2_session *c = st->c;
+	st->codec_closed = false; /* it goes here, not again in end_txn() */
 	end_txn(st);
 	if (st->head.m) {
 		http_msg_free(st->head.m);
@@ -275,7 +284,8 @@ static ssize_t on_body(void *ud, void *sp, char *buf, size_t len, bool *eof)
 	}
 	if (n)
 		return (ssize_t)n;
-	if (st->rsp_end) {
+	/* The response's last byte is out: its stream ends, though the request may still come in. */
+	if (st->rsp_end || (st->t && st->t->rsp_complete && !txn_response_owed(st->t))) {
 		*eof = true;
 		return 0;
 	}
@@ -286,6 +296,11 @@ static void on_stream_close(void *ud, void *sp, uint32_t error)
 {
 	(void)ud;
 	struct h2_stream *st = sp;
+	if (!error && st->t) {
+		/* Both sides ended it; the request body it holds still goes to the backend. */
+		st->codec_closed = true;
+		return;
+	}
 	if (error && st->t)
 		log_debug("client %s: stream %d reset (error %u)", st->c->s.addr, st->id, error);
 	stream_free(st);
@@ -410,7 +425,8 @@ static int cut(struct txn *t, enum h2_error error)
 {
 	struct h2_stream *st = stream_of(t);
 	struct h2_session *c = st->c;
-	h2_reset(c->h2, st->id, error);
+	if (!st->codec_closed)
+		h2_reset(c->h2, st->id, error);
 	end_txn(st);
 	want_run(c);
 	return -1;
@@ -480,11 +496,15 @@ static bool h2_output_pending(const struct txn *t)
 	return buf_len(&st->rsp) || st->static_left;
 }
 
-/* A response may end before its request does: the stream ends with it (RFC 9113 8.1). */
+/*
+ * A response may end before its request does: its stream's END_STREAM goes
+ * with its last byte, and the body the client still sends goes on to the
+ * backend, so that the backend's connection ends its exchange whole.
+ */
 static bool h2_ends_stream(const struct txn *t)
 {
 	(void)t;
-	return true;
+	return false;
 }
 
 static void h2_finish(struct txn *t)
@@ -576,13 +596,13 @@ static void run_streams(struct h2_session *c)
 		struct txn *t = st->t;
 		if (st->begin_due) {
 			st->begin_due = false;
-			if (txn_begin(t, st->begin_status, st->begin_why) < 0 || !st->t)
-				continue;
+			if (txn_begin(t, st->begin_status, st->begin_why) < 0)
+				continue; /* t is gone, and st may be */
 		}
 		int r = 1;
 		for (int i = 0; i < FAIR_ROUNDS && r > 0; i++)
 			r = txn_step(t);
-		if (r < 0 || !st->t)
+		if (r < 0)
 			continue;
 		if (r > 0)
 			queue_stream(st); /* still busy: another turn */

@@ -266,6 +266,24 @@ class ConnectionClosed(Exception):
     pass
 
 
+def h1_only(env, why):
+    """A test of HTTP/1.1 itself: skipped where it runs over another front."""
+    if env.front != "http/1.1":
+        import pytest
+        pytest.skip("HTTP/1.1 only: " + why)
+
+
+def _dechunk(data):
+    """The data of a chunked body (no extensions, no trailers)."""
+    out = b""
+    while True:
+        line, data = data.split(b"\r\n", 1)
+        n = int(line, 16)
+        if n == 0:
+            return out
+        out, data = out + data[:n], data[n + 2:]
+
+
 class RawClient:
     """A byte-exact HTTP/1.1 client over one TCP connection."""
 
@@ -534,15 +552,59 @@ class Sluice:
 
     # -- client helpers ----------------------------------------------------
     def connect(self, **kw):
+        if self.env.front == "h2":
+            import pytest
+            pytest.skip("speaks HTTP/1.1 bytes")
         return RawClient(self.port, self.host, **kw)
 
     def get(self, target, method="GET", headers=(), body=None, version="HTTP/1.1", timeout=15,
             host="test.local", source=None):
         """One request on a fresh connection (Host: host unless headers name one;
-        host=None sends none; source: local address to connect from)."""
+        host=None sends none; source: local address to connect from), in the
+        protocol the test runs with (env.front)."""
+        if self.env.front == "h2":
+            return self._get_h2(target, method, headers, body, version, timeout, host, source)
         with self.connect(timeout=timeout, source=source) as c:
             c.request(method, target, headers=headers, body=body, version=version, host=host)
             return c.read_response(method)
+
+    def _get_h2(self, target, method, headers, body, version, timeout, host, source):
+        import pytest
+        from h2util import H2Client
+        if version != "HTTP/1.1" or source or host is None:
+            pytest.skip("HTTP/1.x only: %s" % (version if version != "HTTP/1.1" else "a request without Host"
+                                               if host is None else "a source address"))
+        # What the request says in HTTP/2: Host is :authority, names are lower case, a value's
+        # surrounding whitespace is not part of it (RFC 9110 5.5), and a chunked body is a
+        # body without content-length.
+        fields, chunked = [], False
+        for n, v in headers:
+            n = (n.decode() if isinstance(n, bytes) else n).lower()
+            v = (v.decode("latin-1") if isinstance(v, bytes) else v).strip(" \t")
+            if n == "host":
+                host = v
+            elif n == "transfer-encoding" and v.lower() == "chunked":
+                chunked = True
+            else:
+                fields.append((n, v))
+        if isinstance(body, str):
+            body = body.encode()
+        if chunked:
+            body = _dechunk(body)
+        c = H2Client(self.port, timeout=timeout)
+        try:
+            sid = c.request(method, target, headers=fields, body=body, authority=host)
+            status, h, data = c.response(sid)
+        finally:
+            c.close()
+        r = Response()
+        if status == "reset":
+            raise ConnectionClosed("stream reset (error %d)" % h)
+        r.version, r.status = "HTTP/2", status
+        r.headers = [(n, v) for n, v in c.fields[sid] if not n.startswith(":")]
+        r.body = data
+        r.body_length = len(data)
+        return r
 
     def url(self, path):
         return "http://%s:%d%s" % (self.host, self.port, path)
@@ -741,6 +803,8 @@ class Env:
         self.backends = []
         self.sanitized = is_sanitized_binary(self.sluice_path)
         self.slow = 3.0 if self.sanitized else 1.0   # scale factor for deadlines
+        self.front = "http/1.1"  # what Sluice.get() speaks (conftest: the `fronts` tests run per front)
+        self._front_cert = None
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -756,6 +820,15 @@ class Env:
         p = subprocess.Popen(argv, **kw)
         self._record(p, argv)
         return p
+
+    def front_tls(self):
+        """The tls block a listener gets when the tests speak HTTP/2 to it (a certificate of a test CA)."""
+        if not self._front_cert:
+            from tlsutil import CA
+            self._front_cert = CA(self.dir, name="front-ca").issue(
+                "front", ["test.local", "*.test", "localhost"])
+        crt, key = self._front_cert
+        return {"certificates": [{"cert": crt, "key": key}]}
 
     # -- backends ------------------------------------------------------------
     def backend(self, name=None, port=None, idle_close=None, host="127.0.0.1", tls=None):
@@ -844,6 +917,9 @@ class Env:
         if config_text is None:
             if config is None:
                 config = self.config(servers or [], **kw)
+            if self.front == "h2":
+                for l in config["listeners"]:
+                    l.setdefault("tls", self.front_tls())
             config_text = lua_config(config)
             listeners = config["listeners"]
         else:

@@ -230,6 +230,8 @@ def test_error_answer_to_head_has_no_body(env):
 def test_a_flood_of_bad_requests_is_counted_but_writes_few_log_lines(env):
     """A client's mistakes cost a counter each, not an error-log line each: a few
     lines a second per worker, then one line that says how many were left out."""
+    from harness import h1_only
+    h1_only(env, "the bad requests are HTTP/1.1 bytes")
     import re
 
     from harness import metric, wait_port, wait_until

@@ -4,10 +4,9 @@ import json
 import socket
 import ssl
 
-import h2.config
-import h2.connection
 import h2.events
 
+from h2util import H2Client
 from harness import free_port, lua_config, pattern_sha256, wait_until
 from tlsutil import CA, curl_https
 
@@ -24,87 +23,6 @@ def _start(env, backend=None, http2=None, limits=None, timeouts=None, servers=No
     cfg = env.config(servers or [b], listeners=[listener], limits=limits, timeouts=timeouts,
                      pool=pool)
     return env.sluice(config=cfg), port, ca, b
-
-
-class H2Client:
-    """An HTTP/2 connection over TLS with python3-h2: raw frames, exact control."""
-
-    def __init__(self, port, name="a.test", timeout=15):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["h2"])
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock = ctx.wrap_socket(raw, server_hostname=name)
-        assert self.sock.selected_alpn_protocol() == "h2"
-        # No checks of what we send: the tests send what a hostile client would.
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
-            normalize_outbound_headers=False))
-        self.conn.initiate_connection()
-        self.flush()
-        self.events = []
-
-    def flush(self):
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
-
-    def request(self, method, path, headers=(), body=None, authority="a.test", end=True):
-        sid = self.conn.get_next_available_stream_id()
-        hs = [(":method", method), (":path", path), (":scheme", "https"), (":authority", authority)]
-        self.conn.send_headers(sid, hs + list(headers), end_stream=end and body is None)
-        self.flush()
-        if body is not None:
-            self.send_body(sid, body, end)
-        return sid
-
-    def send_body(self, sid, body, end=True):
-        """Sends body as the windows allow, waiting for WINDOW_UPDATEs in between."""
-        while True:
-            n = min(len(body), self.conn.local_flow_control_window(sid),
-                    self.conn.max_outbound_frame_size)
-            if n or not body:
-                self.conn.send_data(sid, body[:n], end_stream=end and n == len(body))
-                self.flush()
-                body = body[n:]
-                if not body:
-                    return
-            else:
-                self.pump()
-
-    def pump(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("connection closed")
-        evs = self.conn.receive_data(data)
-        for e in evs:
-            if isinstance(e, h2.events.DataReceived):
-                self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-        self.flush()
-        self.events += evs
-        return evs
-
-    def response(self, sid):
-        """(status, headers dict, body) of stream sid, or ("reset", code) if it was reset."""
-        headers, body = None, b""
-        while True:
-            for e in list(self.events):
-                if getattr(e, "stream_id", None) != sid:
-                    continue
-                self.events.remove(e)
-                if isinstance(e, h2.events.ResponseReceived):
-                    headers = dict(e.headers)
-                elif isinstance(e, h2.events.DataReceived):
-                    body += e.data
-                elif isinstance(e, h2.events.StreamReset):
-                    return "reset", e.error_code, None
-                elif isinstance(e, h2.events.StreamEnded):
-                    return int(headers[":status"]), headers, body
-            self.pump()
-
-    def close(self):
-        self.sock.close()
 
 
 def test_curl_speaks_h2_and_gets_the_backends_answer(env):
@@ -362,4 +280,59 @@ def test_the_access_log_and_the_hook_say_http2(env):
             return [json.loads(l) for l in f.read().splitlines()]
     lines = wait_until(lambda: len(logged()) >= 2 and logged(), 10 * env.slow, what="two access-log lines")
     assert [l["protocol"] for l in lines] == ["HTTP/2.0", "HTTP/1.1"], lines
+    c.close()
+
+
+def test_chromium_loads_a_page_over_h2(env):
+    import os
+    import subprocess
+    from test_status_page import chromium
+    ca = CA(env.dir)
+    crt, key = ca.issue("a", ["a.test"])
+    b = env.backend()
+    port = free_port()
+    cfg = env.config([b], listeners=[{"address": "127.0.0.1:%d" % port, "pool": "web",
+                                      "tls": {"certificates": [{"cert": crt, "key": key}]}}])
+    # The page is sluice's own answer (the hook's); what its script fetches comes from the backend.
+    page = ("<html><body><p id=nav></p><p id=sub></p><script>"
+            "document.getElementById('nav').textContent = 'nav=' + performance.getEntries()[0].nextHopProtocol;"
+            "fetch('/size/3000').then(r => r.text()).then(t => { const e = performance.getEntriesByType('resource')"
+            ".find(e => e.name.includes('/size/3000')); document.getElementById('sub').textContent ="
+            " 'sub=' + e.nextHopProtocol + ' ' + t.length; });</script></body></html>")
+    text = lua_config(cfg).replace("return {", """return {
+  hook = function(r)
+    if r.path == "/" then return { status = 200, body = %s, headers = { ["Content-Type"] = "text/html" } } end
+  end,""" % json.dumps(page), 1)
+    env.sluice(config_text=text, listeners=cfg["listeners"])
+    # The test CA trusted as a user would: in the NSS database of the browser's HOME.
+    home = env.path("home")
+    nssdb = os.path.join(home, ".pki", "nssdb")
+    os.makedirs(nssdb)
+    for argv in (["certutil", "-d", "sql:" + nssdb, "-N", "--empty-password"],
+                 ["certutil", "-d", "sql:" + nssdb, "-A", "-t", "C,,", "-n", "sluice-test", "-i", ca.crt]):
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = home
+    try:
+        dom = chromium(env, "https://a.test:%d/" % port, "--dump-dom",
+                       "--host-resolver-rules=MAP a.test 127.0.0.1")
+    finally:
+        os.environ["HOME"] = old_home or ""
+    assert "nav=h2" in dom and "sub=h2 3000" in dom, dom[-2000:]
+
+
+def test_an_early_answer_ends_the_stream_and_the_body_still_reaches_the_backend(env):
+    s, port, ca, b = _start(env)
+    c = H2Client(port)
+    body = bytes(range(256)) * 4096  # 1 MiB: many windows
+    sid = c.request("PUT", "/early", headers=[("content-length", str(len(body)))], body=body)
+    status, h, rbody = c.response(sid)
+    assert status == 200 and rbody == b"ok", (status, rbody)
+    # Answered before its body was read: every byte still reached the backend ...
+    wait_until(lambda: [l for l in b.request_lines() if "BODY" in l], 10 * env.slow, what="the whole body")
+    assert [l for l in b.request_lines() if "BODY" in l] == ["BODY %d" % len(body)], b.request_lines()
+    # ... and its connection, reused, carries the next request.
+    sid = c.request("GET", "/")
+    assert c.response(sid)[0] == 200
+    assert len(b.connections_used()) == 1, b.connections_used()
     c.close()

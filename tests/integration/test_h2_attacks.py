@@ -157,11 +157,18 @@ def test_empty_data_frames_end_the_connection(env):
     assert g.error_code == 0xb, g.error_code
 
 
-def test_window_update_of_zero_and_overflow(env):
+def test_a_window_update_of_zero_ends_the_connection(env):
     def send(sock):
         enc = hpack.Encoder()
-        sock.sendall(_headers(enc, 1))
+        sock.sendall(_headers(enc, 1, fields=[(":method", "GET"), (":path", "/slow?delay=1"),
+                                              (":scheme", "https"), (":authority", "a.test")]))
         sock.sendall(WindowUpdateFrame(1, window_increment=0).serialize())
+    g = _attack(env, send)
+    assert g.error_code == 0x1, g.error_code  # PROTOCOL_ERROR (libnghttp2 makes it the connection's)
+
+
+def test_a_window_past_2_to_the_31_ends_the_connection(env):
+    def send(sock):
         sock.sendall(WindowUpdateFrame(0, window_increment=2**31 - 1).serialize())
         sock.sendall(WindowUpdateFrame(0, window_increment=2**31 - 1).serialize())
     g = _attack(env, send)

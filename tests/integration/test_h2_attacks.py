@@ -65,8 +65,9 @@ def _attack(env, send, limits=None, within=10, rcvbuf=None, timeouts=None, max_r
     by.start()
     sock = _raw(port, rcvbuf)
     t0 = time.monotonic()
-    # One thread per TLS socket: a peer that stops reading makes the writes time out.
-    sock.settimeout(2 * env.slow)
+    # One thread per TLS socket: a peer that stops reading makes the writes time out, well
+    # within the 5 s an ending session waits for its last frames to be read (h2_front.c).
+    sock.settimeout(2)
     try:
         send(sock)
     except (socket.timeout, BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):

@@ -182,7 +182,7 @@ static void load_limits(struct vctx *v, struct config *cfg)
 	static const char *const keys[] = {"max_request_line", "max_header_size",   "buffer_size",
 					   "max_connections",  "hook_instructions", "busy_poll",
 					   "h2_max_concurrent_streams", "h2_initial_window",
-					   "h2_max_header_list", "h2_max_glitches", NULL};
+					   "h2_max_header_list", "h2_max_glitches", "h2_max_requests", NULL};
 	struct cfg_limits *l = &cfg->limits;
 	struct section top = {.label = ""};
 	if (!cfg_get_table(v, 1, &top, "limits", false))
@@ -205,6 +205,7 @@ static void load_limits(struct vctx *v, struct config *cfg)
 	cfg_get_size(v, idx, &s, "h2_initial_window", 16384, 16 << 20, &l->h2_initial_window);
 	cfg_get_size(v, idx, &s, "h2_max_header_list", 1024, 1 << 20, &l->h2_max_header_list);
 	cfg_get_size(v, idx, &s, "h2_max_glitches", 1, 1e9, &l->h2_max_glitches);
+	cfg_get_size(v, idx, &s, "h2_max_requests", 1, 1e9, &l->h2_max_requests);
 	if (l->max_request_line > l->max_header_size) {
 		struct cfg_path p = s.path;
 		cfg_path_push(&p, "max_request_line", false);
@@ -427,6 +428,7 @@ static void set_defaults(struct config *cfg)
 		.h2_initial_window = 65535,
 		.h2_max_header_list = 65536,
 		.h2_max_glitches = 1000,
+		.h2_max_requests = 10000,
 	};
 	cfg->log_level = LOG_INFO;
 	cpu_set_t cpus;

@@ -149,6 +149,7 @@ struct cfg_limits {
 	uint32_t h2_initial_window;
 	uint32_t h2_max_header_list;
 	uint32_t h2_max_glitches; /* protocol mistakes a connection may make (http/h2.h) */
+	uint32_t h2_max_requests; /* streams one connection may begin, then GOAWAY */
 };
 
 /* The admin listener (admin.h): metrics, the status page, the runtime API. */

@@ -53,6 +53,7 @@ struct h2_session {
 	struct list streams;  /* every stream (struct h2_stream) */
 	struct list runnable; /* streams whose transaction has something to do */
 	uint32_t active;      /* streams with a transaction */
+	uint32_t begun;       /* streams the client has begun, up to h2_max_requests */
 	uint64_t idle_since_ms;
 	bool running, rerun, closed;
 	bool ending; /* the codec is done: last frames out, then FIN, input dropped */
@@ -172,6 +173,9 @@ static void *on_stream_open(void *ud, int32_t id)
 		return NULL;
 	}
 	h2_head_init(&st->head, m, limits_of(c)->h2_max_header_list);
+	/* Enough on one connection: this one is served, and the client is told to go on elsewhere. */
+	if (++c->begun == limits_of(c)->h2_max_requests)
+		h2_goaway(c->h2, H2_NO_ERROR);
 	st->c = c;
 	st->id = id;
 	list_insert_tail(&c->streams, &st->link);

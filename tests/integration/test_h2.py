@@ -336,3 +336,19 @@ def test_an_early_answer_ends_the_stream_and_the_body_still_reaches_the_backend(
     assert c.response(sid)[0] == 200
     assert len(b.connections_used()) == 1, b.connections_used()
     c.close()
+
+
+def test_a_connection_that_reached_h2_max_requests_gets_goaway_and_its_streams_finish(env):
+    from hyperframe.frame import DataFrame, GoAwayFrame
+    s, port, ca, b = _start(env, limits={"h2_max_requests": 3})
+    c = H2Client(port)
+    sids = [c.request("GET", "/size/100?i=%d" % i) for i in range(5)]
+    goaway, ended = None, set()
+    for f in _frames(c.sock):
+        if isinstance(f, GoAwayFrame):
+            goaway = f
+        elif isinstance(f, DataFrame) and "END_STREAM" in f.flags:
+            ended.add(f.stream_id)
+    assert goaway is not None and goaway.error_code == 0 and goaway.last_stream_id == sids[2], goaway
+    assert ended == set(sids[:3]), ended  # the first three answered; the rest never began
+    assert len(b.request_lines()) == 3, b.request_lines()

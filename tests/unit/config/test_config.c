@@ -420,6 +420,7 @@ TEST(test_http2_is_on_for_tls_listeners_and_checked)
 	CHECK(!cfg->listeners[0].http2); /* plain: no ALPN to offer it with */
 	CHECK(cfg->limits.h2_max_concurrent_streams == 10 && cfg->limits.h2_initial_window == 1048576);
 	CHECK(cfg->limits.h2_max_header_list == 65536);
+	CHECK(cfg->limits.h2_max_glitches == 1000 && cfg->limits.h2_max_requests == 10000);
 	config_unref(cfg);
 	CHECK(!load("return {\n"
 		    "  listeners = {{ address = '127.0.0.1:8080', pool = 'web',\n"

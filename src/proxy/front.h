@@ -50,6 +50,8 @@ struct front_ops {
 	void (*drain)(struct session *s);
 	/* Closes at once; what is under way is cut. */
 	void (*close)(struct session *s);
+	/* A new config was adopted (a reload, an API change); NULL: nothing to do. */
+	void (*adopted)(struct session *s);
 };
 
 /* Before any front: the handshake of a TLS listener's connection, which then goes to the front ALPN chose. */

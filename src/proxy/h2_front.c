@@ -45,6 +45,7 @@ struct h2_session {
 	struct session s; /* first: the proxy knows it as a session */
 	struct conn conn;
 	struct h2 *h2;
+	struct h2_settings settings; /* sent at its start, from the config of then */
 	struct buf in;
 	struct timer timer; /* no stream open for too long */
 	struct loop_task resume;
@@ -741,6 +742,12 @@ static void session_idle(struct timer *tm)
 		session_close(c); /* a client that reads nothing does not keep it */
 }
 
+static struct h2_settings settings_of(const struct cfg_limits *lim)
+{
+	return (struct h2_settings){lim->h2_max_concurrent_streams, lim->h2_initial_window,
+				    lim->h2_max_header_list, lim->h2_max_glitches};
+}
+
 static int session_start(struct proxy *px, struct listener *l, const struct accepted *a)
 {
 	struct h2_session *c = calloc(1, sizeof(*c));
@@ -762,10 +769,8 @@ static int session_start(struct proxy *px, struct listener *l, const struct acce
 		free(c);
 		return err;
 	}
-	const struct cfg_limits *lim = &px->gen->cfg->limits;
-	struct h2_settings set = {lim->h2_max_concurrent_streams, lim->h2_initial_window,
-				  lim->h2_max_header_list, lim->h2_max_glitches};
-	if (!(c->h2 = h2_server_new(&set, &events, c))) {
+	c->settings = settings_of(&px->gen->cfg->limits);
+	if (!(c->h2 = h2_server_new(&c->settings, &events, c))) {
 		conn_close(&c->conn);
 		free(c);
 		return -ENOMEM;
@@ -786,10 +791,28 @@ static void session_drain(struct session *s)
 
 static void session_close_now(struct session *s) { session_close(container_of(s, struct h2_session, s)); }
 
+/*
+ * A new config whose HTTP/2 settings differ from those this connection
+ * announced: GOAWAY, so that the client goes on on a connection that has
+ * them (those begun finish). Other changes (sites, pools) apply to each
+ * new request as they are: a platform that changes sites every second
+ * does not churn its clients' connections.
+ */
+static void session_adopted(struct session *s)
+{
+	struct h2_session *c = container_of(s, struct h2_session, s);
+	struct h2_settings now = settings_of(limits_of(c));
+	if (!memcmp(&now, &c->settings, sizeof(now)))
+		return;
+	h2_goaway(c->h2, H2_NO_ERROR);
+	want_run(c);
+}
+
 static const struct front_ops h2_front = {
 	.name = "h2",
 	.start = session_start,
 	.drain = session_drain,
 	.close = session_close_now,
+	.adopted = session_adopted,
 };
 FRONT_REGISTER(h2_front)

@@ -393,6 +393,12 @@ int proxy_adopt(struct proxy *px, struct shared_gen *sg)
 	apply_logging(px, sg->cfg);
 	loop_set_busy_poll(px->loop, sg->cfg->limits.busy_poll_us);
 	resume_accepting(px);
+	for (struct list *it = px->sessions.next, *next; it != &px->sessions; it = next) {
+		next = it->next; /* a session may end in its call */
+		struct session *s = container_of(it, struct session, link);
+		if (s->front->adopted)
+			s->front->adopted(s);
+	}
 	return 0;
 }
 

@@ -352,3 +352,36 @@ def test_a_connection_that_reached_h2_max_requests_gets_goaway_and_its_streams_f
     assert goaway is not None and goaway.error_code == 0 and goaway.last_stream_id == sids[2], goaway
     assert ended == set(sids[:3]), ended  # the first three answered; the rest never began
     assert len(b.request_lines()) == 3, b.request_lines()
+
+
+def test_a_reload_that_changes_http2_settings_sends_goaway_and_one_that_does_not_keeps_connections(env):
+    import signal
+    from hyperframe.frame import GoAwayFrame
+    ca = CA(env.dir)
+    crt, key = ca.issue("a", ["a.test"])
+    b = env.backend()
+    port = free_port()
+    listener = {"address": "127.0.0.1:%d" % port, "pool": "web",
+                "tls": {"certificates": [{"cert": crt, "key": key}]}}
+
+    def write(limits, timeouts):
+        with open(s.config_path, "w") as f:
+            f.write(lua_config(env.config([b], listeners=[dict(listener)], limits=limits, timeouts=timeouts)))
+
+    s = env.sluice(config=env.config([b], listeners=[dict(listener)]))
+    s.expected_exit = False
+    c = H2Client(port)
+    assert c.response(c.request("GET", "/"))[0] == 200
+    # Another timeout only: the connection carries on.
+    write(None, {"backend_response": 30})
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: s.stderr_text().count("configuration reloaded") == 1, 10 * env.slow, what="a reload")
+    assert c.response(c.request("GET", "/?after=1"))[0] == 200
+    # Other HTTP/2 settings: GOAWAY, and the stream begun before it still finishes.
+    slow = c.request("GET", "/slow?delay=1")
+    write({"h2_max_concurrent_streams": 10}, {"backend_response": 30})
+    s.signal(signal.SIGHUP)
+    frames = list(_frames(c.sock))  # until sluice ends the connection
+    goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaways and goaways[0].error_code == 0 and goaways[0].last_stream_id == slow, frames
+    assert any(getattr(f, "stream_id", 0) == slow and "END_STREAM" in f.flags for f in frames), frames

@@ -69,20 +69,22 @@ void loop_destroy(struct loop *loop)
 	free(loop);
 }
 
-int loop_add_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h)
+static int register_fd(struct loop *loop, int op, int fd, uint32_t events, struct io_handler *h)
 {
 	struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = h};
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+	if (epoll_ctl(loop->epfd, op, fd, &ev) < 0)
 		return -errno;
 	return 0;
 }
 
+int loop_add_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h)
+{
+	return register_fd(loop, EPOLL_CTL_ADD, fd, events, h);
+}
+
 int loop_mod_fd(struct loop *loop, int fd, uint32_t events, struct io_handler *h)
 {
-	struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = h};
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
-		return -errno;
-	return 0;
+	return register_fd(loop, EPOLL_CTL_MOD, fd, events, h);
 }
 
 void loop_add_hook(struct loop *loop, struct loop_hook *hook)

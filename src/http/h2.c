@@ -266,12 +266,6 @@ void h2_goaway(struct h2 *h, enum h2_error error)
 		nghttp2_session_terminate_session(h->ng, error);
 }
 
-bool h2_can_send(const struct h2 *h, int32_t id)
-{
-	return nghttp2_session_get_stream_remote_window_size(h->ng, id) > 0 &&
-	       nghttp2_session_get_remote_window_size(h->ng) > 0;
-}
-
 /* --- request heads, as HTTP/1.1 would carry them --- */
 
 void h2_head_init(struct h2_head *h, struct http_msg *m, uint32_t max)

@@ -130,7 +130,5 @@ void h2_consumed(struct h2 *h, int32_t id, size_t n);
 void h2_reset(struct h2 *h, int32_t id, enum h2_error error);
 /* GOAWAY: graceful (streams up to the last one begun still finish) with H2_NO_ERROR, else at once. */
 void h2_goaway(struct h2 *h, enum h2_error error);
-/* The client's window for stream id is open: a response body can go. */
-bool h2_can_send(const struct h2 *h, int32_t id);
 
 #endif

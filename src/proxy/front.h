@@ -16,6 +16,7 @@
 
 struct conn;
 struct front_ops;
+struct loop;
 struct listener;
 struct proxy;
 
@@ -53,6 +54,14 @@ struct front_ops {
 	/* A new config was adopted (a reload, an API change); NULL: nothing to do. */
 	void (*adopted)(struct session *s);
 };
+
+/*
+ * For a front's start(): c takes connection a (attached or moved), its
+ * events going to on_io. Returns 0, or -errno with a closed.
+ */
+int front_take(struct conn *c, struct loop *loop, const struct accepted *a, void (*on_io)(struct conn *c));
+/* Closes connection a, which no session took. */
+void front_drop(const struct accepted *a);
 
 /* Before any front: the handshake of a TLS listener's connection, which then goes to the front ALPN chose. */
 extern const struct front_ops tls_handshake_phase;

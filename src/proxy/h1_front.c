@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/common.h"
@@ -708,18 +707,14 @@ static int client_start(struct proxy *px, struct listener *l, const struct accep
 {
 	struct client *c = calloc(1, sizeof(*c));
 	if (!c) {
-		if (a->conn)
-			conn_close(a->conn);
-		else
-			close(a->fd);
+		front_drop(a);
 		return -ENOMEM;
 	}
 	c->timer.on_expire = client_timer_fired;
 	c->resume.run = client_resume;
 	c->state = CS_IDLE; /* counted as idle below, once it is a session */
 	c->state_since_ms = a->since_ms;
-	int err = a->conn ? conn_move(&c->conn, a->conn, px->loop, client_on_io)
-			  : conn_attach(&c->conn, px->loop, a->fd, client_on_io);
+	int err = front_take(&c->conn, px->loop, a, client_on_io);
 	if (err < 0) {
 		free(c);
 		return err;

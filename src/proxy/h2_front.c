@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/common.h"
@@ -336,19 +335,9 @@ static void add_field(void *ctx, enum http_hdr id, const char *name, size_t nlen
 		      const struct http_part *value, int nparts)
 {
 	struct fields *fs = ctx;
-	/* What frames a message or manages a connection in HTTP/1.1 has no place in HTTP/2. */
-	switch (id) {
-	case HDR_CONNECTION:
-	case HDR_KEEP_ALIVE:
-	case HDR_TRANSFER_ENCODING:
-	case HDR_UPGRADE:
-	case HDR_PROXY:
-	case HDR_TE:
-	case HDR_TRAILER:
+	/* The header policy has taken out the hop-by-hop fields; framing is the serializer's, and DATA frames it. */
+	if (id == HDR_TRANSFER_ENCODING)
 		return;
-	default:
-		break;
-	}
 	size_t vlen = 0;
 	for (int i = 0; i < nparts; i++)
 		vlen += value[i].len;
@@ -752,10 +741,7 @@ static int session_start(struct proxy *px, struct listener *l, const struct acce
 {
 	struct h2_session *c = calloc(1, sizeof(*c));
 	if (!c) {
-		if (a->conn)
-			conn_close(a->conn);
-		else
-			close(a->fd);
+		front_drop(a);
 		return -ENOMEM;
 	}
 	list_init(&c->streams);
@@ -763,8 +749,7 @@ static int session_start(struct proxy *px, struct listener *l, const struct acce
 	c->timer.on_expire = session_idle;
 	c->resume.run = session_resume;
 	c->idle_since_ms = a->since_ms;
-	int err = a->conn ? conn_move(&c->conn, a->conn, px->loop, session_on_io)
-			  : conn_attach(&c->conn, px->loop, a->fd, session_on_io);
+	int err = front_take(&c->conn, px->loop, a, session_on_io);
 	if (err < 0) {
 		free(c);
 		return err;

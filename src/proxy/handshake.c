@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/conn.h"
 #include "core/log.h"
@@ -89,10 +88,10 @@ static int handshake_start(struct proxy *px, struct listener *l, const struct ac
 {
 	struct handshake *h = calloc(1, sizeof(*h));
 	if (!h) {
-		close(a->fd);
+		front_drop(a);
 		return -ENOMEM;
 	}
-	int err = conn_attach(&h->conn, px->loop, a->fd, handshake_on_io);
+	int err = front_take(&h->conn, px->loop, a, handshake_on_io);
 	if (err < 0) {
 		free(h);
 		return err;

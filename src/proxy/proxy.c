@@ -118,6 +118,18 @@ static void connection_ended(struct proxy *px, struct listener *l)
 				timer_arm(px->loop, &px->accept_retry, 0);
 }
 
+/* A session of front on a, holding the slot and listener reference the accept took for it. */
+static void start_session(struct proxy *px, struct listener *l, const struct front_ops *front,
+			  const struct accepted *a)
+{
+	int rc = front->start(px, l, a);
+	if (rc < 0) {
+		log_error("listener %s: cannot start a session: %s", l->cfg ? l->cfg->addr.text : "(removed)",
+			  strerror(-rc));
+		connection_ended(px, l);
+	}
+}
+
 static void accept_ready(struct listener *l)
 {
 	struct proxy *px = l->px;
@@ -152,14 +164,8 @@ static void accept_ready(struct listener *l)
 		px->accepted++;
 		stat_add(&px->sh->stats[px->index].clients_opened, 1);
 		l->refs++;
-		const struct front_ops *first = l->cfg->tls ? &tls_handshake_phase : l->front;
 		struct accepted a = {fd, NULL, (struct sockaddr *)&peer, loop_now_ms(px->loop)};
-		int rc = first->start(px, l, &a);
-		if (rc < 0) {
-			log_error("listener %s: cannot start a session: %s", l->cfg->addr.text,
-				  strerror(-rc));
-			connection_ended(px, l);
-		}
+		start_session(px, l, l->cfg->tls ? &tls_handshake_phase : l->front, &a);
 	}
 }
 
@@ -312,26 +318,23 @@ void proxy_session_open(struct proxy *px, struct session *s, struct listener *l,
 	px->nsessions++;
 }
 
+/* s is no longer one of px's sessions; its slot and listener reference are not given back here. */
+static void session_leave(struct session *s)
+{
+	list_remove(&s->link);
+	s->px->nsessions--;
+}
+
 void proxy_session_pass(struct session *s, const struct front_ops *front, const struct accepted *a)
 {
-	struct proxy *px = s->px;
-	struct listener *l = s->listener;
-	list_remove(&s->link);
-	px->nsessions--;
-	int rc = front->start(px, l, a);
-	if (rc < 0) {
-		log_error("listener %s: cannot start a session: %s", l->cfg ? l->cfg->addr.text : "(removed)",
-			  strerror(-rc));
-		connection_ended(px, l);
-	}
+	session_leave(s);
+	start_session(s->px, s->listener, front, a);
 }
 
 void proxy_session_close(struct session *s)
 {
-	struct proxy *px = s->px;
-	list_remove(&s->link);
-	px->nsessions--;
-	connection_ended(px, s->listener);
+	session_leave(s);
+	connection_ended(s->px, s->listener);
 }
 
 void proxy_drain(struct proxy *px)

@@ -63,6 +63,9 @@ def test_the_backend_gets_http1_with_host_cookie_and_forwarding_headers(env):
     assert ("x-forwarded-for", "127.0.0.1") in hs, hs
     # The response comes back without HTTP/1.1's connection headers.
     assert "connection" not in h and "transfer-encoding" not in h, h
+    for path in ("/close", "/size/100?chunked=1"):  # Connection: close; Transfer-Encoding: chunked
+        status, h, body = c.response(c.request("GET", path))
+        assert status == 200 and "connection" not in h and "transfer-encoding" not in h, (path, h)
     c.close()
 
 
